@@ -1,0 +1,113 @@
+"""Helpers for tests that drive real external programs.
+
+``require_tool("gnutls-cli")`` returns the program's path.  When it is
+missing, the test is skipped with a loud reason -- unless
+``VNCD_REQUIRE_TOOLS`` is set (``.ci/run`` sets it), in which case the
+test fails: in CI every tool is installed and a skip would hide a gap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+from twisted.trial.unittest import FailTest, SkipTest
+
+__all__ = [
+    "require_tool", "free_port", "free_display", "wait_for_port", "QEMU",
+    "qemu_vnc", "ROOT",
+]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: Where each tool comes from, for the skip/fail message.
+_PACKAGES = {
+    "qemu-system-x86_64": "qemu-system-x86",
+    "gnutls-cli": "gnutls-bin",
+    "certtool": "gnutls-bin",
+    "openssl": "openssl",
+    "gvnccapture": "gvncviewer",
+    "vncviewer": "tigervnc-viewer",
+    "Xvfb": "xvfb",
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
+    "groff": "groff-base",
+}
+
+QEMU = "qemu-system-x86_64"
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path:
+        return path
+    pkg = _PACKAGES.get(name, name)
+    msg = (f"*** {name} is not installed (Debian package {pkg}); "
+           f"this test needs it. Run .ci/run or apt-get install -y {pkg}. ***")
+    if os.environ.get("VNCD_REQUIRE_TOOLS"):
+        raise FailTest(msg)
+    sys.stderr.write(msg + "\n")
+    raise SkipTest(msg)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def free_display(host: str = "127.0.0.1", lo: int = 100, hi: int = 5000) -> int:
+    """A display number N whose port 5900+N is free on ``host``.
+
+    Spread by process id so parallel trial workers rarely collide.
+    """
+    start = lo + (os.getpid() * 37 + int(time.time() * 1000)) % (hi - lo)
+    for i in range(hi - lo):
+        n = lo + (start - lo + i) % (hi - lo)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, 5900 + n))
+            except OSError:
+                continue
+            return n
+    raise RuntimeError("no free VNC display number")
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0,
+                  proc: subprocess.Popen | None = None) -> bool:
+    """Block until something accepts on ``host:port`` (or the process exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def qemu_vnc(args: list[str], timeout: float = 10.0):
+    """Start QEMU 7.2 as a bare VNC server with ``args`` (``-object``/``-vnc`` ...).
+
+    Returns ``(proc, started)`` where ``started`` says whether QEMU got as
+    far as running (it keeps running until killed) or exited with an
+    error (``proc.stderr`` holds the message).  The caller kills ``proc``.
+    """
+    qemu = require_tool(QEMU)
+    proc = subprocess.Popen(
+        [qemu, "-machine", "none", "-nodefaults", "-display", "none",
+         "-monitor", "none", "-serial", "none", *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.wait(timeout=1.5)
+    except subprocess.TimeoutExpired:
+        return proc, True
+    return proc, False
