@@ -1,0 +1,300 @@
+"""The TLS engine: one pyOpenSSL ``SSL.Context`` per generation of loaded credentials.
+
+:func:`build_context` turns a credentials object (its kind, endpoint and
+priority) and the material its loader checked (:mod:`creds.material`)
+into a fully configured, never-again-mutated ``OpenSSL.SSL.Context``.
+Everything that can be decided once per credentials generation is decided
+here, so creating a session (:mod:`creds.session`) costs one
+``Connection`` and nothing else.
+
+The policy mirrors QEMU's use of GnuTLS:
+
+* x509 servers always *request* a client certificate but never let the TLS
+  layer abort the handshake over it; x509 clients likewise never abort over
+  the server's certificate.  What OpenSSL found while verifying the peer is
+  recorded per connection in a :class:`VerifyRecord` and judged later by
+  ``TLSSession.check_credentials()``, which applies ``verify-peer``, the
+  clock, authz and the hostname (QEMU's ``check_credentials`` semantics).
+* Any certificate in ``ca-cert.pem`` is a trust anchor (partial chains are
+  accepted, as GnuTLS does); CRLs from ``ca-crl.pem`` are checked for every
+  certificate of the chain they cover.
+* Anonymous credentials offer only anonymous (ADH / AECDH) suites, TLS 1.2
+  at most, and never a cipher without encryption.
+* Renegotiation, session tickets, the session cache and compression are off.
+
+This module knows nothing about VNC, sockets or the command line, and it is
+the only module (with :mod:`creds.session`) that talks to pyOpenSSL.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from OpenSSL import SSL, crypto
+
+from creds.material import AnonMaterial, X509Material
+from creds.objects import ObjectError
+from creds.tlscreds import Endpoint
+
+__all__ = [
+    "build_context",
+    "VerifyRecord",
+    "VerifyProblem",
+    "BUILTIN_DH_PATH",
+    "MAX_VERIFY_DEPTH",
+    "ANON_CIPHERS",
+]
+
+#: RFC 7919 ffdhe2048, used for DHE / ADH when the credentials directory has
+#: no ``dh-params.pem`` (what GnuTLS >= 3.6 negotiates by itself).
+BUILTIN_DH_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               "data", "ffdhe2048.pem")
+
+#: Longest peer chain OpenSSL will try to build (leaf + intermediates +
+#: anchor).  Real deployments use 2-4; GnuTLS' own default limit is 16, and
+#: a bounded depth bounds the work an unauthenticated peer can cause.
+MAX_VERIFY_DEPTH = 16
+
+#: Anonymous suites, strongest first.  ADH (finite-field) is what GnuTLS
+#: clients such as gtk-vnc offer (QEMU appends ``+ANON-DH``); AECDH serves
+#: OpenSSL-based clients.  ``!eNULL`` is repeated at the end of every list we
+#: build so that no cipher without encryption (``AECDH-NULL-SHA``) can slip in.
+ANON_CIPHERS = ("ADH-AES256-GCM-SHA384:ADH-AES128-GCM-SHA256:"
+                "ADH-AES256-SHA256:ADH-AES128-SHA256:ADH-AES256-SHA:ADH-AES128-SHA:"
+                "AECDH-AES256-SHA:AECDH-AES128-SHA")
+
+#: Appended to every cipher list: never a NULL cipher, whatever the priority says.
+_NEVER_NULL = "!eNULL:!NULL"
+
+#: Anonymous suites are rejected at OpenSSL's default security level.
+_ANON_SECLEVEL = "@SECLEVEL=0"
+
+_VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
+
+#: Options set on every context: no renegotiation (a peer-driven CPU and
+#: state-machine risk VNC never needs), no tickets and no compression (CRIME).
+_OPTIONS = SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION
+
+
+@dataclass(frozen=True)
+class _Policy:
+    """The subset of :class:`creds.priority.TLSPolicy` the engine reads."""
+
+    min_version: str
+    max_version: str
+    cipher_list: str
+    tls13_ciphersuites: str
+    server_preference: bool
+
+
+def _policy(creds: Any) -> _Policy:
+    """The TLS policy for ``creds``: GnuTLS ``NORMAL`` (the default priority)."""
+    anon = creds.kind == "anon"
+    return _Policy(
+        min_version="TLSv1.2",
+        max_version="TLSv1.2" if anon else "TLSv1.3",
+        cipher_list=(ANON_CIPHERS if anon else
+                     "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:"
+                     "ECDHE+AES:DHE+AES:RSA+AESGCM:RSA+AES:!aNULL"),
+        tls13_ciphersuites=("TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:"
+                            "TLS_AES_128_GCM_SHA256"),
+        server_preference=False,
+    )
+
+
+# -- per-connection verification record -------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    """One complaint OpenSSL raised while verifying the peer's chain."""
+
+    depth: int
+    errno: int
+    #: The certificate OpenSSL was looking at (``None`` if it gave none).
+    cert: x509.Certificate | None
+
+
+@dataclass
+class VerifyRecord:
+    """What OpenSSL found while verifying one connection's peer.
+
+    The engine's verify callback appends to :attr:`problems` and always
+    lets the handshake continue; the session judges the record afterwards.
+    """
+
+    problems: list[VerifyProblem] = field(default_factory=list)
+    #: Number of times the callback ran (0: the peer sent no certificate).
+    calls: int = 0
+
+
+def _verify_callback(conn: SSL.Connection, cert: crypto.X509, errno: int,
+                     depth: int, ok: int) -> bool:
+    """Record OpenSSL's verdict on one chain element; never abort the handshake."""
+    record = conn.get_app_data()
+    if isinstance(record, VerifyRecord):
+        record.calls += 1
+        if errno:
+            record.problems.append(
+                VerifyProblem(depth, errno, cert.to_cryptography() if cert else None))
+    return True
+
+
+# -- context construction ---------------------------------------------------
+
+
+def build_context(creds: Any, material: X509Material | AnonMaterial) -> SSL.Context:
+    """A fully configured ``SSL.Context`` for ``creds`` with ``material``.
+
+    Raises :class:`ObjectError` when the material cannot be used (the
+    certificate and key do not match, unreadable DH parameters, a priority
+    that leaves no usable cipher).
+    """
+    endpoint = creds.endpoint
+    server = endpoint is Endpoint.SERVER
+    policy = _policy(creds)
+    if creds.kind == "anon":
+        if not isinstance(material, AnonMaterial):
+            raise TypeError(f"anon credentials need AnonMaterial, got {type(material).__name__}")
+    elif creds.kind == "x509":
+        if not isinstance(material, X509Material):
+            raise TypeError(f"x509 credentials need X509Material, got {type(material).__name__}")
+    else:
+        raise ValueError(f"unknown credentials kind {creds.kind!r}")
+
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD if server else SSL.TLS_CLIENT_METHOD)
+    ctx.set_options(_OPTIONS | (SSL.OP_CIPHER_SERVER_PREFERENCE
+                                if server and policy.server_preference else 0))
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    _set_versions(ctx, creds, policy)
+    _set_ciphers(ctx, creds, policy)
+    if server:
+        _set_dh(ctx, material)
+    if isinstance(material, X509Material):
+        _set_x509(ctx, server, material)
+    else:
+        ctx.set_verify(SSL.VERIFY_NONE)
+    _check_ciphers(ctx, creds)
+    return ctx
+
+
+def _set_versions(ctx: SSL.Context, creds: Any, policy: _Policy) -> None:
+    min_v = _VERSIONS[policy.min_version]
+    max_v = _VERSIONS[policy.max_version]
+    if creds.kind == "anon":
+        # TLS 1.3 has no anonymous key exchange: never offer it.
+        max_v = min(max_v, SSL.TLS1_2_VERSION)
+    if min_v > max_v:
+        raise ObjectError(
+            f"Unable to set TLS session priority {creds.priority}: "
+            "no TLS version is left for these credentials",
+            hint="anonymous credentials need TLS 1.2 (TLS 1.3 has no anonymous key exchange)",
+            check="priority")
+    ctx.set_min_proto_version(min_v)
+    ctx.set_max_proto_version(max_v)
+
+
+def _set_ciphers(ctx: SSL.Context, creds: Any, policy: _Policy) -> None:
+    parts = [policy.cipher_list, _NEVER_NULL]
+    if creds.kind == "anon":
+        parts.append(_ANON_SECLEVEL)
+    try:
+        ctx.set_cipher_list(":".join(parts).encode("ascii"))
+        # Anonymous contexts list no TLS 1.3 suite at all (none could be used).
+        ctx.set_tls13_ciphersuites(
+            b"" if creds.kind == "anon" else policy.tls13_ciphersuites.encode("ascii"))
+    except SSL.Error as e:
+        raise ObjectError(
+            f"Unable to set TLS session priority {creds.priority or 'NORMAL'}: "
+            f"{_openssl_reason(e)}",
+            check="priority") from None
+
+
+def _check_ciphers(ctx: SSL.Context, creds: Any) -> None:
+    """Refuse a context whose cipher list is unusable; the context is frozen afterwards."""
+    names = SSL.Connection(ctx, None).get_cipher_list()
+    if any("NULL" in n.split("-") for n in names):
+        raise AssertionError(f"a NULL cipher reached the cipher list: {names}")
+    if creds.kind == "anon" and not any(n.startswith(("ADH-", "AECDH-")) for n in names):
+        raise ObjectError(
+            f"Unable to set TLS session priority {creds.priority or 'NORMAL'}: "
+            "no anonymous cipher suite is left",
+            hint="anonymous credentials need a priority that allows ANON-DH",
+            check="priority")
+
+
+def _set_dh(ctx: SSL.Context, material: X509Material | AnonMaterial) -> None:
+    """Load finite-field DH parameters (for DHE and ADH suites)."""
+    pem = material.dh_params_pem
+    if pem is None:
+        ctx.load_tmp_dh(BUILTIN_DH_PATH)
+        return
+    where = material.paths.get("dh", "dh-params.pem")
+    # pyOpenSSL loads DH parameters only from a file.  They are public values.
+    with tempfile.NamedTemporaryFile(prefix="vncd-dh-", suffix=".pem") as f:
+        f.write(pem)
+        f.flush()
+        try:
+            ctx.load_tmp_dh(f.name)
+        except SSL.Error as e:
+            raise ObjectError(f"Unable to load DH parameters from {where}: "
+                              f"{_openssl_reason(e)}",
+                              path=where, check="dh-params") from None
+
+
+def _set_x509(ctx: SSL.Context, server: bool, material: X509Material) -> None:
+    paths = material.paths
+    if material.chain:
+        leaf, *intermediates = material.chain
+        ctx.use_certificate(leaf)
+        for cert in intermediates:
+            ctx.add_extra_chain_cert(cert)
+        try:
+            # use_privatekey() already compares the key with the certificate;
+            # check_privatekey() states the requirement explicitly.
+            ctx.use_privatekey(material.key)
+            ctx.check_privatekey()
+        except SSL.Error:
+            cert_path = paths.get("cert", "")
+            raise ObjectError(
+                f"Cannot load certificate '{cert_path}' & key '{paths.get('key', '')}': "
+                "The certificate and the given key do not match.",
+                hint="the key file must hold the private key of the first certificate "
+                     "in the certificate file",
+                path=cert_path, check="key-mismatch") from None
+    elif server:
+        raise ObjectError(
+            f"Missing server cert '{paths.get('cert', '')}' & key '{paths.get('key', '')}'",
+            check="missing-identity")
+
+    store = ctx.get_cert_store()
+    flags = crypto.X509StoreFlags.PARTIAL_CHAIN
+    for ca in material.ca_certs:
+        store.add_cert(crypto.X509.from_cryptography(ca))
+        if server:
+            # Sent in the CertificateRequest: GnuTLS clients pick their
+            # certificate by these names.
+            ctx.add_client_ca(ca)
+    if server and material.crls:
+        for crl in material.crls:
+            store.add_crl(crl)
+        flags |= crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL
+    store.set_flags(flags)
+    ctx.set_verify_depth(MAX_VERIFY_DEPTH)
+    # VERIFY_PEER on a server sends a CertificateRequest; without
+    # FAIL_IF_NO_PEER_CERT a client without certificate still completes
+    # the handshake, and check_credentials decides (QEMU semantics).
+    ctx.set_verify(SSL.VERIFY_PEER, _verify_callback)
+
+
+def _openssl_reason(error: SSL.Error) -> str:
+    """The reason text of a pyOpenSSL error (``"no shared cipher"``), or its str()."""
+    for item in error.args[0] if error.args and isinstance(error.args[0], list) else ():
+        if isinstance(item, tuple) and item and item[-1]:
+            return str(item[-1])
+    return str(error) or type(error).__name__
+

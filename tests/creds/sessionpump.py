@@ -1,0 +1,138 @@
+"""Test helpers for the TLS engine and session: fake credentials, in-memory pumps.
+
+Nothing here is used outside tests.  The pumps move bytes between two
+endpoints until neither has anything left to say, with a bounded number of
+rounds so a broken peer can never make a test spin.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from OpenSSL import SSL
+
+from creds.material import X509Material
+from creds.tlscreds import Endpoint, LoadedCreds
+from tests import certgen
+
+__all__ = ["FakeCreds", "handshake_raw", "x509_material", "MAX_PUMP_ROUNDS"]
+
+#: A TLS 1.2 handshake needs 4 flights, TLS 1.3 with client certificates 3;
+#: anything still talking after this many rounds is stuck.
+MAX_PUMP_ROUNDS = 20
+
+_BIO_CHUNK = 65536
+
+
+class FakeCreds:
+    """The attributes of a credentials object the engine and the session read."""
+
+    def __init__(self, kind: str, endpoint: Endpoint, *, priority: str | None = None,
+                 verify_peer: bool = True, registry: Any = None) -> None:
+        self.kind = kind
+        self.endpoint = endpoint
+        self.priority = priority
+        self.verify_peer = verify_peer
+        self.registry = registry
+        self.id = f"fake-{kind}-{endpoint.value}"
+        self._loaded: LoadedCreds | None = None
+
+    def load(self, material: Any) -> "FakeCreds":
+        from creds import engine
+
+        context = engine.build_context(self, material)
+        generation = 1 if self._loaded is None else self._loaded.generation + 1
+        self._loaded = LoadedCreds(material=material, context=context, generation=generation)
+        return self
+
+    def check_endpoint(self, endpoint: Endpoint) -> None:
+        from creds.objects import ObjectError
+
+        if self.endpoint is not endpoint:
+            raise ObjectError(f"Expected TLS credentials for a {endpoint.value} endpoint")
+
+    @property
+    def loaded(self) -> LoadedCreds:
+        assert self._loaded is not None
+        return self._loaded
+
+
+def x509_material(
+    cas: certgen.Issued | Sequence[certgen.Issued],
+    identity: certgen.Issued | Sequence[certgen.Issued] | None,
+    *,
+    key: Any = None,
+    crls: Sequence[Any] = (),
+    directory: str = "/creds",
+    role: str = "server",
+) -> X509Material:
+    """Material as the x509 loader would hand it over (no files involved)."""
+    ca_list = [cas] if isinstance(cas, certgen.Issued) else list(cas)
+    if identity is None:
+        chain: list[certgen.Issued] = []
+    elif isinstance(identity, certgen.Issued):
+        chain = [identity]
+    else:
+        chain = list(identity)
+    return X509Material(
+        ca_certs=tuple(c.cert for c in ca_list),
+        crls=tuple(crls),
+        chain=tuple(c.cert for c in chain),
+        key=(key if key is not None else chain[0].key) if chain else None,
+        dh_params_pem=None,
+        paths={
+            "ca": f"{directory}/ca-cert.pem",
+            "crl": f"{directory}/ca-crl.pem",
+            "cert": f"{directory}/{role}-cert.pem",
+            "key": f"{directory}/{role}-key.pem",
+        },
+    )
+
+
+def _drain(conn: SSL.Connection) -> bytes:
+    out = []
+    while True:
+        try:
+            chunk = conn.bio_read(_BIO_CHUNK)
+        except SSL.WantReadError:
+            break
+        if not chunk:
+            break
+        out.append(chunk)
+    return b"".join(out)
+
+
+def handshake_raw(
+    server_ctx: SSL.Context,
+    client_ctx: SSL.Context,
+    *,
+    pair: tuple[SSL.Connection, SSL.Connection] | None = None,
+    tolerate_errors: bool = False,
+) -> tuple[SSL.Connection, SSL.Connection]:
+    """Handshake two bare pyOpenSSL connections on memory BIOs; return (server, client)."""
+    if pair is None:
+        server = SSL.Connection(server_ctx, None)
+        server.set_accept_state()
+        client = SSL.Connection(client_ctx, None)
+        client.set_connect_state()
+    else:
+        server, client = pair
+    for _ in range(MAX_PUMP_ROUNDS):
+        moved = False
+        for a, b in ((client, server), (server, client)):
+            try:
+                a.do_handshake()
+                # Process post-handshake messages (tickets, alerts) too.
+                a.recv(_BIO_CHUNK)
+            except (SSL.WantReadError, SSL.ZeroReturnError):
+                pass
+            except SSL.Error:
+                if not tolerate_errors:
+                    raise
+            data = _drain(a)
+            if data:
+                b.bio_write(data)
+                moved = True
+        if not moved:
+            return server, client
+    raise AssertionError("handshake did not settle")
