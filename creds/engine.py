@@ -38,6 +38,7 @@ from OpenSSL import SSL, crypto
 
 from creds.material import AnonMaterial, X509Material
 from creds.objects import ObjectError
+from creds.priority import TLSPolicy, parse_priority
 from creds.tlscreds import Endpoint
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
     "VerifyProblem",
     "BUILTIN_DH_PATH",
     "MAX_VERIFY_DEPTH",
-    "ANON_CIPHERS",
 ]
 
 #: RFC 7919 ffdhe2048, used for DHE / ADH when the credentials directory has
@@ -59,51 +59,17 @@ BUILTIN_DH_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 #: a bounded depth bounds the work an unauthenticated peer can cause.
 MAX_VERIFY_DEPTH = 16
 
-#: Anonymous suites, strongest first.  ADH (finite-field) is what GnuTLS
-#: clients such as gtk-vnc offer (QEMU appends ``+ANON-DH``); AECDH serves
-#: OpenSSL-based clients.  ``!eNULL`` is repeated at the end of every list we
-#: build so that no cipher without encryption (``AECDH-NULL-SHA``) can slip in.
-ANON_CIPHERS = ("ADH-AES256-GCM-SHA384:ADH-AES128-GCM-SHA256:"
-                "ADH-AES256-SHA256:ADH-AES128-SHA256:ADH-AES256-SHA:ADH-AES128-SHA:"
-                "AECDH-AES256-SHA:AECDH-AES128-SHA")
-
-#: Appended to every cipher list: never a NULL cipher, whatever the priority says.
+#: Appended to every cipher list, whatever the priority policy says: no
+#: cipher without encryption (``AECDH-NULL-SHA``, ``NULL-SHA256``) can ever
+#: be offered.  The policy already excludes them; this is the engine's own
+#: guarantee.
 _NEVER_NULL = "!eNULL:!NULL"
-
-#: Anonymous suites are rejected at OpenSSL's default security level.
-_ANON_SECLEVEL = "@SECLEVEL=0"
 
 _VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 
 #: Options set on every context: no renegotiation (a peer-driven CPU and
 #: state-machine risk VNC never needs), no tickets and no compression (CRIME).
 _OPTIONS = SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION
-
-
-@dataclass(frozen=True)
-class _Policy:
-    """The subset of :class:`creds.priority.TLSPolicy` the engine reads."""
-
-    min_version: str
-    max_version: str
-    cipher_list: str
-    tls13_ciphersuites: str
-    server_preference: bool
-
-
-def _policy(creds: Any) -> _Policy:
-    """The TLS policy for ``creds``: GnuTLS ``NORMAL`` (the default priority)."""
-    anon = creds.kind == "anon"
-    return _Policy(
-        min_version="TLSv1.2",
-        max_version="TLSv1.2" if anon else "TLSv1.3",
-        cipher_list=(ANON_CIPHERS if anon else
-                     "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:"
-                     "ECDHE+AES:DHE+AES:RSA+AESGCM:RSA+AES:!aNULL"),
-        tls13_ciphersuites=("TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:"
-                            "TLS_AES_128_GCM_SHA256"),
-        server_preference=False,
-    )
 
 
 # -- per-connection verification record -------------------------------------
@@ -156,7 +122,8 @@ def build_context(creds: Any, material: X509Material | AnonMaterial) -> SSL.Cont
     """
     endpoint = creds.endpoint
     server = endpoint is Endpoint.SERVER
-    policy = _policy(creds)
+    policy = parse_priority(creds.priority, anon=creds.kind == "anon")
+    _report_notes(creds, policy)
     if creds.kind == "anon":
         if not isinstance(material, AnonMaterial):
             raise TypeError(f"anon credentials need AnonMaterial, got {type(material).__name__}")
@@ -182,7 +149,16 @@ def build_context(creds: Any, material: X509Material | AnonMaterial) -> SSL.Cont
     return ctx
 
 
-def _set_versions(ctx: SSL.Context, creds: Any, policy: _Policy) -> None:
+def _report_notes(creds: Any, policy: TLSPolicy) -> None:
+    """Pass the priority tokens vncd accepts but cannot honour to the warning channel."""
+    registry = getattr(creds, "registry", None)
+    if registry is None:
+        return
+    for note in policy.notes:
+        registry.warn(f"object '{creds.id}': priority {policy.priority}: {note}")
+
+
+def _set_versions(ctx: SSL.Context, creds: Any, policy: TLSPolicy) -> None:
     min_v = _VERSIONS[policy.min_version]
     max_v = _VERSIONS[policy.max_version]
     if creds.kind == "anon":
@@ -198,12 +174,9 @@ def _set_versions(ctx: SSL.Context, creds: Any, policy: _Policy) -> None:
     ctx.set_max_proto_version(max_v)
 
 
-def _set_ciphers(ctx: SSL.Context, creds: Any, policy: _Policy) -> None:
-    parts = [policy.cipher_list, _NEVER_NULL]
-    if creds.kind == "anon":
-        parts.append(_ANON_SECLEVEL)
+def _set_ciphers(ctx: SSL.Context, creds: Any, policy: TLSPolicy) -> None:
     try:
-        ctx.set_cipher_list(":".join(parts).encode("ascii"))
+        ctx.set_cipher_list(f"{policy.cipher_list}:{_NEVER_NULL}".encode("ascii"))
         # Anonymous contexts list no TLS 1.3 suite at all (none could be used).
         ctx.set_tls13_ciphersuites(
             b"" if creds.kind == "anon" else policy.tls13_ciphersuites.encode("ascii"))

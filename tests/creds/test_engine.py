@@ -167,3 +167,46 @@ class X509ContextTests(SynchronousTestCase):
         s, c = handshake_raw(ctx, SSL.Context(SSL.TLS_CLIENT_METHOD))
         self.assertIsNone(s.get_peer_certificate())
         self.assertEqual(s.get_protocol_version_name(), "TLSv1.3")
+
+
+class PriorityTests(SynchronousTestCase):
+    """The ``priority`` property reaches the context through creds.priority."""
+
+    def test_bad_priority_fails_creation(self) -> None:
+        """An unknown priority token fails building the context, naming the string."""
+        err = self.assertRaises(
+            ObjectError, engine.build_context,
+            FakeCreds("anon", Endpoint.SERVER, priority="NORMAL:+BOGUS-THING"),
+            AnonMaterial(dh_params_pem=None))
+        self.assertIn("NORMAL:+BOGUS-THING", str(err))
+
+    def test_tls12_only_priority(self) -> None:
+        """``NORMAL:-VERS-TLS1.3`` makes an x509 server negotiate TLS 1.2."""
+        root = certgen.ca()
+        ctx = engine.build_context(
+            FakeCreds("x509", Endpoint.SERVER, priority="NORMAL:-VERS-TLS1.3"),
+            x509_material(root, certgen.server(root)))
+        s, c = handshake_raw(ctx, SSL.Context(SSL.TLS_CLIENT_METHOD))
+        self.assertEqual(s.get_protocol_version_name(), "TLSv1.2")
+
+    def test_anon_priority_keeps_adh_only(self) -> None:
+        """A restrictive priority on anonymous credentials still yields only anonymous suites."""
+        ctx = engine.build_context(
+            FakeCreds("anon", Endpoint.SERVER, priority="SECURE256"),
+            AnonMaterial(dh_params_pem=None))
+        names = SSL.Connection(ctx, None).get_cipher_list()
+        self.assertTrue(names)
+        self.assertTrue(all(n.startswith(("ADH-", "AECDH-")) for n in names), names)
+        self.assertFalse([n for n in names if "NULL" in n.split("-")], names)
+
+    def test_notes_become_warnings(self) -> None:
+        """Priority tokens vncd cannot honour are reported as warnings naming the object."""
+        from creds.objects import ObjectRegistry
+
+        registry = ObjectRegistry()
+        creds = FakeCreds("anon", Endpoint.SERVER, priority="NORMAL:%COMPAT",
+                          registry=registry)
+        engine.build_context(creds, AnonMaterial(dh_params_pem=None))
+        self.assertTrue(registry.warnings)
+        self.assertTrue(all(w.startswith(f"object '{creds.id}': priority NORMAL:%COMPAT: ")
+                            for w in registry.warnings), registry.warnings)
