@@ -44,7 +44,7 @@ from twisted.trial.unittest import FailTest, SkipTest
 from tests.tools import QEMU, ROOT, require_tool
 
 __all__ = [
-    "Proc", "start_server", "qemu_command", "vncd_command", "require_vncd",
+    "Proc", "launch", "start_server", "qemu_command", "vncd_command", "require_vncd",
     "make_picture", "write_png", "read_png", "assert_same_pixels",
     "GvncPki", "gvnccapture", "Xvfb", "parse_xwd", "XwdError",
     "vnc_password_file_bytes", "vncviewer_command", "run_vncdo",
@@ -189,27 +189,36 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def start_server(test, argv: list[str], ports: list[int], *, name: str,
-                 timeout: float = START_TIMEOUT) -> Proc:
-    """Start ``argv`` and wait until every port in ``ports`` accepts.
+def launch(argv: list[str], ports: list[int], *, name: str,
+           timeout: float = START_TIMEOUT) -> Proc:
+    """Start ``argv`` and wait until every port in ``ports`` accepts or it exits.
 
-    The process is stopped by a cleanup on ``test``; a server that exits
-    or does not listen in time fails the test with its output.
+    Returns the process either way; ``proc.poll()`` is ``None`` when it
+    listens.  The caller stops it.  A process that neither listens nor
+    exits within ``timeout`` is stopped and reported as an error.
     """
     proc = Proc(argv, name=name, env=_child_env(), cwd=ROOT)
-    test.addCleanup(proc.stop)
     deadline = time.monotonic() + timeout
     waiting = list(ports)
-    while waiting:
-        if proc.poll() is not None:
-            test.fail(f"{name} exited before listening: {proc.describe()}")
+    while waiting and proc.poll() is None:
         if time.monotonic() > deadline:
-            test.fail(f"{name} did not listen on {waiting} within {timeout} s:"
-                      f" {proc.describe()}")
+            proc.stop()
+            raise RuntimeError(f"{name} neither listened on {waiting} nor exited"
+                               f" within {timeout} s: {proc.describe()}")
         if _port_open(waiting[0]):
             waiting.pop(0)
         else:
             time.sleep(0.05)
+    return proc
+
+
+def start_server(test, argv: list[str], ports: list[int], *, name: str,
+                 timeout: float = START_TIMEOUT) -> Proc:
+    """:func:`launch` for a server that must start; stopped by a cleanup on ``test``."""
+    proc = launch(argv, ports, name=name, timeout=timeout)
+    test.addCleanup(proc.stop)
+    if proc.poll() is not None:
+        test.fail(f"{name} exited before listening: {proc.describe()}")
     return proc
 
 
