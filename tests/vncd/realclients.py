@@ -588,7 +588,7 @@ class Xvfb:
 
     def __init__(self, test, width: int = 800, height: int = 600) -> None:
         exe = require_tool("Xvfb")
-        self.fbdir = test.mktemp()
+        self.fbdir = os.path.abspath(test.mktemp())
         os.makedirs(self.fbdir)
         read_fd, write_fd = os.pipe()
         try:
@@ -665,7 +665,7 @@ def vncviewer_command(xvfb: Xvfb, port: int, *, security_types: str,
 
 def start_vncviewer(test, argv: list[str]) -> Proc:
     """Run a vncviewer with its own empty ``$HOME`` (no saved certificates or settings)."""
-    home = test.mktemp()
+    home = os.path.abspath(test.mktemp())
     os.makedirs(home)
     proc = Proc(argv, name="vncviewer", env=_child_env({"HOME": home}))
     test.addCleanup(proc.stop)
