@@ -218,9 +218,11 @@ _SIGNATURES = frozenset(
     )
 )
 _CERT_TYPES = frozenset(
-    prefix + t
-    for prefix in ("CTYPE-", "CTYPE-CLI-", "CTYPE-SRV-")
-    for t in ("ALL", "X509", "X.509", "OPENPGP", "RAWPK")
+    {"CTYPE-OPENPGP"} | {
+        prefix + t
+        for prefix in ("CTYPE-", "CTYPE-CLI-", "CTYPE-SRV-")
+        for t in ("ALL", "X509", "X.509", "RAWPK")
+    }
 )
 _COMPRESSION_NONE = frozenset({"COMP-NULL", "COMP-ALL"})
 _COMPRESSION_OTHER = frozenset({"COMP-DEFLATE"})
