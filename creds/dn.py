@@ -38,6 +38,7 @@ from cryptography import x509
 __all__ = [
     "DNError",
     "certificate_dn",
+    "issuer_dn",
     "name_dn",
     "name_dn_bytes",
     "MAX_NAME_DER_LENGTH",
@@ -339,8 +340,8 @@ def name_dn(der: bytes) -> str:
     return name_dn_bytes(der).decode("utf-8", "surrogateescape")
 
 
-def _subject_der(cert: x509.Certificate) -> bytes:
-    """The subject ``Name`` exactly as encoded in the certificate."""
+def _tbs_name_der(cert: x509.Certificate, which: int) -> bytes:
+    """A name exactly as encoded in the certificate (``which``: 2 issuer, 4 subject)."""
     tbs = cert.tbs_certificate_bytes
     tag, start, end, _ = _tlv(tbs, 0, len(tbs))
     if tag != _SEQUENCE:
@@ -355,12 +356,17 @@ def _subject_der(cert: x509.Certificate) -> bytes:
         # Skip the explicit [0] version.
         fields = fields[1:]
     # serialNumber, signature, issuer, validity, subject
-    if len(fields) < 5 or fields[4][0] != _SEQUENCE:
+    if len(fields) < 5 or fields[which][0] != _SEQUENCE:
         raise DNError(ERR_DER)
-    _, s, e = fields[4]
+    _, s, e = fields[which]
     return tbs[s:e]
 
 
 def certificate_dn(cert: x509.Certificate) -> str:
     """The subject of ``cert`` as QEMU 7.2 (GnuTLS 3.7) prints it for authz."""
-    return name_dn(_subject_der(cert))
+    return name_dn(_tbs_name_der(cert, 4))
+
+
+def issuer_dn(cert: x509.Certificate) -> str:
+    """The issuer of ``cert`` in the same form as :func:`certificate_dn`."""
+    return name_dn(_tbs_name_der(cert, 2))

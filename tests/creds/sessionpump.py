@@ -15,7 +15,7 @@ from creds.material import X509Material
 from creds.tlscreds import Endpoint, LoadedCreds
 from tests import certgen
 
-__all__ = ["FakeCreds", "handshake_raw", "x509_material", "MAX_PUMP_ROUNDS"]
+__all__ = ["FakeCreds", "handshake_raw", "x509_material", "pump", "MAX_PUMP_ROUNDS"]
 
 #: A TLS 1.2 handshake needs 4 flights, TLS 1.3 with client certificates 3;
 #: anything still talking after this many rounds is stuck.
@@ -136,3 +136,20 @@ def handshake_raw(
         if not moved:
             return server, client
     raise AssertionError("handshake did not settle")
+
+
+def pump(server: Any, client: Any, *, rounds: int = MAX_PUMP_ROUNDS) -> int:
+    """Move bytes between two :class:`~creds.session.TLSSession` objects until quiet.
+
+    Returns the number of rounds that moved data.
+    """
+    for n in range(rounds):
+        moved = False
+        for a, b in ((client, server), (server, client)):
+            data = a.data_to_send()
+            if data:
+                b.receive_data(data)
+                moved = True
+        if not moved:
+            return n
+    raise AssertionError("sessions did not settle")
