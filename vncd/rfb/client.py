@@ -1,0 +1,590 @@
+# -*- test-case-name: tests.vncd.test_rfb_client -*-
+"""The client side of an RFB connection, sans-I/O: bytes in, events and bytes out.
+
+:class:`ClientConnection` speaks RFB 3.3, 3.7 or 3.8 (the highest both
+sides know), chooses a security type by a fixed policy
+(:class:`ClientSecurity`), runs VNC authentication and the VeNCrypt
+exchange, and after ServerInit parses server messages.  Framebuffer
+rectangles are handed, with their payload bytes, to a *rectangle
+decoder* (see :class:`RectDecoder`) so that pixel decoding stays with
+the encoders.
+
+The security policy never downgrades: a client given TLS credentials
+accepts only VeNCrypt subtypes of that kind (x509 credentials only
+``X509*``, anonymous only ``TLS*``); a client without them refuses a
+server that offers only VeNCrypt, with a message saying what is needed.
+
+Used like :class:`vncd.rfb.server.ServerConnection`; the VeNCrypt TLS
+layer is driven by :mod:`vncd.rfb.stack`.  This module knows nothing
+about sockets, certificates or Twisted.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Protocol
+
+from vncd.pixels import PixelFormat, PixelFormatError
+from vncd.rfb import vncauth
+from vncd.rfb.errors import LocalProtocolError, RemoteProtocolError
+from vncd.rfb.events import (
+    CLOSED, NEED_DATA, PAUSED, AuthenticationFailed, AuthenticationSucceeded, Refused,
+    SecurityTypeChosen, ServerInitReceived, StartTLS, VersionAgreed,
+)
+from vncd.rfb.limits import Limits
+from vncd.rfb.messages import (
+    ClientMessage, ServerMessageType, parse_bell, parse_colour_map_entries,
+    parse_end_of_continuous_updates, parse_server_cut_text, parse_server_fence,
+    parse_server_init_header,
+)
+from vncd.rfb.security import SECURITY_LABELS, SecurityType, VeNCryptSubtype
+from vncd.rfb.server import VERSION_LENGTH, negotiated_minor, parse_version
+from vncd.rfb.states import CLIENT_TRANSITIONS, ClientInput, ClientState, StateMachine
+from vncd.rfb.vencrypt import SUBTYPE_ACCEPT, VENCRYPT_VERSION, VERSION_ACCEPT
+
+__all__ = [
+    "ClientSecurity", "ClientConnection", "SecurityNegotiationError", "RectDecoder",
+    "FramebufferUpdateStart", "Rectangle", "FramebufferUpdateEnd",
+]
+
+_U32 = struct.Struct(">I")
+_RECT = struct.Struct(">HHHHi")
+
+#: Pseudo-encoding LastRect: ends an update whose count was 0xFFFF.
+LAST_RECT = -224
+
+
+class SecurityNegotiationError(RemoteProtocolError):
+    """The server offers no security this client is configured to accept."""
+
+
+@dataclass(frozen=True)
+class ClientSecurity:
+    """What the client may use.
+
+    ``tls`` is ``None`` (no TLS credentials), ``"anon"`` or ``"x509"``;
+    with TLS the client insists on the matching VeNCrypt subtypes.
+    ``password`` answers VNC authentication (first 8 bytes count).
+    """
+
+    tls: str | None = None
+    password: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.tls not in (None, "anon", "x509"):
+            raise ValueError(f"unknown TLS kind {self.tls!r}")
+
+    def acceptable_subtypes(self) -> tuple[VeNCryptSubtype, ...]:
+        """Subtypes we accept, preferred first."""
+        if self.tls == "x509":
+            pair = (VeNCryptSubtype.X509NONE, VeNCryptSubtype.X509VNC)
+        elif self.tls == "anon":
+            pair = (VeNCryptSubtype.TLSNONE, VeNCryptSubtype.TLSVNC)
+        else:
+            return ()
+        return pair if self.password is None else pair[::-1]
+
+
+def _describe_types(types) -> str:
+    return ", ".join(SECURITY_LABELS.get(t, str(t)) for t in types) or "nothing"
+
+
+def _describe_subtypes(subtypes) -> str:
+    names = []
+    for s in subtypes:
+        try:
+            names.append(VeNCryptSubtype(s).label)
+        except ValueError:
+            names.append(str(s))
+    return ", ".join(names) or "nothing"
+
+
+class RectDecoder(Protocol):
+    """Decodes one rectangle's payload (supplied by :mod:`vncd.encoding`).
+
+    ``decode`` is given the rectangle and the buffer holding its payload
+    from offset 0, and returns ``(value, bytes consumed)`` -- ``value``
+    becomes :attr:`Rectangle.data` -- or :data:`NEED_DATA` if the payload
+    is not complete yet; it must not change any state (zlib streams) until
+    it can consume the whole payload.  It raises
+    :class:`RemoteProtocolError` for a malformed payload or an encoding
+    the client did not ask for.
+    """
+
+    def set_pixel_format(self, pixel_format: PixelFormat) -> None: ...
+
+    def decode(self, encoding: int, x: int, y: int, width: int, height: int, buf): ...
+
+
+@dataclass(frozen=True)
+class FramebufferUpdateStart:
+    #: Rectangles announced (65535 may mean "until LastRect").
+    count: int
+
+
+@dataclass(frozen=True)
+class Rectangle:
+    x: int
+    y: int
+    width: int
+    height: int
+    encoding: int
+    #: What the decoder returned for the payload.
+    data: object
+
+
+@dataclass(frozen=True)
+class FramebufferUpdateEnd:
+    pass
+
+
+class ClientConnection:
+    """One connection's RFB protocol state (client side).
+
+    ``max_minor`` caps the version offered (tests use 3 or 7 to play an
+    old client); ``shared`` is the ClientInit flag.
+    """
+
+    def __init__(self, security: ClientSecurity, decoder: RectDecoder, *,
+                 shared: bool = True, max_minor: int = 8,
+                 limits: Limits | None = None) -> None:
+        if max_minor not in (3, 7, 8):
+            raise ValueError("max_minor must be 3, 7 or 8")
+        self._security = security
+        self._decoder = decoder
+        self._shared = shared
+        self._max_minor = max_minor
+        self._limits = limits or Limits()
+        self._machine = StateMachine(CLIENT_TRANSITIONS, ClientState.AWAIT_VERSION)
+        self._in = bytearray()
+        self._out = bytearray()
+        self._pending: list[object] = []
+        self._eof = False
+        self._rects_left = 0
+        self._pixel_format: PixelFormat | None = None
+        #: RFB 3.x minor version in use, once agreed.
+        self.minor: int | None = None
+        #: The security type and VeNCrypt subtype in use, once chosen.
+        self.security_type: SecurityType | None = None
+        self.subtype: VeNCryptSubtype | None = None
+        #: Framebuffer size from ServerInit (and later resizes).
+        self.width = 0
+        self.height = 0
+        self._handlers = {
+            ClientState.AWAIT_VERSION: self._on_version,
+            ClientState.AWAIT_SECURITY_TYPE: self._on_security_type_33,
+            ClientState.AWAIT_SECURITY_TYPES: self._on_security_types,
+            ClientState.AWAIT_VNC_CHALLENGE: self._on_challenge,
+            ClientState.AWAIT_VENCRYPT_VERSION: self._on_vencrypt_version,
+            ClientState.AWAIT_VENCRYPT_VERSION_ACK: self._on_vencrypt_version_ack,
+            ClientState.AWAIT_VENCRYPT_SUBTYPES: self._on_vencrypt_subtypes,
+            ClientState.AWAIT_VENCRYPT_SUBTYPE_ACK: self._on_vencrypt_subtype_ack,
+            ClientState.AWAIT_SECURITY_RESULT: self._on_security_result,
+            ClientState.AWAIT_SERVER_INIT: self._on_server_init,
+            ClientState.RUNNING: self._on_message,
+        }
+        self._message_parsers = {
+            ServerMessageType.FRAMEBUFFER_UPDATE: self._on_update_header,
+            ServerMessageType.SET_COLOUR_MAP_ENTRIES: parse_colour_map_entries,
+            ServerMessageType.BELL: parse_bell,
+            ServerMessageType.SERVER_CUT_TEXT: parse_server_cut_text,
+            ServerMessageType.END_OF_CONTINUOUS_UPDATES: parse_end_of_continuous_updates,
+            ServerMessageType.SERVER_FENCE: parse_server_fence,
+        }
+
+    # -- state ------------------------------------------------------------
+
+    @property
+    def state(self) -> ClientState:
+        return self._machine.state
+
+    @property
+    def pixel_format(self) -> PixelFormat | None:
+        """The pixel format rectangles arrive in (ServerInit's, or the one we set)."""
+        return self._pixel_format
+
+    # -- bytes in and out -------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the server (``b""`` means it closed)."""
+        state = self.state
+        if state is ClientState.TLS_HANDSHAKE:
+            raise LocalProtocolError("bytes fed to the RFB layer while TLS is being negotiated")
+        if state is ClientState.CLOSED:
+            return
+        if not data:
+            self._eof = True
+            return
+        self._in += data
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def next_event(self):
+        """The next event, or :data:`NEED_DATA`, :data:`PAUSED`, :data:`CLOSED`."""
+        while not self._pending:
+            state = self.state
+            if state is ClientState.CLOSED:
+                return CLOSED
+            if state is ClientState.TLS_HANDSHAKE:
+                return PAUSED
+            try:
+                progress = self._handlers[state]()
+            except RemoteProtocolError:
+                if self.state is not ClientState.CLOSED:
+                    self._machine.process(ClientInput.FAIL)
+                self._pending.clear()
+                raise
+            if progress is NEED_DATA:
+                if not self._eof:
+                    return NEED_DATA
+                if state is ClientState.RUNNING and not self._in and not self._rects_left:
+                    self._machine.process(ClientInput.FAIL)
+                    return CLOSED
+                self._machine.process(ClientInput.FAIL)
+                raise RemoteProtocolError(
+                    f"the server closed the connection in state {state.value}")
+        return self._pending.pop(0)
+
+    # -- calls from the layer above ---------------------------------------
+
+    def tls_established(self) -> None:
+        """TLS is up and the server's certificate passed: run the inner authentication."""
+        if self.state is not ClientState.TLS_HANDSHAKE:
+            raise LocalProtocolError(f"tls_established() in state {self.state.name}")
+        if self.subtype in (VeNCryptSubtype.TLSVNC, VeNCryptSubtype.X509VNC):
+            self._machine.process(ClientInput.EXPECT_VNC_CHALLENGE)
+        else:
+            self._machine.process(ClientInput.EXPECT_SECURITY_RESULT)
+
+    def send(self, message: ClientMessage) -> None:
+        """Queue a normal client message (only after ServerInit)."""
+        if self.state is not ClientState.RUNNING:
+            raise LocalProtocolError(f"cannot send {type(message).__name__} in state"
+                                     f" {self.state.name}")
+        pixel_format = getattr(message, "pixel_format", None)
+        if pixel_format is not None:
+            self._pixel_format = pixel_format
+            self._decoder.set_pixel_format(pixel_format)
+        self._out += message.encode()
+
+    def close(self) -> None:
+        if self.state is not ClientState.CLOSED:
+            self._machine.process(ClientInput.FAIL)
+        self._pending.clear()
+
+    # -- helpers ------------------------------------------------------------
+
+    def _peek(self, n: int) -> bytes | None:
+        if len(self._in) < n:
+            return None
+        return bytes(self._in[:n])
+
+    def _take(self, n: int) -> bytes | None:
+        data = self._peek(n)
+        if data is not None:
+            del self._in[:n]
+        return data
+
+    def _read_reason(self, offset: int):
+        """A U32-length reason at ``offset``; ``(text, end)`` or ``None`` if incomplete."""
+        head = self._peek(offset + 4)
+        if head is None:
+            return None
+        (length,) = _U32.unpack_from(head, offset)
+        if length > self._limits.max_reason:
+            raise RemoteProtocolError(
+                f"the server's reason string of {length} bytes exceeds {self._limits.max_reason}")
+        raw = self._peek(offset + 4 + length)
+        if raw is None:
+            return None
+        text = raw[offset + 4:].rstrip(b"\0").decode("utf-8", "replace")
+        return text, offset + 4 + length
+
+    def _refused(self, reason: str) -> None:
+        self._machine.process(ClientInput.FAIL)
+        self._pending.append(Refused(reason))
+
+    def _send_client_init(self) -> None:
+        self._out += bytes([1 if self._shared else 0])
+        self._machine.process(ClientInput.CLIENT_INIT_SENT)
+
+    def _choose_type(self, offered) -> SecurityType:
+        policy = self._security
+        if policy.tls is not None:
+            if SecurityType.VENCRYPT in offered:
+                return SecurityType.VENCRYPT
+            raise SecurityNegotiationError(
+                f"TLS is required, but the server offers only {_describe_types(offered)}"
+                " (no VeNCrypt)")
+        if SecurityType.VNC in offered and policy.password is not None:
+            return SecurityType.VNC
+        if SecurityType.NONE in offered:
+            return SecurityType.NONE
+        if SecurityType.VNC in offered:
+            raise SecurityNegotiationError("the server requires a VNC password")
+        if SecurityType.VENCRYPT in offered:
+            raise SecurityNegotiationError(
+                "the server requires VeNCrypt (TLS); give TLS credentials")
+        raise SecurityNegotiationError(
+            f"the server offers only security types this client lacks: {_describe_types(offered)}")
+
+    def _chosen(self, security_type: SecurityType) -> None:
+        self.security_type = security_type
+        self._pending.append(SecurityTypeChosen(security_type))
+
+    # -- one handler per state that reads bytes ----------------------------
+
+    def _on_version(self):
+        raw = self._take(VERSION_LENGTH)
+        if raw is None:
+            return NEED_DATA
+        parsed = parse_version(raw)
+        if parsed is None:
+            raise RemoteProtocolError(f"the server sent an invalid ProtocolVersion {raw!r}")
+        major, minor = parsed
+        if major == 3 and minor > 8:
+            minor = 8
+        agreed = negotiated_minor(major, minor)
+        if agreed is None:
+            raise RemoteProtocolError(f"the server speaks RFB {major}.{minor}, not 3.x")
+        agreed = min(agreed, self._max_minor)
+        self.minor = agreed
+        self._out += b"RFB 003.%03d\n" % agreed
+        self._machine.process(ClientInput.VERSION_SENT_33 if agreed == 3
+                              else ClientInput.VERSION_SENT)
+        self._pending.append(VersionAgreed(agreed))
+        return None
+
+    def _on_security_type_33(self):
+        head = self._peek(4)
+        if head is None:
+            return NEED_DATA
+        (stype,) = _U32.unpack(head)
+        if stype == SecurityType.INVALID:
+            parsed = self._read_reason(4)
+            if parsed is None:
+                return NEED_DATA
+            reason, end = parsed
+            del self._in[:end]
+            self._refused(reason)
+            return None
+        del self._in[:4]
+        if stype not in (SecurityType.NONE, SecurityType.VNC):
+            raise RemoteProtocolError(
+                f"the server picked security type {stype}, which RFB 3.3 does not allow")
+        chosen = self._choose_type((SecurityType(stype),))
+        self._chosen(chosen)
+        if chosen is SecurityType.NONE:
+            self._send_client_init()
+            self._pending.append(AuthenticationSucceeded())
+        else:
+            self._machine.process(ClientInput.EXPECT_VNC_CHALLENGE)
+        return None
+
+    def _on_security_types(self):
+        head = self._peek(1)
+        if head is None:
+            return NEED_DATA
+        count = head[0]
+        if count == 0:
+            parsed = self._read_reason(1)
+            if parsed is None:
+                return NEED_DATA
+            reason, end = parsed
+            del self._in[:end]
+            self._refused(reason)
+            return None
+        raw = self._take(1 + count)
+        if raw is None:
+            return NEED_DATA
+        offered = tuple(raw[1:])
+        chosen = self._choose_type(offered)
+        self._out += bytes([chosen])
+        self._chosen(chosen)
+        if chosen is SecurityType.VENCRYPT:
+            self._machine.process(ClientInput.CHOSE_VENCRYPT)
+        elif chosen is SecurityType.VNC:
+            self._machine.process(ClientInput.EXPECT_VNC_CHALLENGE)
+        elif self.minor >= 8:
+            self._machine.process(ClientInput.EXPECT_SECURITY_RESULT)
+        else:
+            self._send_client_init()
+            self._pending.append(AuthenticationSucceeded())
+        return None
+
+    def _on_challenge(self):
+        challenge = self._take(vncauth.CHALLENGE_SIZE)
+        if challenge is None:
+            return NEED_DATA
+        if self._security.password is None:
+            raise SecurityNegotiationError("the server requires a VNC password")
+        self._out += vncauth.challenge_response(self._security.password, challenge)
+        self._machine.process(ClientInput.EXPECT_SECURITY_RESULT)
+        return None
+
+    def _on_vencrypt_version(self):
+        raw = self._take(2)
+        if raw is None:
+            return NEED_DATA
+        if tuple(raw) < VENCRYPT_VERSION:
+            raise RemoteProtocolError(
+                f"the server speaks VeNCrypt {raw[0]}.{raw[1]}; this client needs 0.2")
+        self._out += bytes(VENCRYPT_VERSION)
+        self._machine.process(ClientInput.VENCRYPT_VERSION_SENT)
+        return None
+
+    def _on_vencrypt_version_ack(self):
+        raw = self._take(1)
+        if raw is None:
+            return NEED_DATA
+        if raw[0] != VERSION_ACCEPT:
+            self._refused("the server refused VeNCrypt version 0.2")
+            return None
+        self._machine.process(ClientInput.VENCRYPT_VERSION_OK)
+        return None
+
+    def _on_vencrypt_subtypes(self):
+        head = self._peek(1)
+        if head is None:
+            return NEED_DATA
+        count = head[0]
+        raw = self._take(1 + 4 * count)
+        if raw is None:
+            return NEED_DATA
+        offered = struct.unpack_from(f">{count}I", raw, 1)
+        for subtype in self._security.acceptable_subtypes():
+            if subtype in offered:
+                break
+        else:
+            wanted = _describe_subtypes(self._security.acceptable_subtypes())
+            raise SecurityNegotiationError(
+                f"the server offers VeNCrypt {_describe_subtypes(offered)};"
+                f" with these credentials this client accepts only {wanted}")
+        if subtype in (VeNCryptSubtype.TLSVNC, VeNCryptSubtype.X509VNC) \
+                and self._security.password is None:
+            raise SecurityNegotiationError("the server requires a VNC password")
+        self.subtype = subtype
+        self._out += _U32.pack(subtype)
+        self._machine.process(ClientInput.SUBTYPE_SENT)
+        return None
+
+    def _on_vencrypt_subtype_ack(self):
+        raw = self._take(1)
+        if raw is None:
+            return NEED_DATA
+        if raw[0] != SUBTYPE_ACCEPT:
+            self._refused(f"the server refused VeNCrypt subtype {self.subtype.label}")
+            return None
+        if self._in:
+            raise RemoteProtocolError(
+                f"the server sent {len(self._in)} bytes after accepting the VeNCrypt"
+                " subtype and before the TLS handshake")
+        self._machine.process(ClientInput.START_TLS)
+        self._pending.append(StartTLS(self.subtype))
+        return None
+
+    def _on_security_result(self):
+        head = self._peek(4)
+        if head is None:
+            return NEED_DATA
+        (result,) = _U32.unpack(head)
+        if result == 0:
+            del self._in[:4]
+            self._send_client_init()
+            self._pending.append(AuthenticationSucceeded())
+            return None
+        reason = "authentication failed"
+        end = 4
+        if self.minor >= 8:
+            parsed = self._read_reason(4)
+            if parsed is None:
+                return NEED_DATA
+            reason, end = parsed
+        del self._in[:end]
+        self._machine.process(ClientInput.FAIL)
+        self._pending.append(AuthenticationFailed(reason))
+        return None
+
+    def _on_server_init(self):
+        header = parse_server_init_header(self._in)
+        if header is NEED_DATA:
+            return NEED_DATA
+        width, height, pf_bytes, name_length = header
+        if name_length > self._limits.max_reason:
+            raise RemoteProtocolError(
+                f"the server's desktop name of {name_length} bytes exceeds {self._limits.max_reason}")
+        if width * height > self._limits.max_client_framebuffer_pixels:
+            raise RemoteProtocolError(
+                f"the server's framebuffer {width}x{height} exceeds the client's limit of"
+                f" {self._limits.max_client_framebuffer_pixels} pixels")
+        try:
+            pixel_format = PixelFormat.from_bytes(pf_bytes)
+        except PixelFormatError as e:
+            raise RemoteProtocolError(f"ServerInit: {e}") from None
+        raw = self._take(24 + name_length)
+        if raw is None:
+            return NEED_DATA
+        name = raw[24:].decode("utf-8", "replace")
+        self.width, self.height = width, height
+        self._pixel_format = pixel_format
+        self._decoder.set_pixel_format(pixel_format)
+        self._machine.process(ClientInput.SERVER_INIT)
+        self._pending.append(ServerInitReceived(width, height, pixel_format, name))
+        return None
+
+    def _on_message(self):
+        if self._rects_left:
+            return self._on_rectangle()
+        if not self._in:
+            return NEED_DATA
+        parser = self._message_parsers.get(self._in[0])
+        if parser is None:
+            raise RemoteProtocolError(f"unknown server message type {self._in[0]}")
+        parsed = parser(self._in, self._limits)
+        if parsed is NEED_DATA:
+            return NEED_DATA
+        if parsed is None:
+            return None
+        message, size = parsed
+        del self._in[:size]
+        self._machine.process(ClientInput.SERVER_MESSAGE)
+        self._pending.append(message)
+        return None
+
+    def _on_update_header(self, buf, limits):
+        if len(buf) < 4:
+            return NEED_DATA
+        (count,) = struct.unpack_from(">H", buf, 2)
+        del self._in[:4]
+        self._machine.process(ClientInput.SERVER_MESSAGE)
+        self._pending.append(FramebufferUpdateStart(count))
+        if count == 0:
+            self._pending.append(FramebufferUpdateEnd())
+        self._rects_left = count
+        return None
+
+    def _on_rectangle(self):
+        head = self._peek(_RECT.size)
+        if head is None:
+            return NEED_DATA
+        x, y, width, height, encoding = _RECT.unpack(head)
+        if encoding == LAST_RECT:
+            del self._in[:_RECT.size]
+            self._rects_left = 0
+            self._pending.append(FramebufferUpdateEnd())
+            return None
+        with memoryview(self._in) as view, view[_RECT.size:] as payload:
+            decoded = self._decoder.decode(encoding, x, y, width, height, payload)
+        if decoded is NEED_DATA:
+            return NEED_DATA
+        data, size = decoded
+        del self._in[:_RECT.size + size]
+        self._pending.append(Rectangle(x, y, width, height, encoding, data))
+        self._rects_left -= 1
+        if not self._rects_left:
+            self._pending.append(FramebufferUpdateEnd())
+        return None
