@@ -7,15 +7,18 @@ rounds so a broken peer can never make a test spin.
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any, Sequence
 
 from OpenSSL import SSL
 
 from creds.material import X509Material
+from creds.objects import ObjectRegistry, Prop, UserCreatable
 from creds.tlscreds import Endpoint, LoadedCreds
 from tests import certgen
 
-__all__ = ["FakeCreds", "handshake_raw", "x509_material", "pump", "MAX_PUMP_ROUNDS"]
+__all__ = ["FakeCreds", "FakeAuthz", "NotAuthz", "handshake_raw", "x509_material", "pump",
+           "registry", "MAX_PUMP_ROUNDS"]
 
 #: A TLS 1.2 handshake needs 4 flights, TLS 1.3 with client certificates 3;
 #: anything still talking after this many rounds is stuck.
@@ -55,6 +58,33 @@ class FakeCreds:
     def loaded(self) -> LoadedCreds:
         assert self._loaded is not None
         return self._loaded
+
+
+class FakeAuthz(UserCreatable):
+    """A stand-in authz object: allow when the identity matches a glob pattern.
+
+    ``*`` and ``?`` as in QEMU's authz-list ``glob`` rules; default deny.
+    """
+
+    qom_type = "fake-authz"
+    props = (Prop("patterns", "json", default=()),)
+
+    def is_allowed(self, identity: str) -> bool:
+        return any(fnmatch.fnmatchcase(identity, p) for p in self.get("patterns"))
+
+
+class NotAuthz(UserCreatable):
+    """A registry object that is not an authorization object."""
+
+    qom_type = "not-authz"
+
+
+def registry(clock: Any = None) -> ObjectRegistry:
+    """A registry with the fake authz types and an optional fixed clock."""
+    reg = ObjectRegistry(clock=clock)
+    reg.register_type(FakeAuthz)
+    reg.register_type(NotAuthz)
+    return reg
 
 
 def x509_material(
