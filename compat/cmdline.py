@@ -1,0 +1,257 @@
+"""The ``vncd`` command line: argv in, :class:`compat.config.Invocation` out.
+
+Options are QEMU-style single-dash words (``-vnc``, ``-object``);
+``--vnc`` is accepted as a synonym.  Names are matched exactly: a hand
+written scanner is used instead of argparse, whose prefix matching would
+turn ``-vn`` into ``-vnc`` (CPython 3.11 ignores ``allow_abbrev=False``
+for single-dash long options).  Errors and warnings follow QEMU's form,
+``<option as typed>: <message>``, and are raised or reported in
+command-line order, as QEMU does.
+
+:func:`format_translation` writes an :class:`Invocation` back as one
+shell-quoted, fully modern command line (``-print-translation``).
+
+This module knows nothing about sockets; it reads the object types of a
+:class:`creds.objects.ObjectRegistry` but creates no object.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from compat import optstr
+from compat.config import Invocation, ObjectSpec, ScreenSpec
+from compat.errors import HelpRequest, OptionError
+from compat.objects import format_object, parse_object
+from compat.vnc import VNC_KEYS, modern_params, parse_vnc
+from creds.objects import ObjectRegistry
+
+__all__ = [
+    "parse_command_line", "format_translation", "help_text", "parse_screen",
+    "OPTIONS", "SCREEN_KINDS", "MAX_DISPLAYS", "MAX_OBJECTS",
+]
+
+#: Most ``-vnc`` displays in one process.  QEMU has no limit; each display
+#: holds listening sockets and its clients, and 64 is far beyond any real
+#: setup while keeping a runaway script from exhausting descriptors.
+MAX_DISPLAYS = 64
+
+#: Most ``-object`` options.  Each may load certificate files at start-up;
+#: 1024 is far beyond real use and bounds start-up work and memory.
+MAX_OBJECTS = 1024
+
+#: The screens vncd has (the screens module validates their properties).
+SCREEN_KINDS = ("testcard", "image", "pipe")
+
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: its name without dashes, argument and help."""
+
+    name: str
+    metavar: str | None
+    help: str
+
+
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option("object", "SPEC", "create an object: TYPE,id=ID[,prop=value...] or JSON"),
+        Option("vnc", "SPEC", "serve a VNC display: DISPLAY[,key=value...] (repeatable)"),
+        Option("screen", "SPEC", "what the displays show: KIND[,key=value...]"),
+        Option("pidfile", "FILE", "write the process id to FILE once listening"),
+        Option("print-translation", None, "print the modern equivalent command line and exit"),
+        Option("h", None, "print this help and exit"),
+        Option("help", None, "print this help and exit"),
+        Option("version", None, "print the version and exit"),
+    )
+}
+
+
+def help_text(registry: ObjectRegistry) -> str:
+    """The answer to ``-h``: every option, object type and ``-vnc`` key."""
+    lines = [
+        "usage: vncd [-object SPEC]... [-vnc SPEC]... [-screen SPEC] [-pidfile FILE]",
+        "            [-print-translation] [-h] [-version]",
+        "",
+        "A VNC server with QEMU's model of TLS credentials.  Options are QEMU's",
+        "single-dash words; --opt is the same as -opt; names are never abbreviated.",
+        "",
+    ]
+    for opt in OPTIONS.values():
+        name = f"-{opt.name}" + (f" {opt.metavar}" if opt.metavar else "")
+        lines.append(f"  {name:<22} {opt.help}")
+    lines += [
+        "",
+        "-object types: " + ", ".join(registry.type_names()),
+        "  (-object help lists them; -object TYPE,help lists a type's properties)",
+        "",
+        "-vnc DISPLAY: :N (port 5900+N, every interface), HOST:N, [IPV6]:N,",
+        "  unix:PATH or none; then key=value pairs (-vnc help lists their types):",
+    ]
+    for role, title in (
+        ("vncd", None),
+        ("qemu", "  accepted for QEMU compatibility, no effect in vncd:"),
+        ("legacy", "  legacy (pre-QEMU 2.5) keys, translated into objects with a warning:"),
+    ):
+        if title:
+            lines.append(title)
+        for key in VNC_KEYS.values():
+            if key.role == role and key.name != "vnc":
+                lines.append(f"    {key.name:<16} {key.help}")
+    lines += [
+        "",
+        "-screen KIND: " + ", ".join(SCREEN_KINDS) + " (default testcard)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_screen(arg: str, *, option: str = "-screen", warn: Warn | None = None) -> ScreenSpec:
+    """``-screen KIND[,key=value...]``: the kind is checked, the properties kept."""
+    source = f"{option} {arg}"
+    optstr.check_length(arg, source)
+    if optstr.is_help(arg):
+        raise HelpRequest("screen kinds:\n" + "".join(f"  {k}\n" for k in SCREEN_KINDS))
+    kind = None
+    props: dict[str, str] = {}
+    for param in optstr.iter_params(arg, option=source, implied_key="kind", warn=warn):
+        if param.key == "kind":
+            kind = param.value
+        else:
+            props.pop(param.key, None)
+            props[param.key] = param.value
+    if kind is None:
+        raise OptionError(source, "Parameter 'kind' is missing")
+    if kind not in SCREEN_KINDS:
+        raise OptionError(source, f"Parameter 'kind' does not accept value '{kind}'")
+    return ScreenSpec(kind=kind, props=props, source=source)
+
+
+def _scan(argv: Sequence[str]):
+    """Yield ``(option as typed, Option, argument or None)`` in order."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        index += 1
+        if not word.startswith("-") or word == "-":
+            raise OptionError(word, "unexpected argument (options start with '-')")
+        name = word[2:] if word.startswith("--") else word[1:]
+        opt = OPTIONS.get(name)
+        if opt is None:
+            raise OptionError(word, "invalid option")
+        value = None
+        if opt.metavar is not None:
+            if index >= len(argv):
+                raise OptionError(word, "requires an argument")
+            value = argv[index]
+            index += 1
+        yield word, opt, value
+
+
+def parse_command_line(
+    argv: Sequence[str],
+    *,
+    registry: ObjectRegistry,
+    warn: Warn | None = None,
+    version: str = "",
+) -> Invocation:
+    """Parse ``argv`` (without the program name).
+
+    ``registry`` supplies the object types (nothing is created in it).
+    ``warn`` receives each warning as ``<option as typed>: warning: <text>``
+    as soon as it is found, so warnings printed before an error come out
+    first, as in QEMU; they are also collected in ``Invocation.warnings``.
+    Raises :class:`OptionError`, or :class:`HelpRequest` for ``-h``,
+    ``-version`` and ``help`` arguments.
+    """
+    invocation = Invocation()
+    generated: list[ObjectSpec] = []
+    typed_ids: set[str] = set()
+    screen_given = False
+
+    def warner(source: str) -> Warn:
+        def emit(text: str) -> None:
+            line = f"{source}: warning: {text}"
+            invocation.warnings.append(line)
+            if warn is not None:
+                warn(line)
+        return emit
+
+    for word, opt, value in _scan(argv):
+        source = word if value is None else f"{word} {value}"
+        if opt.name in ("h", "help"):
+            raise HelpRequest(help_text(registry))
+        if opt.name == "version":
+            raise HelpRequest(f"vncd version {version}\n")
+        if opt.name == "print-translation":
+            invocation.print_translation = True
+        elif opt.name == "pidfile":
+            invocation.pidfile = value
+        elif opt.name == "screen":
+            if screen_given:
+                raise OptionError(source, "-screen may be given only once")
+            invocation.screen = parse_screen(value, option=word, warn=warner(source))
+            screen_given = True
+        elif opt.name == "object":
+            if len(invocation.objects) >= MAX_OBJECTS:
+                raise OptionError(source, f"too many objects (at most {MAX_OBJECTS})")
+            spec = parse_object(value, registry=registry, option=word, warn=warner(source))
+            if spec.props["id"] in typed_ids:
+                raise OptionError(source, f"Duplicate ID '{spec.props['id']}' for object")
+            typed_ids.add(spec.props["id"])
+            invocation.objects.append(spec)
+        elif opt.name == "vnc":
+            if len(invocation.displays) >= MAX_DISPLAYS:
+                raise OptionError(source, f"too many displays (at most {MAX_DISPLAYS})")
+            display, objects = parse_vnc(
+                value,
+                used_ids=[d.id for d in invocation.displays],
+                option=word,
+                warn=warner(source),
+            )
+            invocation.displays.append(display)
+            generated.extend(objects)
+    invocation.objects.extend(generated)
+    return invocation
+
+
+def _secret_props(registry: ObjectRegistry, spec: ObjectSpec) -> frozenset[str]:
+    cls = registry.type_for(spec.qom_type)
+    return frozenset(
+        name for name in spec.props
+        if (prop := cls.prop_spec(name)) is not None and prop.secret
+    )
+
+
+def format_translation(
+    invocation: Invocation, *, registry: ObjectRegistry, warn: Warn | None = None
+) -> str:
+    """The fully modern command line for ``invocation``: one shell-quoted line.
+
+    Objects come first (typed ones, then those generated from legacy
+    keys), then the displays with legacy keys replaced, then ``-screen``
+    and ``-pidfile`` if given.  Secret property values are never printed:
+    they are left out, and ``warn`` says so.
+    """
+    words = ["vncd"]
+    for spec in invocation.objects:
+        omit = _secret_props(registry, spec)
+        for name in sorted(omit):
+            if warn is not None:
+                warn(
+                    f"{spec.source}: warning: the secret value of '{name}' is not"
+                    " printed; add it back, or better, keep it in a file (file=)"
+                )
+        words += ["-object", format_object(spec, omit=omit)]
+    for display in invocation.displays:
+        words += ["-vnc", optstr.format_params(modern_params(display), implied_key="vnc")]
+    if invocation.screen.kind != ScreenSpec().kind or invocation.screen.props:
+        pairs = [("kind", invocation.screen.kind), *invocation.screen.props.items()]
+        words += ["-screen", optstr.format_params(pairs, implied_key="kind")]
+    if invocation.pidfile is not None:
+        words += ["-pidfile", invocation.pidfile]
+    return shlex.join(words)

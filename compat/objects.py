@@ -1,0 +1,238 @@
+"""``-object``: QEMU's two spellings of a user-creatable object, and the
+checks QEMU makes while it reads the command line.
+
+``-object tls-creds-x509,id=tls0,dir=/etc/pki/vnc`` (a ``key=value`` list
+whose implied first key is ``qom-type``) and
+``-object '{"qom-type":"tls-creds-x509","id":"tls0","dir":"/etc/pki/vnc"}'``
+(JSON; booleans may be JSON ``true``/``false`` or strings) both become a
+:class:`compat.config.ObjectSpec`.
+
+QEMU 7.2 checks the type, the id and every property's type while parsing
+the command line, in command-line order, and creates (loads) the objects
+only afterwards.  :func:`parse_object` makes the same parse-time checks
+against the types an :class:`creds.objects.ObjectRegistry` knows, so the
+first error reported is the one QEMU would report.  Creating the objects
+is the caller's job (:meth:`ObjectRegistry.create`).
+
+This module knows nothing about sockets or VNC; it uses only the object
+type metadata of :mod:`creds.objects`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from compat import optstr
+from compat.config import ObjectSpec
+from compat.errors import HelpRequest, OptionError
+from creds.objects import ID_PATTERN, MAX_ID_LENGTH, ObjectError, ObjectRegistry
+
+__all__ = [
+    "parse_object", "format_object", "check_id", "objects_help", "type_help",
+    "MAX_JSON_DEPTH", "ID_MESSAGE",
+]
+
+#: Deepest JSON nesting accepted in ``-object '{...}'``.  The deepest
+#: legitimate value is an authz-list's ``rules`` (object > list > object,
+#: depth 3); 16 is generous and keeps a hostile string from recursing.
+MAX_JSON_DEPTH = 16
+
+#: QEMU's complaint about a malformed id (QEMU prints the explanation on a
+#: second line; vncd keeps every error on one line).
+ID_MESSAGE = (
+    "Parameter 'id' expects an identifier (identifiers consist of letters,"
+    " digits, '-', '.', '_', starting with a letter)"
+)
+
+Warn = Callable[[str], None]
+
+
+def check_id(value: str, source: str) -> None:
+    """Raise QEMU's error unless ``value`` is a well-formed identifier."""
+    if len(value) > MAX_ID_LENGTH or not ID_PATTERN.match(value):
+        raise OptionError(source, ID_MESSAGE)
+
+
+def objects_help(registry: ObjectRegistry) -> str:
+    """The answer to ``-object help``: every object type."""
+    lines = ["List of user creatable objects:"]
+    lines += [f"  {name}" for name in registry.type_names()]
+    return "\n".join(lines) + "\n"
+
+
+def type_help(registry: ObjectRegistry, qom_type: str, source: str) -> str:
+    """The answer to ``-object TYPE,help``: the type's properties."""
+    cls = _type_for(registry, qom_type, source)
+    lines = [f"{qom_type} options:"]
+    for prop in sorted(cls.props, key=lambda p: p.name):
+        if prop.read_only:
+            continue
+        kind = "/".join(prop.choices) if prop.kind == "enum" else prop.kind
+        text = f"  {prop.name}=<{kind}>"
+        if prop.help:
+            text += f" - {prop.help}"
+        lines.append(text)
+    return "\n".join(lines) + "\n"
+
+
+def _type_for(registry: ObjectRegistry, qom_type: str, source: str):
+    try:
+        return registry.type_for(qom_type)
+    except ObjectError as err:
+        raise OptionError(source, str(err)) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError("duplicate key")
+        result[key] = value
+    return result
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def _parse_json(arg: str, source: str) -> dict[str, Any]:
+    try:
+        value = json.loads(
+            arg, object_pairs_hook=_unique_keys, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as err:
+        if err.msg == "Extra data":
+            raise OptionError(source, "Expecting at most one JSON value") from None
+        raise OptionError(
+            source, f"JSON parse error, {err.msg.lower()} at character {err.pos}"
+        ) from None
+    except ValueError as err:
+        raise OptionError(source, f"JSON parse error, {err}") from None
+    except RecursionError:
+        raise OptionError(
+            source, f"JSON parse error, nesting deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    if not isinstance(value, dict):
+        raise OptionError(source, "JSON parse error, expected an object")
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise OptionError(
+            source, f"JSON parse error, nesting deeper than {MAX_JSON_DEPTH} levels"
+        )
+    return value
+
+
+def _check_props(
+    registry: ObjectRegistry,
+    qom_type: str,
+    props: dict[str, Any],
+    source: str,
+    unknown_message: str,
+) -> None:
+    """QEMU's parse-time visit: each declared property's type, then unknown keys."""
+    cls = _type_for(registry, qom_type, source)
+    for prop in cls.props:
+        if prop.name not in props:
+            continue
+        if prop.read_only:
+            raise OptionError(source, f"Property '{qom_type}.{prop.name}' is read-only")
+        try:
+            prop.coerce(props[prop.name])
+        except ObjectError as err:
+            raise OptionError(source, str(err)) from None
+    for name in props:
+        if cls.prop_spec(name) is None:
+            raise OptionError(source, unknown_message.format(name))
+
+
+def parse_object(
+    arg: str,
+    *,
+    registry: ObjectRegistry,
+    option: str = "-object",
+    warn: Warn | None = None,
+) -> ObjectSpec:
+    """Parse one ``-object`` argument and make QEMU's parse-time checks.
+
+    ``option`` is the option name as typed (``-object`` or ``--object``).
+    Raises :class:`HelpRequest` for ``help`` and ``TYPE,help``, and
+    :class:`OptionError` for everything wrong.
+    """
+    source = f"{option} {arg}"
+    optstr.check_length(arg, source)
+    if optstr.is_help(arg):
+        raise HelpRequest(objects_help(registry))
+    if arg.startswith("{"):
+        data = _parse_json(arg, source)
+        qom_type = data.pop("qom-type", None)
+        if qom_type is None:
+            raise OptionError(source, "Parameter 'qom-type' is missing")
+        if not isinstance(qom_type, str):
+            raise OptionError(source, "Invalid parameter type for 'qom-type', expected: string")
+        _type_for(registry, qom_type, source)
+        obj_id = data.pop("id", None)
+        if obj_id is None:
+            raise OptionError(source, "Parameter 'id' is missing")
+        if not isinstance(obj_id, str):
+            raise OptionError(source, "Invalid parameter type for 'id', expected: string")
+        check_id(obj_id, source)
+        _check_props(registry, qom_type, data, source, "Parameter '{}' is unexpected")
+        return ObjectSpec(qom_type=qom_type, props={"id": obj_id, **data}, source=source)
+
+    obj_id = optstr.find_id(arg, option=source)
+    if obj_id is not None:
+        check_id(obj_id, source)
+    props: dict[str, str] = {}
+    qom_type = None
+    wants_help = False
+    for param in optstr.iter_params(arg, option=source, implied_key="qom-type", warn=warn):
+        if param.help:
+            wants_help = True
+        elif param.key == "qom-type":
+            qom_type = param.value
+        elif param.key != "id":
+            props.pop(param.key, None)
+            props[param.key] = param.value
+    if qom_type is None:
+        raise OptionError(source, "Parameter 'qom-type' is missing")
+    if wants_help:
+        raise HelpRequest(type_help(registry, qom_type, source))
+    _type_for(registry, qom_type, source)
+    if obj_id is None:
+        raise OptionError(source, "Parameter 'id' is missing")
+    _check_props(registry, qom_type, props, source, "Invalid parameter '{}'")
+    return ObjectSpec(qom_type=qom_type, props={"id": obj_id, **props}, source=source)
+
+
+def format_object(spec: ObjectSpec, *, omit: frozenset[str] = frozenset()) -> str:
+    """Write ``spec`` as a ``-object`` argument that parses back to it.
+
+    The ``key=value`` form is used when every value is a string, the JSON
+    form otherwise.  Properties named in ``omit`` are left out (secret
+    values that must not be printed).
+    """
+    props = {k: v for k, v in spec.props.items() if k not in omit}
+    obj_id = props.pop("id")
+    if all(isinstance(v, str) for v in props.values()) and isinstance(obj_id, str):
+        pairs = [("qom-type", spec.qom_type), ("id", obj_id), *props.items()]
+        return optstr.format_params(pairs, implied_key="qom-type")
+    return json.dumps(
+        {"qom-type": spec.qom_type, "id": obj_id, **props},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )

@@ -1,0 +1,232 @@
+"""The ``vncd`` command: read the command line, create the objects, serve.
+
+The steps, each finished before the next starts, as QEMU does them:
+
+1. parse every option (:func:`compat.cmdline.parse_command_line`), in
+   command-line order -- syntax, keys, value types, object types;
+2. create every object in order (typed ``-object`` first, then those
+   the legacy ``-vnc`` keys ask for), loading and checking its files;
+3. check every display against the objects
+   (:func:`compat.vnc.check_display`);
+4. write the pid file, start the service (:func:`vncd.service.start`),
+   run until SIGTERM or SIGINT, stop the service, remove the pid file.
+
+Any error stops the program before anything listens: one line on
+standard error, ``vncd: <option as typed>: <message>``, exit status 1.
+Warnings look the same with ``warning:`` after the location.  A clean
+stop exits with status 0.
+
+This module parses nothing itself (that is :mod:`compat`) and touches
+no certificate (that is :mod:`creds`).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import sys
+from typing import Any, Callable, Sequence, TextIO
+
+import creds
+from compat.cmdline import format_translation, parse_command_line
+from compat.config import Invocation
+from compat.errors import HelpRequest, OptionError
+from compat.vnc import check_display
+from creds.objects import ObjectError, ObjectRegistry
+from vncd import __version__
+
+__all__ = ["main", "PROG", "PidFile", "MAX_PIDFILE_ATTEMPTS"]
+
+#: The name every message starts with (QEMU uses its program name).
+PROG = "vncd"
+
+#: How often to retry when another process replaces the pid file between
+#: our open and our lock (QEMU retries without limit); each retry means
+#: a competing process won a race, so a handful is plenty.
+MAX_PIDFILE_ATTEMPTS = 8
+
+
+class PidFile:
+    """A pid file written and locked the way QEMU does (``qemu_write_pidfile``).
+
+    The file is created if needed, locked (a second process with the same
+    pid file fails instead of overwriting it), truncated and given our
+    pid.  :meth:`remove` deletes it again on exit.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def write(self) -> None:
+        """Create, lock and fill the file; raise :class:`OSError` with QEMU's wording."""
+        for _ in range(MAX_PIDFILE_ATTEMPTS):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as err:
+                raise OSError(
+                    err.errno, f"Could not create '{self.path}': {os.strerror(err.errno)}"
+                ) from None
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                os.close(fd)
+                raise OSError(
+                    err.errno, f"Cannot lock pid file: {os.strerror(err.errno)}"
+                ) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        else:
+            raise OSError(errno.EAGAIN, "Cannot lock pid file: it keeps being replaced")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+
+    def remove(self) -> None:
+        """Delete the file we wrote (if it is still ours) and release the lock."""
+        if self._fd is None:
+            return
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
+def _write_out(stream: TextIO, text: str) -> None:
+    """Write ``text`` to standard output, bytes from a non-UTF-8 argv included."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        stream.write(text)
+    else:
+        buffer.write(text.encode(sys.getfilesystemencoding(), "surrogateescape"))
+        buffer.flush()
+
+
+class _Console:
+    """Where messages go: ``vncd: <location>: [warning: ]<text>`` on stderr.
+
+    ``location`` names the option being acted on, for warnings that come
+    from the object registry (which knows nothing of options).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.location = PROG
+
+    def say(self, line: str) -> None:
+        self.stream.write(f"{PROG}: {line}\n")
+        self.stream.flush()
+
+    def registry_warning(self, text: str) -> None:
+        self.say(f"{self.location}: warning: {text}")
+
+
+def _prepare(
+    argv: Sequence[str],
+    registry: ObjectRegistry,
+    console: _Console,
+    out: TextIO,
+) -> Invocation | int:
+    """Steps 1-3.  Returns the invocation to serve, or an exit status."""
+    say = console.say
+    try:
+        invocation = parse_command_line(
+            argv, registry=registry, warn=say, version=__version__
+        )
+        if invocation.print_translation:
+            line = format_translation(invocation, registry=registry, warn=say)
+            _write_out(out, line + "\n")
+            return 0
+    except HelpRequest as request:
+        _write_out(out, request.text)
+        return 0
+    except OptionError as err:
+        say(str(err))
+        return 1
+    for spec in invocation.objects:
+        console.location = spec.source
+        try:
+            registry.create(spec.qom_type, spec.props)
+        except ObjectError as err:
+            say(f"{spec.source}: {err}")
+            return 1
+    for display in invocation.displays:
+        try:
+            check_display(display, registry, warn=say)
+        except OptionError as err:
+            say(str(err))
+            return 1
+    return invocation
+
+
+def _serve(
+    invocation: Invocation,
+    registry: ObjectRegistry,
+    reactor: Any,
+    service: Any,
+    say: Callable[[str], None],
+) -> int:
+    """Step 4: pid file, service, reactor; returns the exit status."""
+    pidfile = None
+    if invocation.pidfile is not None:
+        pidfile = PidFile(invocation.pidfile)
+        try:
+            pidfile.write()
+        except OSError as err:
+            say(f"-pidfile {invocation.pidfile}: cannot create PID file: {err.strerror}")
+            return 1
+    try:
+        try:
+            running = service.start(reactor, registry, invocation)
+        except service.StartupError as err:
+            say(f"{err.source}: {err.message}")
+            return 1
+        reactor.addSystemEventTrigger("before", "shutdown", running.stop)
+        reactor.run()
+        return 0
+    finally:
+        if pidfile is not None:
+            pidfile.remove()
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    reactor: Any = None,
+    service: Any = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    clock: Callable | None = None,
+) -> int:
+    """Run ``vncd`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
+
+    ``reactor`` (default: Twisted's global reactor), ``service`` (default:
+    :mod:`vncd.service`, anything with ``start`` and ``StartupError``),
+    the output streams and the registry's ``clock`` can be injected.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+
+    console = _Console(err)
+    registry = creds.new_registry(
+        warn=console.registry_warning,
+        **({"clock": clock} if clock is not None else {}),
+    )
+    prepared = _prepare(argv, registry, console, out)
+    if isinstance(prepared, int):
+        return prepared
+    if service is None:
+        from vncd import service
+    if reactor is None:
+        from twisted.internet import reactor
+    return _serve(prepared, registry, reactor, service, console.say)
