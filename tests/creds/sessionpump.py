@@ -8,6 +8,9 @@ rounds so a broken peer can never make a test spin.
 from __future__ import annotations
 
 import fnmatch
+import select
+import socket
+import time
 from typing import Any, Sequence
 
 from OpenSSL import SSL
@@ -18,7 +21,8 @@ from creds.tlscreds import Endpoint, LoadedCreds
 from tests import certgen
 
 __all__ = ["FakeCreds", "FakeAuthz", "NotAuthz", "handshake_raw", "x509_material", "pump",
-           "registry", "MAX_PUMP_ROUNDS"]
+           "registry", "SocketLink", "drive", "tcp_pair", "accept_one", "MAX_PUMP_ROUNDS",
+           "SOCKET_TIMEOUT"]
 
 #: A TLS 1.2 handshake needs 4 flights, TLS 1.3 with client certificates 3;
 #: anything still talking after this many rounds is stuck.
@@ -183,3 +187,101 @@ def pump(server: Any, client: Any, *, rounds: int = MAX_PUMP_ROUNDS) -> int:
         if not moved:
             return n
     raise AssertionError("sessions did not settle")
+
+
+#: Seconds a socket-driven exchange may take before the test fails; the
+#: exchanges are a handshake and a few lines, done in milliseconds.
+SOCKET_TIMEOUT = 15.0
+
+#: Longest single wait for socket readiness, so deadlines are checked often.
+_POLL_INTERVAL = 0.05
+
+
+class SocketLink:
+    """A :class:`~creds.session.TLSSession` bound to a connected socket."""
+
+    def __init__(self, sock: socket.socket, session: Any) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.session = session
+        self.outgoing = b""
+        self.eof = False
+        self.received = bytearray()
+
+    def flush(self) -> None:
+        self.outgoing += self.session.data_to_send()
+        while self.outgoing:
+            try:
+                sent = self.sock.send(self.outgoing)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # The peer went away; whatever it missed is gone.
+                self.outgoing = b""
+                return
+            self.outgoing = self.outgoing[sent:]
+
+    def pull(self) -> None:
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.eof = True
+        self.session.receive_data(data)
+        self.received += self.session.read()
+
+
+#: Bytes read from a socket per call.
+READ_SIZE = 65536
+
+
+def drive(links: Sequence[SocketLink], until: Any, *,
+          timeout: float = SOCKET_TIMEOUT) -> None:
+    """Move bytes between sockets and sessions until ``until()`` is true.
+
+    Raises AssertionError after ``timeout`` seconds, so a silent peer can
+    never hang a test.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        for link in links:
+            link.flush()
+        if until():
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            states = [(l.session.state, l.session.failure) for l in links]
+            raise AssertionError(f"socket exchange did not finish: {states}")
+        readable = [l.sock for l in links if not l.eof]
+        if not readable:
+            for link in links:
+                link.flush()
+            if until():
+                return
+            raise AssertionError("every socket reached EOF before the exchange finished")
+        ready, _, _ = select.select(readable, [], [], min(_POLL_INTERVAL, remaining))
+        for link in links:
+            if link.sock in ready:
+                link.pull()
+
+
+def tcp_pair(host: str = "127.0.0.1") -> tuple[socket.socket, socket.socket]:
+    """A connected (server side, client side) TCP pair on loopback ``host``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.bind((host, 0))
+        listener.listen(1)
+        client = socket.create_connection(listener.getsockname()[:2], timeout=SOCKET_TIMEOUT)
+        listener.settimeout(SOCKET_TIMEOUT)
+        server, _ = listener.accept()
+    return server, client
+
+
+def accept_one(listener: socket.socket, timeout: float = SOCKET_TIMEOUT) -> socket.socket:
+    """Accept one connection (a tool connecting to us), bounded in time."""
+    listener.settimeout(timeout)
+    conn, _ = listener.accept()
+    return conn
