@@ -161,10 +161,11 @@ def _translate_acl(
     typed = _typed(params["acl"])
     if not _as_bool(params["acl"]):
         return f"-vnc ...,{typed} is deprecated and has no effect; remove it"
-    if "tls-authz" in params:
-        raise OptionError(source, "'acl' option is mutually exclusive with the 'tls-authz' option")
-    if "sasl-authz" in params:
-        raise OptionError(source, "'acl' option is mutually exclusive with the 'sasl-authz' option")
+    for other in ("tls-authz", "sasl-authz"):
+        if other in params:
+            raise OptionError(
+                source, f"'acl' option is mutually exclusive with the '{other}' option"
+            )
     authz_id = acl_id(display_id)
     spec = ObjectSpec(
         "authz-list", {"id": authz_id, "policy": "deny"}, source, generated=True

@@ -80,7 +80,7 @@ def _type_for(registry: ObjectRegistry, qom_type: str, source: str):
     try:
         return registry.type_for(qom_type)
     except ObjectError as err:
-        raise OptionError(source, str(err)) from None
+        raise OptionError(source, err.message, hint=err.hint) from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -144,20 +144,23 @@ def _check_props(
     source: str,
     unknown_message: str,
 ) -> None:
-    """QEMU's parse-time visit: each declared property's type, then unknown keys."""
+    """QEMU's parse-time visit: declared properties in order, then the rest.
+
+    A key the type does not know is ``unknown_message`` (QEMU words it
+    differently for the two syntaxes).
+    """
     cls = _type_for(registry, qom_type, source)
-    for prop in cls.props:
-        if prop.name not in props:
-            continue
-        if prop.read_only:
-            raise OptionError(source, f"Property '{qom_type}.{prop.name}' is read-only")
-        try:
-            prop.coerce(props[prop.name])
-        except ObjectError as err:
-            raise OptionError(source, str(err)) from None
-    for name in props:
-        if cls.prop_spec(name) is None:
+    declared = [p.name for p in cls.props if p.name in props]
+    for name in [*declared, *(n for n in props if n not in declared)]:
+        prop = cls.prop_spec(name)
+        if prop is None:
             raise OptionError(source, unknown_message.format(name))
+        if prop.read_only:
+            raise OptionError(source, f"Property '{qom_type}.{name}' is read-only")
+        try:
+            prop.coerce(props[name])
+        except ObjectError as err:
+            raise OptionError(source, err.message, hint=err.hint) from None
 
 
 def parse_object(

@@ -40,7 +40,9 @@ from compat.config import DisplayConfig, ListenAddress, ObjectSpec
 from compat.errors import HelpRequest, OptionError
 from compat.objects import check_id
 from compat.optstr import Param
-from creds.objects import ObjectRegistry
+from creds.authz import QAuthZ
+from creds.objects import ObjectError, ObjectRegistry
+from creds.secret import lookup_secret
 from creds.tlscreds import Endpoint, TLSCreds
 
 __all__ = [
@@ -112,15 +114,22 @@ class VncKey:
 VNC_KEYS: dict[str, VncKey] = {
     k.name: k
     for k in (
-        VncKey("vnc", "str", "vncd", "listen address: [HOST]:N, [IPV6]:N, unix:PATH or none (the implied first key)", repeat=True),
-        VncKey("websocket", "str", "vncd", "extra WebSocket listener: on (port 5700+N), PORT or HOST:PORT", repeat=True),
+        VncKey("vnc", "str", "vncd",
+               "listen address: [HOST]:N, [IPV6]:N, unix:PATH or none (the implied key)",
+               repeat=True),
+        VncKey("websocket", "str", "vncd",
+               "extra WebSocket listener: on (port 5700+N), PORT or HOST:PORT", repeat=True),
         VncKey("to", "number", "vncd", "if port 5900+N is busy, try displays up to this one"),
         VncKey("ipv4", "bool", "vncd", "listen on IPv4 only"),
         VncKey("ipv6", "bool", "vncd", "listen on IPv6 only"),
-        VncKey("tls-creds", "str", "vncd", "id of the tls-creds-x509/tls-creds-anon object (VeNCrypt, and wss for websocket)"),
-        VncKey("tls-authz", "str", "vncd", "id of the authz object checked against the client certificate's DN"),
-        VncKey("password", "bool", "vncd", "require VNC password authentication (password set by the monitor)"),
-        VncKey("password-secret", "str", "vncd", "id of the secret object holding the VNC password"),
+        VncKey("tls-creds", "str", "vncd",
+               "id of the tls-creds-x509/-anon object (VeNCrypt; wss for websocket)"),
+        VncKey("tls-authz", "str", "vncd",
+               "id of the authz object checked against the client certificate's DN"),
+        VncKey("password", "bool", "vncd",
+               "require VNC password authentication (password set by the monitor)"),
+        VncKey("password-secret", "str", "vncd",
+               "id of the secret object holding the VNC password"),
         VncKey("share", "str", "vncd", "allow-exclusive (default), force-shared or ignore"),
         VncKey("connections", "number", "vncd", "most clients at once (default 32)"),
         VncKey("reverse", "bool", "vncd", "connect out to a listening viewer at HOST:PORT"),
@@ -128,16 +137,22 @@ VNC_KEYS: dict[str, VncKey] = {
         VncKey("non-adaptive", "bool", "vncd", "disable adaptive encodings"),
         VncKey("key-delay-ms", "number", "vncd", "delay between key events (default 10)"),
         VncKey("sasl", "bool", "vncd", "SASL authentication: not supported by vncd"),
-        VncKey("sasl-authz", "str", "vncd", "authz object for SASL user names: not supported by vncd"),
+        VncKey("sasl-authz", "str", "vncd", "authz object for SASL names: not supported"),
         VncKey("audiodev", "str", "qemu", "QEMU only: accepted, no effect"),
         VncKey("display", "str", "qemu", "QEMU only: accepted, no effect"),
         VncKey("head", "number", "qemu", "QEMU only: accepted, no effect"),
         VncKey("lock-key-sync", "bool", "qemu", "QEMU only: accepted, no effect"),
         VncKey("power-control", "bool", "qemu", "QEMU only: accepted, no effect"),
-        VncKey("tls", "bool", "legacy", "deprecated: anonymous TLS; use -object tls-creds-anon and tls-creds="),
-        VncKey("x509", "str", "legacy", "deprecated: x509 TLS from DIR; use -object tls-creds-x509 and tls-creds="),
-        VncKey("x509verify", "str", "legacy", "deprecated: x509 TLS from DIR, client certificates required; use -object tls-creds-x509,verify-peer=on"),
-        VncKey("acl", "bool", "legacy", "deprecated: deny-by-default client DN list; use -object authz-list and tls-authz="),
+        VncKey("tls", "bool", "legacy",
+               "deprecated: anonymous TLS; use -object tls-creds-anon and tls-creds="),
+        VncKey("x509", "str", "legacy",
+               "deprecated: x509 TLS from DIR; use -object tls-creds-x509 and tls-creds="),
+        VncKey("x509verify", "str", "legacy",
+               "deprecated: x509 TLS from DIR, client certificates required;"
+               " use -object tls-creds-x509,verify-peer=on"),
+        VncKey("acl", "bool", "legacy",
+               "deprecated: deny-by-default client DN list;"
+               " use -object authz-list and tls-authz="),
     )
 }
 
@@ -409,29 +424,35 @@ def modern_params(display: DisplayConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def _lookup_secret(registry: ObjectRegistry, secret_id: str, source: str) -> None:
-    from creds.secret import Secret
-
-    obj = registry.get(secret_id)
-    if obj is None:
-        raise OptionError(source, f"No secret with id '{secret_id}'")
-    if not isinstance(obj, Secret):
-        raise OptionError(source, f"Object with id '{secret_id}' is not a secret")
+def _check_secret(registry: ObjectRegistry, secret_id: str, source: str) -> None:
+    """QEMU's ``qcrypto_secret_lookup_as_utf8``: the secret exists and is text."""
+    try:
+        lookup_secret(registry, secret_id).get_text()
+    except ObjectError as err:
+        raise OptionError(source, err.message, hint=err.hint) from None
 
 
-def _authz_warnings(display: DisplayConfig, registry: ObjectRegistry, creds: TLSCreds) -> Sequence[str]:
-    notes = []
-    if registry.get(display.tls_authz) is None:
-        notes.append(
-            f"no object with id '{display.tls_authz}' exists (tls-authz); every"
-            " client is refused until it is created"
-        )
+def _authz_warnings(
+    display: DisplayConfig, registry: ObjectRegistry, creds: TLSCreds
+) -> Sequence[str]:
+    """Why a ``tls-authz`` QEMU accepts would silently admit or refuse everyone."""
     if creds.kind != "x509" or not creds.verify_peer:
-        notes.append(
+        return [
             f"tls-authz has no effect: credentials '{creds.id}' do not verify"
             " client certificates (QEMU ignores it too)"
-        )
-    return notes
+        ]
+    authz = registry.get(display.tls_authz)
+    if authz is None:
+        return [
+            f"no object with id '{display.tls_authz}' exists (tls-authz); every"
+            " client is refused until it is created"
+        ]
+    if not isinstance(authz, QAuthZ):
+        return [
+            f"Object '{display.tls_authz}' is not a QAuthZ subclass (tls-authz);"
+            " every client is refused"
+        ]
+    return []
 
 
 def check_display(
@@ -445,7 +466,7 @@ def check_display(
     """
     source = display.source
     if display.password_secret is not None:
-        _lookup_secret(registry, display.password_secret, source)
+        _check_secret(registry, display.password_secret, source)
     if display.sasl:
         raise OptionError(source, SASL_MESSAGE)
     creds = None
