@@ -4,10 +4,11 @@
 :class:`ClientConnection` speaks RFB 3.3, 3.7 or 3.8 (the highest both
 sides know), chooses a security type by a fixed policy
 (:class:`ClientSecurity`), runs VNC authentication and the VeNCrypt
-exchange, and after ServerInit parses server messages.  Framebuffer
-rectangles are handed, with their payload bytes, to a *rectangle
-decoder* (see :class:`RectDecoder`) so that pixel decoding stays with
-the encoders.
+exchange, and after ServerInit parses server messages.  FramebufferUpdate
+messages are handed whole to a :class:`~vncd.encoding.decode.FramebufferDecoder`,
+which keeps the framebuffer (:attr:`ClientConnection.framebuffer`) and
+whose events (``RectDecoded``, ``DesktopSizeChanged`` ...,
+``UpdateComplete``) come out of :meth:`ClientConnection.next_event`.
 
 The security policy never downgrades: a client given TLS credentials
 accepts only VeNCrypt subtypes of that kind (x509 credentials only
@@ -23,8 +24,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Protocol
 
+from vncd.encoding.decode import DecodeError, FramebufferDecoder, UpdateComplete
+from vncd.encoding.decode import NEED_DATA as DECODER_NEED_DATA
 from vncd.pixels import PixelFormat, PixelFormatError
 from vncd.rfb import vncauth
 from vncd.rfb.errors import LocalProtocolError, RemoteProtocolError
@@ -34,7 +36,7 @@ from vncd.rfb.events import (
 )
 from vncd.rfb.limits import Limits
 from vncd.rfb.messages import (
-    ClientMessage, ServerMessageType, parse_bell, parse_colour_map_entries,
+    ClientMessage, ServerMessageType, SetColourMapEntries, parse_bell, parse_colour_map_entries,
     parse_end_of_continuous_updates, parse_server_cut_text, parse_server_fence,
     parse_server_init_header,
 )
@@ -43,16 +45,9 @@ from vncd.rfb.server import VERSION_LENGTH, negotiated_minor, parse_version
 from vncd.rfb.states import CLIENT_TRANSITIONS, ClientInput, ClientState, StateMachine
 from vncd.rfb.vencrypt import SUBTYPE_ACCEPT, VENCRYPT_VERSION, VERSION_ACCEPT
 
-__all__ = [
-    "ClientSecurity", "ClientConnection", "SecurityNegotiationError", "RectDecoder",
-    "FramebufferUpdateStart", "Rectangle", "FramebufferUpdateEnd",
-]
+__all__ = ["ClientSecurity", "ClientConnection", "SecurityNegotiationError"]
 
 _U32 = struct.Struct(">I")
-_RECT = struct.Struct(">HHHHi")
-
-#: Pseudo-encoding LastRect: ends an update whose count was 0xFFFF.
-LAST_RECT = -224
 
 
 class SecurityNegotiationError(RemoteProtocolError):
@@ -100,45 +95,6 @@ def _describe_subtypes(subtypes) -> str:
     return ", ".join(names) or "nothing"
 
 
-class RectDecoder(Protocol):
-    """Decodes one rectangle's payload (supplied by :mod:`vncd.encoding`).
-
-    ``decode`` is given the rectangle and the buffer holding its payload
-    from offset 0, and returns ``(value, bytes consumed)`` -- ``value``
-    becomes :attr:`Rectangle.data` -- or :data:`NEED_DATA` if the payload
-    is not complete yet; it must not change any state (zlib streams) until
-    it can consume the whole payload.  It raises
-    :class:`RemoteProtocolError` for a malformed payload or an encoding
-    the client did not ask for.
-    """
-
-    def set_pixel_format(self, pixel_format: PixelFormat) -> None: ...
-
-    def decode(self, encoding: int, x: int, y: int, width: int, height: int, buf): ...
-
-
-@dataclass(frozen=True)
-class FramebufferUpdateStart:
-    #: Rectangles announced (65535 may mean "until LastRect").
-    count: int
-
-
-@dataclass(frozen=True)
-class Rectangle:
-    x: int
-    y: int
-    width: int
-    height: int
-    encoding: int
-    #: What the decoder returned for the payload.
-    data: object
-
-
-@dataclass(frozen=True)
-class FramebufferUpdateEnd:
-    pass
-
-
 class ClientConnection:
     """One connection's RFB protocol state (client side).
 
@@ -146,13 +102,12 @@ class ClientConnection:
     old client); ``shared`` is the ClientInit flag.
     """
 
-    def __init__(self, security: ClientSecurity, decoder: RectDecoder, *,
-                 shared: bool = True, max_minor: int = 8,
-                 limits: Limits | None = None) -> None:
+    def __init__(self, security: ClientSecurity, *, shared: bool = True,
+                 max_minor: int = 8, limits: Limits | None = None) -> None:
         if max_minor not in (3, 7, 8):
             raise ValueError("max_minor must be 3, 7 or 8")
         self._security = security
-        self._decoder = decoder
+        self._decoder: FramebufferDecoder | None = None
         self._shared = shared
         self._max_minor = max_minor
         self._limits = limits or Limits()
@@ -161,16 +116,12 @@ class ClientConnection:
         self._out = bytearray()
         self._pending: list[object] = []
         self._eof = False
-        self._rects_left = 0
-        self._pixel_format: PixelFormat | None = None
+        self._in_update = False
         #: RFB 3.x minor version in use, once agreed.
         self.minor: int | None = None
         #: The security type and VeNCrypt subtype in use, once chosen.
         self.security_type: SecurityType | None = None
         self.subtype: VeNCryptSubtype | None = None
-        #: Framebuffer size from ServerInit (and later resizes).
-        self.width = 0
-        self.height = 0
         self._handlers = {
             ClientState.AWAIT_VERSION: self._on_version,
             ClientState.AWAIT_SECURITY_TYPE: self._on_security_type_33,
@@ -185,7 +136,6 @@ class ClientConnection:
             ClientState.RUNNING: self._on_message,
         }
         self._message_parsers = {
-            ServerMessageType.FRAMEBUFFER_UPDATE: self._on_update_header,
             ServerMessageType.SET_COLOUR_MAP_ENTRIES: parse_colour_map_entries,
             ServerMessageType.BELL: parse_bell,
             ServerMessageType.SERVER_CUT_TEXT: parse_server_cut_text,
@@ -200,9 +150,10 @@ class ClientConnection:
         return self._machine.state
 
     @property
-    def pixel_format(self) -> PixelFormat | None:
-        """The pixel format rectangles arrive in (ServerInit's, or the one we set)."""
-        return self._pixel_format
+    def framebuffer(self) -> FramebufferDecoder | None:
+        """The decoder holding the framebuffer (after ServerInit): ``.rgbx()``,
+        ``.width``, ``.height``, ``.pf``."""
+        return self._decoder
 
     # -- bytes in and out -------------------------------------------------
 
@@ -216,7 +167,10 @@ class ClientConnection:
         if not data:
             self._eof = True
             return
-        self._in += data
+        if self._in_update:
+            self._decoder.receive_data(data)
+        else:
+            self._in += data
 
     def data_to_send(self) -> bytes:
         out = bytes(self._out)
@@ -241,7 +195,7 @@ class ClientConnection:
             if progress is NEED_DATA:
                 if not self._eof:
                     return NEED_DATA
-                if state is ClientState.RUNNING and not self._in and not self._rects_left:
+                if state is ClientState.RUNNING and not self._in and not self._in_update:
                     self._machine.process(ClientInput.FAIL)
                     return CLOSED
                 self._machine.process(ClientInput.FAIL)
@@ -267,7 +221,6 @@ class ClientConnection:
                                      f" {self.state.name}")
         pixel_format = getattr(message, "pixel_format", None)
         if pixel_format is not None:
-            self._pixel_format = pixel_format
             self._decoder.set_pixel_format(pixel_format)
         self._out += message.encode()
 
@@ -529,62 +482,49 @@ class ClientConnection:
         if raw is None:
             return NEED_DATA
         name = raw[24:].decode("utf-8", "replace")
-        self.width, self.height = width, height
-        self._pixel_format = pixel_format
-        self._decoder.set_pixel_format(pixel_format)
+        self._decoder = FramebufferDecoder(
+            width, height, pixel_format, max_pixels=self._limits.max_client_framebuffer_pixels)
         self._machine.process(ClientInput.SERVER_INIT)
         self._pending.append(ServerInitReceived(width, height, pixel_format, name))
         return None
 
     def _on_message(self):
-        if self._rects_left:
-            return self._on_rectangle()
+        if self._in_update:
+            return self._on_update()
         if not self._in:
             return NEED_DATA
+        if self._in[0] == ServerMessageType.FRAMEBUFFER_UPDATE:
+            self._in_update = True
+            self._decoder.receive_data(bytes(self._in))
+            self._in.clear()
+            self._machine.process(ClientInput.SERVER_MESSAGE)
+            return self._on_update()
         parser = self._message_parsers.get(self._in[0])
         if parser is None:
             raise RemoteProtocolError(f"unknown server message type {self._in[0]}")
         parsed = parser(self._in, self._limits)
         if parsed is NEED_DATA:
             return NEED_DATA
-        if parsed is None:
-            return None
         message, size = parsed
         del self._in[:size]
+        if isinstance(message, SetColourMapEntries):
+            try:
+                self._decoder.set_colour_map_entries(message.first, message.colours)
+            except DecodeError as e:
+                raise RemoteProtocolError(f"SetColourMapEntries: {e}") from None
         self._machine.process(ClientInput.SERVER_MESSAGE)
         self._pending.append(message)
         return None
 
-    def _on_update_header(self, buf, limits):
-        if len(buf) < 4:
+    def _on_update(self):
+        try:
+            event = self._decoder.next_event()
+        except DecodeError as e:
+            raise RemoteProtocolError(f"FramebufferUpdate: {e}") from None
+        if event is DECODER_NEED_DATA:
             return NEED_DATA
-        (count,) = struct.unpack_from(">H", buf, 2)
-        del self._in[:4]
-        self._machine.process(ClientInput.SERVER_MESSAGE)
-        self._pending.append(FramebufferUpdateStart(count))
-        if count == 0:
-            self._pending.append(FramebufferUpdateEnd())
-        self._rects_left = count
-        return None
-
-    def _on_rectangle(self):
-        head = self._peek(_RECT.size)
-        if head is None:
-            return NEED_DATA
-        x, y, width, height, encoding = _RECT.unpack(head)
-        if encoding == LAST_RECT:
-            del self._in[:_RECT.size]
-            self._rects_left = 0
-            self._pending.append(FramebufferUpdateEnd())
-            return None
-        with memoryview(self._in) as view, view[_RECT.size:] as payload:
-            decoded = self._decoder.decode(encoding, x, y, width, height, payload)
-        if decoded is NEED_DATA:
-            return NEED_DATA
-        data, size = decoded
-        del self._in[:_RECT.size + size]
-        self._pending.append(Rectangle(x, y, width, height, encoding, data))
-        self._rects_left -= 1
-        if not self._rects_left:
-            self._pending.append(FramebufferUpdateEnd())
+        if isinstance(event, UpdateComplete):
+            self._in_update = False
+            self._in += self._decoder.trailing_data
+        self._pending.append(event)
         return None

@@ -19,13 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from creds.objects import ObjectError
+from creds.session import HandshakeStatus
 from vncd.rfb.errors import RemoteProtocolError
 
-__all__ = ["TLSLayer", "TLSInfo", "TLSHandshakeFailed", "CredentialsRejected"]
+__all__ = ["TLSLayer", "TLSInfo", "TLSFailed", "CredentialsRejected"]
 
 
-class TLSHandshakeFailed(RemoteProtocolError):
-    """The TLS handshake itself failed (no shared cipher, bad record, alert ...)."""
+class TLSFailed(RemoteProtocolError):
+    """The TLS session broke: a failed handshake (no shared cipher, not TLS at
+    all, an alert) or a bad record afterwards.  The reason is the session's,
+    in QEMU's form (``TLS handshake failed: ...``)."""
 
 
 class CredentialsRejected(RemoteProtocolError):
@@ -61,16 +64,16 @@ class TLSLayer:
         """Feed wire bytes; return any plaintext now available.
 
         Returns ``b""`` until the layer is established.  Raises
-        :class:`TLSHandshakeFailed` or :class:`CredentialsRejected`.
+        :class:`TLSFailed` or :class:`CredentialsRejected`.
         """
         if self._failed:
             return b""
-        self.session.receive_data(data)
-        status = self.session.handshake_status.name
-        if status == "FAILED":
+        session = self.session
+        session.receive_data(data)
+        if session.failure is not None:
             self._failed = True
-            raise TLSHandshakeFailed(f"TLS handshake failed: {self.session.failure}")
-        if status != "COMPLETE":
+            raise TLSFailed(session.failure)
+        if session.handshake_status is not HandshakeStatus.COMPLETE:
             return b""
         if not self._established:
             try:

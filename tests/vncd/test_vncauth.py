@@ -1,0 +1,49 @@
+"""VNC authentication: the bit-reversed DES key and the challenge response."""
+
+from __future__ import annotations
+
+from hypothesis import given, strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from vncd.rfb import vncauth
+
+
+class VncAuthTests(SynchronousTestCase):
+
+    def test_known_vector(self):
+        """"password" and challenge 00..0f give rfbproto's known response."""
+        self.assertEqual(vncauth.des_key(b"password").hex(), "0e86ceceeef64e26")
+        self.assertEqual(vncauth.challenge_response(b"password", bytes(range(16))).hex(),
+                         "b866924125c8eebb9debc1db61c538e2")
+
+    def test_key_is_truncated_and_padded(self):
+        """Passwords are cut or NUL-padded to 8 bytes before the bits are reversed."""
+        self.assertEqual(vncauth.des_key(b"passwordXYZ"), vncauth.des_key(b"password"))
+        self.assertEqual(vncauth.des_key(b"ab"), bytes([0x86, 0x46, 0, 0, 0, 0, 0, 0]))
+
+    @given(st.binary(max_size=12), st.binary(min_size=16, max_size=16))
+    def test_check_accepts_only_the_right_response(self, password, challenge):
+        """check_response accepts the true response and rejects any other."""
+        good = vncauth.challenge_response(password, challenge)
+        self.assertTrue(vncauth.check_response(password, challenge, good))
+        bad = bytes([good[0] ^ 1]) + good[1:]
+        self.assertFalse(vncauth.check_response(password, challenge, bad))
+        self.assertFalse(vncauth.check_response(None, challenge, good))
+        self.assertFalse(vncauth.check_response(password, challenge, good[:15]))
+
+    def test_challenge_size(self):
+        """A challenge of the wrong size is a programming error."""
+        self.assertRaises(ValueError, vncauth.challenge_response, b"x", b"short")
+
+    def test_constant_time_compare(self):
+        """The comparison is hmac.compare_digest (no early exit on the first byte)."""
+        calls = []
+        original = vncauth.hmac.compare_digest
+
+        def spy(a, b):
+            calls.append((a, b))
+            return original(a, b)
+
+        self.patch(vncauth.hmac, "compare_digest", spy)
+        vncauth.check_response(b"pw", bytes(16), bytes(16))
+        self.assertEqual(len(calls), 1)
