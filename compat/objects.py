@@ -147,7 +147,8 @@ def _check_props(
     """QEMU's parse-time visit: declared properties in order, then the rest.
 
     A key the type does not know is ``unknown_message`` (QEMU words it
-    differently for the two syntaxes).
+    differently for the two syntaxes).  A JSON number or list where a
+    string or enum belongs is a type error in QEMU's words.
     """
     cls = _type_for(registry, qom_type, source)
     declared = [p.name for p in cls.props if p.name in props]
@@ -157,6 +158,10 @@ def _check_props(
             raise OptionError(source, unknown_message.format(name))
         if prop.read_only:
             raise OptionError(source, f"Property '{qom_type}.{name}' is read-only")
+        if prop.kind in ("str", "enum") and not isinstance(props[name], str):
+            raise OptionError(
+                source, f"Invalid parameter type for '{name}', expected: string"
+            )
         try:
             prop.coerce(props[name])
         except ObjectError as err:
