@@ -227,6 +227,11 @@ _CERT_TYPES = frozenset(
 _COMPRESSION_NONE = frozenset({"COMP-NULL", "COMP-ALL"})
 _COMPRESSION_OTHER = frozenset({"COMP-DEFLATE"})
 
+_GROUPS_NOTE = (
+    "is not applied: pyOpenSSL cannot choose key-exchange groups, so OpenSSL's"
+    " defaults are used"
+)
+
 _FLAG_SERVER_PRECEDENCE = "%SERVER_PRECEDENCE"
 _FLAGS = frozenset({
     _FLAG_SERVER_PRECEDENCE, "%COMPAT", "%NO_EXTENSIONS", "%NO_TICKETS",
@@ -517,7 +522,7 @@ def _apply_algorithm(state: _State, raw: str, name: str, adding: bool) -> None:
         else:
             state.remove(list_name, members)
         if list_name == "groups":
-            state.note(raw, "has no effect: OpenSSL's default key-exchange groups are used")
+            state.note(raw, _GROUPS_NOTE)
         if name.endswith("GOST-ALL") and adding:
             state.note(raw, "has no effect: vncd has no GOST cipher suites")
         return
@@ -550,7 +555,7 @@ def _apply_algorithm(state: _State, raw: str, name: str, adding: bool) -> None:
             state.removed_kx.add(name)
     elif name in _GROUPS_KNOWN:
         _change(state, "groups", name, adding)
-        state.note(raw, "has no effect: OpenSSL's default key-exchange groups are used")
+        state.note(raw, _GROUPS_NOTE)
     elif name in _SIGNATURES:
         state.note(raw, "has no effect: OpenSSL's default signature algorithms are used")
     elif name in _CERT_TYPES:
@@ -650,7 +655,7 @@ def parse_priority(text: str | None, *, anon: bool) -> TLSPolicy:
     anonymous credentials: QEMU appends ``+ANON-DH`` to their priority;
     vncd lists the finite-field anonymous suites (``ADH``, the only ones
     GnuTLS clients such as gtk-vnc offer) first, then the elliptic-curve
-    ones (``AECDH``, unless the string removes ``ANON-ECDH``), each
+    ones (``AECDH``, unless the string removes ``ANON-ECDH`` by name), each
     restricted to the ciphers and MACs the string allows, at OpenSSL
     security level 0, and caps the version at TLS 1.2 because TLS 1.3
     has no anonymous key exchange.

@@ -110,7 +110,7 @@ class KeywordTests(SynchronousTestCase):
     """What the GnuTLS keywords select."""
 
     def test_default_is_normal(self):
-        """No priority means QEMU's default, NORMAL: TLS 1.2 and 1.3, forward-secret suites first."""
+        """No priority means QEMU's default NORMAL: TLS 1.2 and 1.3, ECDHE suites first."""
         policy = parse_priority(None, anon=False)
         self.assertEqual(policy.priority, "NORMAL")
         self.assertEqual((policy.min_version, policy.max_version), (TLS12, TLS13))
@@ -357,7 +357,8 @@ class ErrorTests(SynchronousTestCase):
         self.check("NORMAL:+FOO", p + "NORMAL:+FOO: unknown element '+FOO' (element 2)")
         self.check("NORMAL:-VERS-TLS1.3:%FOO",
                    p + "NORMAL:-VERS-TLS1.3:%FOO: unknown flag '%FOO' (element 3)")
-        self.check("NORMAL:+SIGN-FOO", p + "NORMAL:+SIGN-FOO: unknown element '+SIGN-FOO' (element 2)")
+        self.check("NORMAL:+SIGN-FOO",
+                   p + "NORMAL:+SIGN-FOO: unknown element '+SIGN-FOO' (element 2)")
         self.check("NORMAL:+VERS-TLS1.4",
                    p + "NORMAL:+VERS-TLS1.4: unknown element '+VERS-TLS1.4' (element 2)")
         self.check("NORMAL:+CURVE-FFDHE2048",
@@ -468,7 +469,7 @@ class OpenSSLTests(SynchronousTestCase):
         self.assertEqual([n for n in listed if "NULL" in n.split("-")], [])
 
     def test_corpus_accepted(self):
-        """OpenSSL takes every cipher list and TLS 1.3 string unchanged: nothing dropped, no NULL."""
+        """OpenSSL takes every cipher list and TLS 1.3 string unchanged, with no NULL cipher."""
         for text in CORPUS:
             self.assertAccepted(parse_priority(text, anon=False))
         for text in ANON_CORPUS:
