@@ -7,7 +7,8 @@ cases in :data:`DIFFERENCES`, where vncd deliberately differs; there the
 test pins QEMU's answer and checks that vncd's really is another one.
 
 To learn quickly whether QEMU *loaded* the credentials, each command line
-ends with a second object that always fails (a secret without data):
+ends with a second object that always fails (a secret encrypted with a
+key that does not exist):
 QEMU creates objects in order, so reaching that error means the
 credentials were accepted.  No process has to be left running or timed.
 """
@@ -36,8 +37,8 @@ QEMU_WORKERS = 4
 #: Longest a single QEMU start may take before the test gives up on it.
 QEMU_TIMEOUT = 30.0
 
-_SENTINEL = ("-object", "secret,id=vncd-verdict-sentinel")
-_SENTINEL_MESSAGE = "Either 'file' or 'data' must be provided"
+_SENTINEL = ("-object", "secret,id=vncd-verdict-sentinel,data=x,keyid=vncd-no-such-key")
+_SENTINEL_MESSAGE = "No secret with id 'vncd-no-such-key'"
 _PREFIX = "qemu-system-x86_64: "
 
 _UNKNOWN = "The certificate hasn't got a known issuer"
