@@ -35,6 +35,7 @@ __all__ = [
     "AuthzListFile",
     "Rule",
     "GlobPattern",
+    "parse_rules",
     "POLICIES",
     "FORMATS",
     "MAX_MATCH_LENGTH",
@@ -208,20 +209,20 @@ def _show(text: str) -> str:
     return shown if shown.isprintable() else shown.encode("unicode_escape").decode("ascii")
 
 
-def _rule(fields: Mapping[str, Any], where: str, sep: str) -> Rule:
-    """Build a rule from its JSON object (``sep`` is ``.``; names like ``rules[0].match``)."""
+def _rule(fields: Mapping[str, Any], where: str) -> Rule:
+    """Build a rule from its fields; ``where`` names it in errors (``rules[0]``, ``rules.0``)."""
     for key in fields:
         if key not in _RULE_FIELDS:
             shown = _show(key) if isinstance(key, str) else repr(key)
-            raise ObjectError(f"Parameter '{where}{sep}{shown}' is unexpected")
+            raise ObjectError(f"Parameter '{where}.{shown}' is unexpected")
     for key in ("match", "policy"):
         if key not in fields:
-            raise ObjectError(f"Parameter '{where}{sep}{key}' is missing")
-    match = _check_match(fields["match"], f"{where}{sep}match")
-    policy = _check_choice(fields["policy"], f"{where}{sep}policy", POLICIES)
+            raise ObjectError(f"Parameter '{where}.{key}' is missing")
+    match = _check_match(fields["match"], f"{where}.match")
+    policy = _check_choice(fields["policy"], f"{where}.policy", POLICIES)
     fmt = "exact"
     if "format" in fields:
-        fmt = _check_choice(fields["format"], f"{where}{sep}format", FORMATS)
+        fmt = _check_choice(fields["format"], f"{where}.format", FORMATS)
     return Rule(match, policy, fmt)
 
 
@@ -247,7 +248,7 @@ def parse_rules(value: object, name: str = "rules") -> tuple[Rule, ...]:
             where = f"{name}[{index}]"
             if not isinstance(item, dict):
                 raise ObjectError(f"Invalid parameter type for '{where}', expected: object")
-            rules.append(_rule(item, where, "."))
+            rules.append(_rule(item, where))
         return tuple(rules)
     if isinstance(value, Mapping):
         return _rules_from_indices(value, name)
@@ -271,7 +272,7 @@ def _rules_from_indices(value: Mapping[Any, Any], name: str) -> tuple[Rule, ...]
     for index in range(len(by_index)):
         if index not in by_index:
             raise ObjectError(f"Parameter '{name}.{index}' is missing")
-        rules.append(_rule(by_index[index], f"{name}.{index}", "."))
+        rules.append(_rule(by_index[index], f"{name}.{index}"))
     return tuple(rules)
 
 
