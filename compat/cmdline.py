@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 from compat import optstr
 from compat.config import Invocation, ObjectSpec, ScreenSpec
 from compat.errors import HelpRequest, OptionError
-from compat.objects import format_object, parse_object
+from compat.objects import format_object, object_source, parse_object
 from compat.vnc import VNC_KEYS, modern_params, parse_vnc
 from creds.objects import ObjectRegistry
 
@@ -182,7 +182,10 @@ def parse_command_line(
         return emit
 
     for word, opt, value in _scan(argv):
-        source = word if value is None else f"{word} {value}"
+        if opt.name == "object":
+            source = object_source(word, value, registry)
+        else:
+            source = word if value is None else f"{word} {value}"
         if opt.name in ("h", "help"):
             raise HelpRequest(help_text(registry))
         if opt.name == "version":

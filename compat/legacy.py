@@ -14,6 +14,7 @@ legacy                                 objects (id ``tlsvnc<display id>``)
 ``tls,x509verify=DIR``                 ``tls-creds-x509,dir=DIR,endpoint=server,verify-peer=on``
 ``tls,x509=A,x509verify=B``            ``x509`` wins: dir A, verify-peer off
 ``x509=``/``x509verify=`` alone        nothing: no TLS (vncd warns)
+any of them on a display ``none``      nothing (QEMU 2.5 ignored such a display)
 ``acl``                                ``authz-list,id=vnc.x509dname,policy=deny`` used
                                        as ``tls-authz`` (``vnc.<id>.x509dname`` for a
                                        display whose id is not ``default``)
@@ -108,16 +109,26 @@ def translate(
     display_id: str,
     source: str,
     params: Sequence[Param],
+    listening: bool = True,
 ) -> Translation:
     """Translate the legacy keys among ``params`` (every element, in order).
 
-    For each key the last occurrence counts, as in QEMU.  Raises
+    For each key the last occurrence counts, as in QEMU.  ``listening``
+    is false for a display without addresses (``none``): QEMU 2.5 looked
+    no further at such a display, so its legacy keys do nothing.  Raises
     :class:`OptionError` for QEMU's mutual-exclusion errors.
     """
     by_key: dict[str, list[Param]] = {}
     for param in params:
         by_key.setdefault(param.key, []).append(param)
     result = Translation()
+    legacy_params = [p for p in params if p.key in LEGACY_KEYS]
+    if legacy_params and not listening:
+        result.warnings.append(
+            f"-vnc ...,{_typed(legacy_params)} is deprecated and has no effect on a"
+            " display that does not listen (as in QEMU 2.5); remove it"
+        )
+        return result
     tls_params = [p for p in params if p.key in LEGACY_TLS_KEYS]
     if tls_params and "tls-creds" in by_key:
         raise OptionError(source, MUTUALLY_EXCLUSIVE)

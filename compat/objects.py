@@ -14,6 +14,9 @@ against the types an :class:`creds.objects.ObjectRegistry` knows, so the
 first error reported is the one QEMU would report.  Creating the objects
 is the caller's job (:meth:`ObjectRegistry.create`).
 
+Secret property values (``secret,data=...``) are replaced by ``<hidden>``
+in the option text used for messages, so they never reach a log.
+
 This module knows nothing about sockets or VNC; it uses only the object
 type metadata of :mod:`creds.objects`.
 """
@@ -21,6 +24,7 @@ type metadata of :mod:`creds.objects`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable
 
 from compat import optstr
@@ -30,7 +34,7 @@ from creds.objects import ID_PATTERN, MAX_ID_LENGTH, ObjectError, ObjectRegistry
 
 __all__ = [
     "parse_object", "format_object", "check_id", "objects_help", "type_help",
-    "MAX_JSON_DEPTH", "ID_MESSAGE",
+    "mask_secrets", "secret_keys", "object_source", "MAX_JSON_DEPTH", "ID_MESSAGE", "HIDDEN",
 ]
 
 #: Deepest JSON nesting accepted in ``-object '{...}'``.  The deepest
@@ -46,6 +50,58 @@ ID_MESSAGE = (
 )
 
 Warn = Callable[[str], None]
+
+
+#: What a secret value is replaced with in messages and in the option text.
+HIDDEN = "<hidden>"
+
+
+def secret_keys(registry: ObjectRegistry) -> frozenset[str]:
+    """Names of the properties that hold secret data, in any object type."""
+    return frozenset(
+        prop.name
+        for name in registry.type_names()
+        for prop in registry.type_for(name).props
+        if prop.secret
+    )
+
+
+def _mask_json_text(arg: str, keys: frozenset[str]) -> str:
+    try:
+        data = json.loads(arg)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        masked = {k: HIDDEN if k in keys else v for k, v in data.items()}
+        return json.dumps(masked, separators=(",", ":"), ensure_ascii=False)
+    for key in keys:
+        pattern = re.compile(r'("' + re.escape(key) + r'"\s*:\s*)"(?:[^"\\]|\\.)*"?')
+        arg = pattern.sub(lambda m: m.group(1) + json.dumps(HIDDEN), arg)
+    return arg
+
+
+def mask_secrets(arg: str, keys: frozenset[str]) -> str:
+    """``arg`` with the value of every secret property replaced by :data:`HIDDEN`.
+
+    Messages name the option as typed, as QEMU's do, but a secret's
+    value must never reach a terminal or a log.
+    """
+    if not keys or not any(key in arg for key in keys):
+        return arg
+    if arg.startswith("{"):
+        return _mask_json_text(arg, keys)
+    try:
+        params = optstr.parse(arg, option="-object", implied_key="qom-type")
+    except OptionError:
+        return HIDDEN
+    return ",".join(
+        f"{p.key}={HIDDEN}" if p.key in keys and not p.flag else p.raw for p in params
+    )
+
+
+def object_source(option: str, arg: str, registry: ObjectRegistry) -> str:
+    """The ``-object`` option as typed, for messages, with secret values hidden."""
+    return f"{option} {mask_secrets(arg, secret_keys(registry))}"
 
 
 def check_id(value: str, source: str) -> None:
@@ -181,7 +237,7 @@ def parse_object(
     Raises :class:`HelpRequest` for ``help`` and ``TYPE,help``, and
     :class:`OptionError` for everything wrong.
     """
-    source = f"{option} {arg}"
+    source = object_source(option, arg, registry)
     optstr.check_length(arg, source)
     if optstr.is_help(arg):
         raise HelpRequest(objects_help(registry))

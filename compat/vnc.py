@@ -369,7 +369,9 @@ def parse_vnc(
     listen, websocket = _addresses(by_key, reverse=reverse, to=to, source=source)
     if "password-secret" in by_key and "password" in by_key:
         raise OptionError(source, "'password' flag is redundant with 'password-secret'")
-    translation = legacy.translate(display_id=display_id, source=source, params=params)
+    translation = legacy.translate(
+        display_id=display_id, source=source, params=params, listening=bool(listen)
+    )
     connections = _in_range(by_key, "connections", 1, MAX_CONNECTIONS, 32, source)
     key_delay_ms = _in_range(by_key, "key-delay-ms", 0, MAX_KEY_DELAY_MS, 10, source)
 

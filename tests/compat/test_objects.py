@@ -10,7 +10,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import creds
 from compat.errors import HelpRequest, OptionError
-from compat.objects import ID_MESSAGE, MAX_JSON_DEPTH, format_object, parse_object
+from compat.objects import (
+    ID_MESSAGE, MAX_JSON_DEPTH, format_object, mask_secrets, parse_object, secret_keys,
+)
 
 
 def parse(arg, warnings=None):
@@ -33,9 +35,9 @@ class KeyValueTests(SynchronousTestCase):
 
     def test_double_dash_source(self):
         """The option name is kept as typed in the source."""
-        spec = parse_object("secret,id=s,data=x", registry=creds.new_registry(),
+        spec = parse_object("secret,id=s,file=/x", registry=creds.new_registry(),
                             option="--object")
-        self.assertEqual(spec.source, "--object secret,id=s,data=x")
+        self.assertEqual(spec.source, "--object secret,id=s,file=/x")
 
     def test_last_value_wins(self):
         """A repeated property takes its last value, as in QEMU."""
@@ -79,7 +81,7 @@ class KeyValueTests(SynchronousTestCase):
         ("tls-creds-anon,id=t,endpoint", "Parameter 'endpoint' does not accept value 'on'"),
         ("tls-creds-anon,qom-type=secret,id=t,endpoint=server", "Invalid parameter 'endpoint'"),
         ("tls-creds-anon,id=t,endpoint=server,frob=1,id=1x", "Invalid parameter 'frob'"),
-        ("secret,id=s,data=x,loaded=on", "Property 'secret.loaded' is read-only"),
+        ("secret,id=s,file=/x,loaded=on", "Property 'secret.loaded' is read-only"),
     ]
 
     def test_errors(self):
@@ -101,6 +103,36 @@ class KeyValueTests(SynchronousTestCase):
         self.assertTrue(caught.exception.text.startswith("tls-creds-x509 options:\n"))
         self.assertIn("  verify-peer=<bool>", caught.exception.text)
         self.assertNotIn("loaded", caught.exception.text)
+
+
+class SecretTests(SynchronousTestCase):
+    """Secret values never appear in the option text used for messages."""
+
+    def test_key_value(self):
+        """data= is hidden in the source, escapes and all; other keys stay as typed."""
+        spec = parse("secret,id=s,data=hun,,ter2,format=raw")
+        self.assertEqual(spec.source, "-object secret,id=s,data=<hidden>,format=raw")
+        self.assertEqual(spec.props["data"], "hun,ter2")
+
+    def test_errors_hide_the_secret(self):
+        """An error in an object carrying a secret does not echo it."""
+        for arg in ("secret,id=s,data=hunter2,frob=1", "secrte,id=s,data=hunter2",
+                    '{"qom-type":"secret","id":"s","data":"hunter2","frob":1}',
+                    '{"qom-type":"secret","id":"s","data":"hunter2"',
+                    '{"qom-type":"secret","id":"s","data":"hun\\"ter2"'):
+            with self.assertRaises(OptionError) as caught:
+                parse(arg)
+            self.assertNotIn("hunter2", str(caught.exception), arg)
+            self.assertNotIn("ter2", str(caught.exception), arg)
+            self.assertIn("<hidden>", caught.exception.option, arg)
+
+    def test_mask_secrets(self):
+        """mask_secrets leaves text without secret keys untouched."""
+        keys = secret_keys(creds.new_registry())
+        self.assertIn("data", keys)
+        self.assertEqual(mask_secrets("tls-creds-x509,id=t,dir=/d", keys),
+                         "tls-creds-x509,id=t,dir=/d")
+        self.assertEqual(mask_secrets("secret,id=s,nodata", keys), "secret,id=s,nodata")
 
 
 class JsonTests(SynchronousTestCase):
