@@ -235,6 +235,7 @@ class DisplayServer:
         return True
 
     def disconnected(self, client: "RFBServerProtocol") -> None:
+        """A client is closing or gone: it no longer counts (QEMU marks it at once)."""
         client.share_mode = ShareMode.DISCONNECTED
         if client in self.clients:
             self.clients.remove(client)
@@ -302,6 +303,8 @@ class RFBServerProtocol(Protocol):
         self._peer_host: str | None = None
         self._paused = False
         self._queue = bytearray()
+        self._writing = 0
+        self._backlog = 0
         self._timeout = None
         self._close_timer = None
         self._closing = False
@@ -451,11 +454,14 @@ class RFBServerProtocol(Protocol):
         self._flush()
 
     def output_buffered(self) -> int:
-        """Bytes queued towards the client and not yet accepted by the kernel (estimate)."""
-        held = len(self._queue)
-        if self._paused:
-            held += getattr(self.transport, "bufferSize", 0)
-        return held
+        """Bytes queued towards the client, an upper bound.
+
+        While the transport accepts output its buffer is below its
+        high-water mark and counts as nothing; once it has paused us it
+        holds at most that mark plus the write that crossed it, and our own
+        queue holds the rest.
+        """
+        return len(self._queue) + (self._backlog if self._paused else 0)
 
     def close(self, reason: str) -> None:
         """Close the connection after sending what is queued (called by ClientUpdates)."""
@@ -466,6 +472,7 @@ class RFBServerProtocol(Protocol):
 
     def pauseProducing(self) -> None:
         self._paused = True
+        self._backlog = getattr(self.transport, "bufferSize", 0) + self._writing
         self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
@@ -473,7 +480,7 @@ class RFBServerProtocol(Protocol):
         if self._queue:
             queued = bytes(self._queue)
             self._queue.clear()
-            self.transport.write(queued)
+            self._write_transport(queued)
         if self._paused or self._closing:
             return
         self.transport.resumeProducing()
@@ -500,7 +507,15 @@ class RFBServerProtocol(Protocol):
                 self.drop(f"more than {self.server.limits.max_pending_output} bytes of output"
                           " queued: the client is not reading")
         else:
+            self._write_transport(data)
+
+    def _write_transport(self, data: bytes) -> None:
+        """Write to the transport, noting the size in case it pauses us meanwhile."""
+        self._writing = len(data)
+        try:
             self.transport.write(data)
+        finally:
+            self._writing = 0
 
     def _failed(self, error: RemoteProtocolError) -> None:
         log.info("{peer}: {kind}: {reason}", peer=self.info.peer,
@@ -517,9 +532,10 @@ class RFBServerProtocol(Protocol):
             self._outer.close()
             self._flush()
         self._closing = True
+        self.server.disconnected(self)
         self.drop_reason = self.drop_reason or reason
         if self._queue:
-            self.transport.write(bytes(self._queue))
+            self._write_transport(bytes(self._queue))
             self._queue.clear()
         self._unregister()
         self.transport.loseConnection()
@@ -532,6 +548,7 @@ class RFBServerProtocol(Protocol):
             log.info("{peer}: dropped: {reason}", peer=self.info.peer, reason=reason)
         self.drop_reason = reason
         self._closing = True
+        self.server.disconnected(self)
         self._unregister()
         self.transport.abortConnection()
 

@@ -43,14 +43,10 @@ HANDSHAKE_TIMEOUT = 60.0
 #: (a refusal reason) before it is cut.
 CLOSE_TIMEOUT = 10.0
 
-#: Output queued above the transport before we stop generating more: the
-#: point where the connection stops being "writable" and updates are
-#: coalesced in the dirty region instead.  About one socket buffer.
-OUTPUT_HIGH_WATER = 256 * 1024
-
-#: Output queued for one client beyond which it is disconnected.  Updates
-#: are only generated while the client is writable, so the queue holds
-#: at most about one update: a full-screen Raw update of a 3840x2160
+#: Output queued for one client beyond which it is disconnected.  The
+#: transport stops taking output at its high-water mark (Twisted's 64 KiB
+#: socket buffer) and the updates object generates no more until told the
+#: client is writable again, so the queue holds at most about one update: a full-screen Raw update of a 3840x2160
 #: 32-bpp screen is 33 MB, and twice that leaves room for small messages
 #: queued behind it.  More means the client is not reading.
 MAX_PENDING_OUTPUT = 64 * 1024 * 1024
@@ -95,7 +91,6 @@ class Limits:
     max_server_name: int = MAX_SERVER_NAME
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     close_timeout: float = CLOSE_TIMEOUT
-    output_high_water: int = OUTPUT_HIGH_WATER
     max_pending_output: int = MAX_PENDING_OUTPUT
     auth_failures_before_block: int = AUTH_FAILURES_BEFORE_BLOCK
     auth_block_initial: float = AUTH_BLOCK_INITIAL
@@ -110,8 +105,6 @@ class Limits:
         for name, value in self.__dict__.items():
             if value < 0:
                 raise ValueError(f"limit {name} must not be negative")
-        if self.output_high_water > self.max_pending_output:
-            raise ValueError("output_high_water must not exceed max_pending_output")
 
     @property
     def max_receive_buffer(self) -> int:
