@@ -115,8 +115,9 @@ def _extension(cert: x509.Certificate, ext_type, path: str, what: str):
         return cert.extensions.get_extension_for_class(ext_type)
     except x509.ExtensionNotFound:
         return None
-    except ValueError as e:
-        raise ObjectError(f"Unable to query certificate {path} {what}: {e}",
+    except ValueError:
+        raise ObjectError(f"Unable to query certificate {path} {what}: "
+                          "ASN1 parser: Error in DER parsing.",
                           hint="the certificate is damaged; reissue it",
                           path=path, check="extension") from None
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -160,8 +160,8 @@ class PKI:
                                             ext_key_usage=([EKU.CODE_SIGNING], True))
         self.server_eku_codesign_nc = leaf_srv(self.cacert, "qemu.org",
                                                ext_key_usage=([EKU.CODE_SIGNING], False))
-        self.server_other_key = leaf_srv(self.cacert, "qemu.org", key_index=4)
-        self.wrong_key = certgen.key("rsa", 2048, 5)
+        # Generated apart from certgen's key cache, so no certificate uses it.
+        self.wrong_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.server_sha1 = sha1_signed(leaf_srv(self.cacert, "qemu.org"), self.cacert)
         sha1_root = ca("qemu sha1 root")
         self.sha1_root = sha1_signed(sha1_root, sha1_root)
