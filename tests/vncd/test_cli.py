@@ -1,0 +1,316 @@
+"""Tests for vncd.cli: the vncd command's steps, messages, exit status and pid file."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+from twisted.internet.testing import MemoryReactor
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.compat.helpers import server_dir
+from tests.tools import ROOT
+from vncd import __version__
+from vncd.cli import PidFile, main
+
+
+class FakeStartupError(Exception):
+    """What the service raises when it cannot start (source, message)."""
+
+    def __init__(self, source, message):
+        super().__init__(source, message)
+        self.source = source
+        self.message = message
+
+
+class RecordingService:
+    """A service module double: records what main() asks of it."""
+
+    StartupError = FakeStartupError
+
+    def __init__(self, fail=None):
+        self.fail = fail
+        self.started = []
+        self.stopped = 0
+        self.pid_during_start = None
+
+    def start(self, reactor, registry, invocation):
+        self.started.append((reactor, registry, invocation))
+        if invocation.pidfile is not None:
+            with open(invocation.pidfile) as f:
+                self.pid_during_start = f.read()
+        if self.fail is not None:
+            raise FakeStartupError(*self.fail)
+        return self
+
+    def stop(self):
+        self.stopped += 1
+
+
+def run(*argv, service=None, reactor=None):
+    out, err = io.StringIO(), io.StringIO()
+    status = main(list(argv), stdout=out, stderr=err,
+                  service=service or RecordingService(), reactor=reactor or MemoryReactor())
+    return status, out.getvalue(), err.getvalue()
+
+
+class ErrorTests(SynchronousTestCase):
+    """Every error: one line 'vncd: <option as typed>: <message>' and exit status 1."""
+
+    def test_parse_error(self):
+        """A parse error names the option as typed."""
+        self.assertEqual(run("-vnc", "127.0.0.1:1,frobnicate=on"),
+                         (1, "", "vncd: -vnc 127.0.0.1:1,frobnicate=on:"
+                                 " Invalid parameter 'frobnicate'\n"))
+
+    def test_invalid_option(self):
+        """An unknown or abbreviated option is refused."""
+        self.assertEqual(run("-vn", ":1"), (1, "", "vncd: -vn: invalid option\n"))
+
+    def test_object_load_error(self):
+        """An object that fails to load is reported at its -object option; nothing starts."""
+        service = RecordingService()
+        status, out, err = run("-object", "tls-creds-x509,id=t,dir=/nonexistent,endpoint=server",
+                               "-vnc", ":1,tls-creds=t", service=service)
+        self.assertEqual(status, 1)
+        self.assertTrue(err.startswith(
+            "vncd: -object tls-creds-x509,id=t,dir=/nonexistent,endpoint=server: Unable to"
+            " access credentials /nonexistent/ca-cert.pem: No such file or directory"), err)
+        self.assertEqual(err.count("\n"), 1)
+        self.assertEqual(service.started, [])
+
+    def test_legacy_load_error(self):
+        """Credentials generated from legacy keys report errors at the -vnc option."""
+        status, out, err = run("-vnc", ":1,tls=on,x509verify=/nonexistent")
+        self.assertEqual(status, 1)
+        self.assertIn("\nvncd: -vnc :1,tls=on,x509verify=/nonexistent: Unable to access"
+                      " credentials /nonexistent/ca-cert.pem", err)
+
+    def test_duplicate_generated_id(self):
+        """A typed object with a generated id clashes at the -vnc option."""
+        status, out, err = run("-object", "tls-creds-anon,id=tlsvncdefault,endpoint=server",
+                               "-vnc", ":1,tls=on")
+        self.assertEqual(status, 1)
+        self.assertTrue(err.endswith("vncd: -vnc :1,tls=on: Duplicate ID 'tlsvncdefault' for"
+                                     " object\n"), err)
+
+    def test_display_check_error(self):
+        """Display checks that need objects run after creation, with QEMU's messages."""
+        for argv, message in [
+            (["-vnc", ":1,tls-creds=nope"], "No TLS credentials with id 'nope'"),
+            (["-object", "secret,id=sec0,data=x", "-vnc", ":1,tls-creds=sec0"],
+             "Object with id 'sec0' is not TLS credentials"),
+            (["-object", "tls-creds-anon,id=tls0", "-vnc", ":1,tls-creds=tls0"],
+             "Expected TLS credentials for a server endpoint"),
+        ]:
+            status, out, err = run(*argv)
+            self.assertEqual((status, err), (1, f"vncd: {argv[-2]} {argv[-1]}: {message}\n"))
+
+    def test_startup_error(self):
+        """A service start-up failure is reported with its source; status 1."""
+        service = RecordingService(fail=("-vnc :1", "Failed to bind socket: Address in use"))
+        self.assertEqual(run("-vnc", ":1", service=service),
+                         (1, "", "vncd: -vnc :1: Failed to bind socket: Address in use\n"))
+
+    def test_secret_never_printed(self):
+        """An error on an object carrying a secret hides the secret."""
+        status, out, err = run("-object", "secret,id=s,data=hunter2,format=frob")
+        self.assertEqual(status, 1)
+        self.assertNotIn("hunter2", err)
+        self.assertIn("data=<hidden>", err)
+
+
+class WarningTests(SynchronousTestCase):
+    """Warnings: 'vncd: <option as typed>: warning: <text>', and the program goes on."""
+
+    def test_parse_warnings(self):
+        """Short-form and deprecation warnings come out in QEMU's layout."""
+        status, out, err = run("-vnc", ":1,tls")
+        self.assertEqual(status, 0)
+        self.assertEqual(err.splitlines()[:2], [
+            "vncd: -vnc :1,tls: warning: short-form boolean option 'tls' deprecated",
+            "Please use tls=on instead"])
+        self.assertIn("vncd: -vnc :1,tls: warning: -vnc ...,tls is deprecated; use -object"
+                      " tls-creds-anon,id=tlsvncdefault,endpoint=server"
+                      " -vnc ...,tls-creds=tlsvncdefault\n", err)
+
+    def test_registry_warnings_located(self):
+        """Warnings the objects raise while loading are located at their option."""
+        status, out, err = run("-object", "tls-creds-anon,id=t,endpoint=server,"
+                               "priority=NORMAL:%NO_TICKETS", "-vnc", ":1,tls-creds=t")
+        self.assertEqual(status, 0)
+        self.assertTrue(err.startswith("vncd: -object tls-creds-anon,id=t,endpoint=server,"
+                                       "priority=NORMAL:%NO_TICKETS: warning: "), err)
+
+    def test_display_warnings(self):
+        """Display checks warn about settings that would silently do nothing."""
+        status, out, err = run("-object", "tls-creds-anon,id=t,endpoint=server",
+                               "-vnc", ":1,tls-creds=t,tls-authz=a")
+        self.assertEqual(status, 0)
+        self.assertIn("vncd: -vnc :1,tls-creds=t,tls-authz=a: warning: tls-authz has no effect",
+                      err)
+
+
+class InformationTests(SynchronousTestCase):
+    """-h, -version, help arguments and -print-translation print and exit 0 without serving."""
+
+    def test_version(self):
+        """-version prints the package version."""
+        service = RecordingService()
+        self.assertEqual(run("-version", service=service),
+                         (0, f"vncd version {__version__}\n", ""))
+        self.assertEqual(service.started, [])
+
+    def test_help(self):
+        """-h prints the usage."""
+        status, out, err = run("-h")
+        self.assertEqual((status, err), (0, ""))
+        self.assertTrue(out.startswith("usage: vncd "))
+
+    def test_object_help(self):
+        """-object help lists the object types."""
+        status, out, err = run("-object", "help")
+        self.assertEqual(status, 0)
+        self.assertIn("tls-creds-x509", out)
+
+    def test_print_translation(self):
+        """-print-translation prints the modern line, creates nothing and serves nothing."""
+        service = RecordingService()
+        status, out, err = run("-vnc", ":1,tls,x509verify=/nonexistent", "-print-translation",
+                               service=service)
+        self.assertEqual((status, out), (0, "vncd -object tls-creds-x509,id=tlsvncdefault,"
+                                            "dir=/nonexistent,endpoint=server,verify-peer=on"
+                                            " -vnc :1,tls-creds=tlsvncdefault\n"))
+        self.assertEqual(service.started, [])
+
+
+class ServeTests(SynchronousTestCase):
+    """Start, run, stop: what main() does once everything is checked."""
+
+    def test_serves(self):
+        """main() starts the service with the registry and invocation, runs, and exits 0."""
+        service = RecordingService()
+        reactor = MemoryReactor()
+        directory = server_dir(self.mktemp())
+        status, out, err = run("-object", f"tls-creds-x509,id=t,dir={directory},endpoint=server",
+                               "-vnc", "127.0.0.1:1,tls-creds=t", service=service,
+                               reactor=reactor)
+        self.assertEqual((status, out, err), (0, "", ""))
+        [(used_reactor, registry, invocation)] = service.started
+        self.assertIs(used_reactor, reactor)
+        self.assertEqual(registry.get("t").kind, "x509")
+        self.assertEqual(invocation.displays[0].tls_creds, "t")
+        self.assertTrue(reactor.hasRun)
+
+    def test_stop_on_shutdown(self):
+        """The service is stopped before the reactor shuts down (SIGTERM/SIGINT path)."""
+        service = RecordingService()
+        reactor = MemoryReactor()
+        run("-vnc", "none", service=service, reactor=reactor)
+        [(trigger, args, kwargs)] = reactor.triggers["before"]["shutdown"]
+        self.assertEqual(service.stopped, 0)
+        trigger(*args, **kwargs)
+        self.assertEqual(service.stopped, 1)
+
+    def test_pidfile(self):
+        """The pid file holds our pid while serving and is removed on exit."""
+        service = RecordingService()
+        path = self.mktemp()
+        status, out, err = run("-vnc", "none", "-pidfile", path, service=service)
+        self.assertEqual(status, 0)
+        self.assertEqual(service.pid_during_start, f"{os.getpid()}\n")
+        self.assertFalse(os.path.exists(path))
+
+    def test_pidfile_removed_on_startup_error(self):
+        """A start-up failure removes the pid file too."""
+        path = self.mktemp()
+        status, out, err = run("-vnc", ":1", "-pidfile", path,
+                               service=RecordingService(fail=("-vnc :1", "busy")))
+        self.assertEqual(status, 1)
+        self.assertFalse(os.path.exists(path))
+
+    def test_pidfile_error(self):
+        """An unwritable pid file stops start-up with QEMU's message."""
+        path = os.path.join(self.mktemp(), "missing", "vncd.pid")
+        service = RecordingService()
+        status, out, err = run("-vnc", "none", "-pidfile", path, service=service)
+        self.assertEqual((status, err), (1, f"vncd: -pidfile {path}: cannot create PID file:"
+                                            f" Could not create '{path}': No such file or"
+                                            " directory\n"))
+        self.assertEqual(service.started, [])
+
+
+class PidFileTests(SynchronousTestCase):
+    """PidFile: created, locked against a second process, removed only if still ours."""
+
+    def test_lock(self):
+        """A second writer of the same pid file fails with QEMU's lock message."""
+        path = os.path.abspath(self.mktemp())
+        first = PidFile(path)
+        first.write()
+        self.addCleanup(first.remove)
+        probe = subprocess.run(
+            [sys.executable, "-c",
+             "import sys; from vncd.cli import PidFile\n"
+             "try:\n    PidFile(sys.argv[1]).write()\n"
+             "except OSError as e:\n    print(e.strerror)",
+             path], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        self.assertEqual(probe.stdout, "Cannot lock pid file: Resource temporarily unavailable\n")
+        with open(path) as f:
+            self.assertEqual(f.read(), f"{os.getpid()}\n")
+
+    def test_existing_file_replaced(self):
+        """A stale pid file is truncated and rewritten."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("999999999 stale\n")
+        pidfile = PidFile(path)
+        pidfile.write()
+        with open(path) as f:
+            self.assertEqual(f.read(), f"{os.getpid()}\n")
+        pidfile.remove()
+        self.assertFalse(os.path.exists(path))
+
+    def test_not_ours_not_removed(self):
+        """A pid file replaced by someone else is left alone on exit."""
+        path = self.mktemp()
+        pidfile = PidFile(path)
+        pidfile.write()
+        os.unlink(path)
+        with open(path, "w") as f:
+            f.write("other\n")
+        pidfile.remove()
+        with open(path) as f:
+            self.assertEqual(f.read(), "other\n")
+
+
+class CommandTests(SynchronousTestCase):
+    """python -m vncd as a real process."""
+
+    def vncd(self, *argv):
+        return subprocess.run([sys.executable, "-m", "vncd", *argv], cwd=ROOT,
+                              capture_output=True, timeout=60)
+
+    def test_version(self):
+        """python -m vncd -version prints the version and exits 0."""
+        result = self.vncd("-version")
+        self.assertEqual((result.returncode, result.stdout, result.stderr),
+                         (0, f"vncd version {__version__}\n".encode(), b""))
+
+    def test_error(self):
+        """python -m vncd with a bad option prints one line and exits 1."""
+        result = self.vncd("-vnc", "127.0.0.1:1,frobnicate=on")
+        self.assertEqual((result.returncode, result.stdout, result.stderr),
+                         (1, b"", b"vncd: -vnc 127.0.0.1:1,frobnicate=on:"
+                                  b" Invalid parameter 'frobnicate'\n"))
+
+    def test_translation_keeps_bytes(self):
+        """A non-UTF-8 path survives -print-translation byte for byte."""
+        path = b"/etc/pki/\xff\xfe"
+        result = subprocess.run([sys.executable, "-m", "vncd", "-print-translation", "-vnc",
+                                 b":1,tls,x509=" + path], cwd=ROOT, capture_output=True,
+                                timeout=60)
+        self.assertEqual(result.returncode, 0)
+        self.assertIn(b"dir=" + path + b",endpoint=server", result.stdout)
