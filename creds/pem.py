@@ -31,8 +31,10 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from creds.objects import ObjectError
 
@@ -42,6 +44,7 @@ __all__ = [
     "credential_path", "read_file", "split_pem",
     "parse_certificates", "parse_crls", "parse_private_key", "parse_dh_params",
     "gnutls_reason", "SUPPORTED_KEY_TYPES", "load_dh_params_file", "READ_ERROR",
+    "MAX_PBKDF2_ITERATIONS",
 ]
 
 #: Largest credential file read.  Public CA bundles are about 250 KiB and a
@@ -366,10 +369,12 @@ def parse_private_key(data: bytes, password: bytes | None):
     except UnsupportedAlgorithm as e:
         raise PEMError(Fault.UNSUPPORTED, f"{where}: {_short(e)}") from None
     except (ValueError, TypeError) as e:
-        if encrypted:
-            raise PEMError(Fault.DECRYPT, f"{where}: decryption failed (wrong password, "
-                                          "or a damaged key)") from None
-        raise PEMError(Fault.BAD_DER, f"{where}: {_short(e)}") from None
+        key = _gnutls_key(block, password if encrypted else None)
+        if key is None:
+            if encrypted:
+                raise PEMError(Fault.DECRYPT, f"{where}: decryption failed (wrong "
+                                              "password, or a damaged key)") from None
+            raise PEMError(Fault.BAD_DER, f"{where}: {_short(e)}") from None
     if not isinstance(key, SUPPORTED_KEY_TYPES):
         raise PEMError(Fault.UNSUPPORTED,
                        f"{where}: {type(key).__name__} keys cannot be used for TLS here")
@@ -400,6 +405,140 @@ def parse_dh_params(data: bytes) -> bytes:
     lines = [body[i:i + 64] for i in range(0, len(body), 64)]
     return (b"-----BEGIN DH PARAMETERS-----\n" + b"\n".join(lines)
             + b"\n-----END DH PARAMETERS-----\n")
+
+
+# -- keys as GnuTLS writes them ------------------------------------------------
+
+#: Most PBKDF2 iterations accepted for an encrypted key.  GnuTLS' certtool
+#: uses 600000 and OpenSSL 2048; ten million takes seconds, which bounds how
+#: long one key file can stall start-up.
+MAX_PBKDF2_ITERATIONS = 10_000_000
+
+_OID_PBES2 = "1.2.840.113549.1.5.13"
+_OID_PBKDF2 = "1.2.840.113549.1.5.12"
+_OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+_PRF = {"1.2.840.113549.2.7": hashes.SHA1, "1.2.840.113549.2.8": hashes.SHA224,
+        "1.2.840.113549.2.9": hashes.SHA256, "1.2.840.113549.2.10": hashes.SHA384,
+        "1.2.840.113549.2.11": hashes.SHA512}
+_AES_CBC = {"2.16.840.1.101.3.4.1.2": 16, "2.16.840.1.101.3.4.1.22": 24,
+            "2.16.840.1.101.3.4.1.42": 32}
+
+
+def _gnutls_key(block: PemBlock, password: bytes | None):
+    """An EC key as GnuTLS' certtool writes it, which ``cryptography`` refuses.
+
+    GnuTLS stores the private scalar as a signed integer would be, with a
+    leading zero byte half of the time; ``cryptography`` wants exactly the
+    curve's size.  The scalar is read here and the key derived from it.
+    For ``ENCRYPTED PRIVATE KEY`` blocks the PBES2 (PBKDF2 + AES-CBC)
+    envelope GnuTLS and OpenSSL write is opened first.  Returns ``None``
+    when the block is something else (or the password is wrong).
+    """
+    der = block.der
+    try:
+        if block.label == "ENCRYPTED PRIVATE KEY":
+            if password is None:
+                return None
+            der = _pbes2_decrypt(der, password)
+        elif password is not None:
+            return None
+        return _ec_key(der)
+    except (ValueError, LookupError):  # not this format, or a damaged one
+        return None
+
+
+def _children(der: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    items = []
+    while start < end:
+        tag, cstart, cend = _der_item(der, start)
+        items.append((tag, cstart, cend))
+        start = cend
+    if start != end:
+        raise ValueError("bad DER nesting")
+    return items
+
+
+def _oid(content: bytes) -> str:
+    if not content:
+        raise ValueError("empty OID")
+    arcs, value = [], 0
+    for byte in content:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(a) for a in [first, arcs[0] - 40 * first, *arcs[1:]])
+
+
+def _sequence(der: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    tag, cstart, cend = _der_item(der, start)
+    if tag != 0x30 or cend > end:
+        raise ValueError("expected a SEQUENCE")
+    return _children(der, cstart, cend)
+
+
+def _ec_key(der: bytes):
+    """An EC private key from PKCS#8 or SEC1 DER, whatever the scalar's length."""
+    top = _sequence(der, 0, len(der))
+    if len(top) < 2 or top[0][0] != 0x02:
+        raise ValueError("not a private key")
+    version = int.from_bytes(der[top[0][1]:top[0][2]], "big")
+    curve_oid = None
+    if version == 0:
+        algorithm = _children(der, top[1][1], top[1][2])
+        if (len(algorithm) != 2 or top[2][0] != 0x04
+                or _oid(der[algorithm[0][1]:algorithm[0][2]]) != _OID_EC_PUBLIC_KEY):
+            raise ValueError("not an EC key")
+        curve_oid = _oid(der[algorithm[1][1]:algorithm[1][2]])
+        der = der[top[2][1]:top[2][2]]
+        top = _sequence(der, 0, len(der))
+        version = int.from_bytes(der[top[0][1]:top[0][2]], "big")
+    if version != 1 or top[1][0] != 0x04:
+        raise ValueError("not an EC key")
+    for tag, cstart, cend in top[2:]:
+        if tag == 0xA0:
+            (inner,) = _children(der, cstart, cend)
+            curve_oid = _oid(der[inner[1]:inner[2]])
+    if curve_oid is None:
+        raise ValueError("EC key without curve")
+    curve = ec.get_curve_for_oid(x509.ObjectIdentifier(curve_oid))()
+    scalar = der[top[1][1]:top[1][2]].lstrip(b"\0")
+    if len(scalar) > (curve.key_size + 7) // 8:
+        raise ValueError("EC private value too long")
+    return ec.derive_private_key(int.from_bytes(scalar, "big"), curve)
+
+
+def _pbes2_decrypt(der: bytes, password: bytes) -> bytes:
+    """The PKCS#8 content of an ``EncryptedPrivateKeyInfo`` (PBES2, PBKDF2, AES-CBC)."""
+    top = _sequence(der, 0, len(der))
+    algorithm = _children(der, top[0][1], top[0][2])
+    if _oid(der[algorithm[0][1]:algorithm[0][2]]) != _OID_PBES2:
+        raise ValueError("not PBES2")
+    kdf, scheme = _children(der, algorithm[1][1], algorithm[1][2])
+    kdf_parts = _children(der, kdf[1], kdf[2])
+    if _oid(der[kdf_parts[0][1]:kdf_parts[0][2]]) != _OID_PBKDF2:
+        raise ValueError("not PBKDF2")
+    params = _children(der, kdf_parts[1][1], kdf_parts[1][2])
+    salt = der[params[0][1]:params[0][2]]
+    iterations = int.from_bytes(der[params[1][1]:params[1][2]], "big")
+    prf = hashes.SHA1
+    for tag, cstart, cend in params[2:]:
+        if tag == 0x30:
+            prf_oid = _children(der, cstart, cend)[0]
+            prf = _PRF[_oid(der[prf_oid[1]:prf_oid[2]])]
+    scheme_parts = _children(der, scheme[1], scheme[2])
+    key_size = _AES_CBC[_oid(der[scheme_parts[0][1]:scheme_parts[0][2]])]
+    iv = der[scheme_parts[1][1]:scheme_parts[1][2]]
+    if not 0 < iterations <= MAX_PBKDF2_ITERATIONS or len(iv) != 16:
+        raise ValueError("unusable PBES2 parameters")
+    key = PBKDF2HMAC(prf(), key_size, salt, iterations).derive(password)
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    plain = decryptor.update(der[top[1][1]:top[1][2]]) + decryptor.finalize()
+    pad = plain[-1] if plain else 0
+    if not 0 < pad <= 16 or plain[-pad:] != bytes([pad]) * pad:
+        raise ValueError("bad padding")
+    return plain[:-pad]
 
 
 # -- QEMU / GnuTLS wording -----------------------------------------------

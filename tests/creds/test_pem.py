@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import os
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, padding as sym_padding, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ed25519
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -290,6 +292,78 @@ class KeyTests(SynchronousTestCase):
         bad = _block("PRIVATE KEY", b"\x30\x03\x02\x01\x05")
         self.assertIs(self.assertRaises(PEMError, pem.parse_private_key, bad, None).kind,
                       Fault.BAD_DER)
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _length(len(content)) + content
+
+
+_OID_P256 = bytes.fromhex("06082a8648ce3d030107")
+_OID_EC = bytes.fromhex("06072a8648ce3d0201")
+
+
+def _gnutls_sec1(key) -> bytes:
+    """A P-256 key in SEC1 DER with the scalar written as GnuTLS does: 33 bytes, 00 first."""
+    der = key.private_bytes(serialization.Encoding.DER,
+                            serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    assert der[:2] == b"\x30\x77" and der[5:7] == b"\x04\x20"
+    return b"\x30\x78" + der[2:5] + b"\x04\x21\x00" + der[7:]
+
+
+def _pkcs8(sec1: bytes) -> bytes:
+    return _tlv(0x30, _tlv(0x02, b"\x00") + _tlv(0x30, _OID_EC + _OID_P256) + _tlv(0x04, sec1))
+
+
+def _pbes2(inner: bytes, password: bytes, iterations: int = 1000) -> bytes:
+    """``inner`` encrypted the way certtool --pkcs8 does (PBKDF2-SHA256, AES-128-CBC)."""
+    salt, iv = b"s" * 15, b"i" * 16
+    key = PBKDF2HMAC(hashes.SHA256(), 16, salt, iterations).derive(password)
+    padder = sym_padding.PKCS7(128).padder()
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    data = enc.update(padder.update(inner) + padder.finalize()) + enc.finalize()
+    prf = _tlv(0x30, _tlv(0x06, bytes.fromhex("2a864886f70d0209")) + b"\x05\x00")
+    kdf = _tlv(0x30, _tlv(0x06, bytes.fromhex("2a864886f70d01050c")) + _tlv(
+        0x30, _tlv(0x04, salt) + _tlv(0x02, iterations.to_bytes(4, "big")) + prf))
+    scheme = _tlv(0x30, _tlv(0x06, bytes.fromhex("608648016503040102")) + _tlv(0x04, iv))
+    algorithm = _tlv(0x30, _tlv(0x06, bytes.fromhex("2a864886f70d01050d"))
+                     + _tlv(0x30, kdf + scheme))
+    return _tlv(0x30, algorithm + _tlv(0x04, data))
+
+
+class GnuTLSKeyTests(SynchronousTestCase):
+    """EC keys as GnuTLS' certtool writes them (scalar with a leading zero byte)."""
+
+    def setUp(self) -> None:
+        self.key = certgen.key("ec", 256)
+        self.expected = self.key.private_numbers().private_value
+
+    def test_sec1_and_pkcs8(self) -> None:
+        """GnuTLS' SEC1 and PKCS#8 forms load although cryptography refuses them."""
+        sec1 = _gnutls_sec1(self.key)
+        self.assertRaises(ValueError, serialization.load_der_private_key, sec1, None)
+        for data in (_block("EC PRIVATE KEY", sec1), _block("PRIVATE KEY", _pkcs8(sec1))):
+            key = pem.parse_private_key(data, None)
+            self.assertEqual(key.private_numbers().private_value, self.expected)
+
+    def test_encrypted(self) -> None:
+        """GnuTLS' PBES2-encrypted form loads with the right password only."""
+        data = _block("ENCRYPTED PRIVATE KEY", _pbes2(_pkcs8(_gnutls_sec1(self.key)), b"pw"))
+        key = pem.parse_private_key(data, b"pw")
+        self.assertEqual(key.private_numbers().private_value, self.expected)
+        for password in (b"wrong", None):
+            self.assertIs(self.assertRaises(PEMError, pem.parse_private_key, data,
+                                            password).kind, Fault.DECRYPT)
+
+    def test_iteration_limit(self) -> None:
+        """A PBKDF2 iteration count over MAX_PBKDF2_ITERATIONS is refused unopened."""
+        inner = _pkcs8(_gnutls_sec1(self.key))
+        data = _block("ENCRYPTED PRIVATE KEY",
+                      _pbes2(inner, b"pw", 1000).replace(
+                          (1000).to_bytes(4, "big"),
+                          (pem.MAX_PBKDF2_ITERATIONS + 1).to_bytes(4, "big")))
+        self.assertIs(self.assertRaises(PEMError, pem.parse_private_key, data, b"pw").kind,
+                      Fault.DECRYPT)
 
 
 class DHTests(SynchronousTestCase):
