@@ -118,6 +118,9 @@ _KNOWN: dict[str, tuple[str | None, object]] = {
     "1.2.643.3.131.1.1": ("INN", _NUMERIC),
 }
 
+_UINT_MAX = 2 ** 32 - 1
+_INT_MAX = 2 ** 31 - 1
+
 #: Bytes RFC 4514 (and GnuTLS) escape wherever they appear.
 _SPECIAL = frozenset(b',+"\\<>;')
 
@@ -130,38 +133,60 @@ class DNError(ValueError):
 
 
 def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
-    """One element at ``pos``: (first tag byte, content start, content end, element end)."""
-    if pos >= end:
+    """One element at ``pos``: (first tag byte, content start, content end, element end).
+
+    Tags and lengths are read the way libtasn1 reads them, which differs
+    from strict DER only at the very end of the input (where GnuTLS is
+    lenient, a certificate's subject never lies).  The element must end
+    by ``end``.
+    """
+    if len(buf) - pos < 2:
         raise DNError(ERR_DER)
     tag = buf[pos]
     pos += 1
     if tag & 0x1F == 0x1F:
-        # High tag number form: base-128 continuation bytes.
+        # High tag number form: base-128, at most 32 bits.
+        number = 0
         while True:
-            if pos >= end:
+            if pos >= len(buf):
                 raise DNError(ERR_DER)
-            more = buf[pos] & 0x80
+            byte = buf[pos]
             pos += 1
-            if not more:
+            number = (number << 7) | (byte & 0x7F)
+            if number > _UINT_MAX:
+                raise DNError(ERR_DER)
+            if not byte & 0x80:
                 break
-    if pos >= end:
-        raise DNError(ERR_DER)
-    first = buf[pos]
-    pos += 1
-    if first < 0x80:
-        length = first
-    elif first == 0x80:
-        # Indefinite length is BER, not DER.
-        raise DNError(ERR_DER)
-    else:
-        count = first & 0x7F
-        if count > 4 or pos + count > end:
-            raise DNError(ERR_DER)
-        length = int.from_bytes(buf[pos:pos + count], "big")
-        pos += count
+    length, pos = _length(buf, pos)
     if pos + length > end:
         raise DNError(ERR_DER)
     return tag, pos, pos + length, pos + length
+
+
+def _length(buf: bytes, pos: int) -> tuple[int, int]:
+    """A definite length at ``pos`` and where the content starts."""
+    remaining = len(buf) - pos
+    if remaining <= 0:
+        # Nothing left after the tag: libtasn1 reads length zero.
+        return 0, pos
+    first = buf[pos]
+    if first < 0x80:
+        return first, pos + 1
+    count = first & 0x7F
+    if count == 0:
+        # Indefinite length is BER, not DER.
+        raise DNError(ERR_DER)
+    value = 0
+    used = 1
+    # Length bytes missing at the end of the input are not read (libtasn1).
+    while used <= count and used < remaining:
+        value = (value << 8) | buf[pos + used]
+        if value > _UINT_MAX:
+            raise DNError(ERR_DER)
+        used += 1
+    if value >= _INT_MAX:
+        raise DNError(ERR_DER)
+    return value, pos + used
 
 
 def _children(buf: bytes, start: int, end: int, tag: int) -> list[tuple[int, int, int, int]]:
@@ -196,7 +221,8 @@ def _oid_text(content: bytes) -> str:
             arcs.append(value)
             value = 0
             started = False
-    if started:
+    # libtasn1 drops an unfinished last arc silently.
+    if not arcs:
         raise DNError(ERR_DER)
     head = arcs[0]
     if head < 40:
@@ -266,9 +292,10 @@ def _value(oid: str, value: bytes) -> bytes:
     kind = known[1]
     tag, start, end, _ = _tlv(value, 0, len(value))
     content = value[start:end]
-    low_tag = tag & 0x1F != 0x1F
     if kind == _DIR:
-        if not content and low_tag:
+        if len(value) == 2:
+            # GnuTLS 3.7 fails the whole name on any two-byte (tag and
+            # zero length) DirectoryString value.
             raise DNError(ERR_VALUE)
         if tag not in _DIRECTORY_STRING:
             return _hex(value)
