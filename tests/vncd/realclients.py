@@ -767,9 +767,12 @@ def _vncdo_main() -> int:
                 time.sleep(float(args[0]))
             else:
                 raise ValueError(f"unknown vncdotool action {action!r}")
-    finally:
-        client.disconnect()
+    except Exception as e:  # the connection is gone: report, do not wait on it
+        print(f"vncdotool: {type(e).__name__}: {e}", file=sys.stderr)
         api.shutdown()
+        return 1
+    client.disconnect()
+    api.shutdown()
     return 0
 
 
