@@ -45,17 +45,28 @@ class VncdoMixin:
             os.path.join(self.dir, "screen.png"), realclients.make_picture())
         self.events_path = os.path.join(self.dir, "events.jsonl")
 
-    def serve(self, password: bool = False) -> int:
-        """Start the server on one display; returns N (port 5900+N)."""
+    def serve(self, password: bool = False, events: bool = False) -> int:
+        """Start the server on one display; returns its port.
+
+        vncd shows the test picture (``-screen image``), or with ``events``
+        a ``-screen pipe`` fed the same picture as one raw frame, which
+        writes every input event to :attr:`events_path` as a JSON line.
+        """
         display = free_display()
         objects = ["-object", f"secret,id=pw0,file={self.secret}"] if password else []
         spec = f"127.0.0.1:{display}" + (",password-secret=pw0" if password else "")
         if self.server == "qemu":
             argv = realclients.qemu_command(objects + ["-vnc", spec])
         else:
-            argv = realclients.vncd_command(objects + [
-                "-vnc", spec,
-                "-screen", f"image,file={self.picture_path},events={self.events_path}"])
+            screen = f"image,file={self.picture_path}"
+            if events:
+                frame = os.path.join(self.dir, "frame.rgb")
+                picture = realclients.read_png(self.picture_path)
+                with open(frame, "wb") as f:
+                    f.write(picture.tobytes())
+                screen = (f"pipe,path={frame},size={picture.shape[1]}x{picture.shape[0]},"
+                          f"format=rgb24,events={self.events_path}")
+            argv = realclients.vncd_command(objects + ["-vnc", spec, "-screen", screen])
         realclients.start_server(self, argv, [5900 + display], name=self.server)
         self.display = display
         return 5900 + display
@@ -145,7 +156,7 @@ class VncdoVncdTests(VncdoMixin, SynchronousTestCase):
 
     def test_input_reaches_screen(self):
         """Key presses and pointer moves/clicks from ``vncdo`` reach vncd's screen, in order."""
-        port = self.serve()
+        port = self.serve(events=True)
         run = self.vncdo(port, "key", "a", "move", "10", "20", "click", "1")
         self.assertTrue(run.ok, run.output)
         wanted = [
