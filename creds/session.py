@@ -43,6 +43,7 @@ from service_identity.cryptography import (
 )
 
 from creds import dn
+from creds.authz import QAuthZ
 from creds.engine import VerifyProblem, VerifyRecord
 from creds.objects import ObjectError
 from creds.tlscreds import Endpoint
@@ -625,11 +626,10 @@ class TLSSession:
         if authz is None:
             raise TLSCheckError(f"Cannot find QAuthZ object ID {self.authz_id}",
                                 check="authz-missing")
-        is_allowed = getattr(authz, "is_allowed", None)
-        if not callable(is_allowed):
+        if not isinstance(authz, QAuthZ):
             raise TLSCheckError(f"Object '{self.authz_id}' is not a QAuthZ subclass",
                                 check="authz-type")
-        if not is_allowed(name):
+        if not authz.is_allowed(name):
             raise TLSCheckError(
                 f"TLS x509 authz check for {name} is denied",
                 hint=f"the identity is compared with the rules of '{self.authz_id}' "

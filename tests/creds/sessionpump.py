@@ -7,7 +7,6 @@ rounds so a broken peer can never make a test spin.
 
 from __future__ import annotations
 
-import fnmatch
 import select
 import socket
 import time
@@ -16,12 +15,13 @@ from typing import Any, Sequence
 from OpenSSL import SSL
 
 from creds.material import X509Material
-from creds.objects import ObjectRegistry, Prop, UserCreatable
+from creds import new_registry
+from creds.objects import ObjectRegistry
 from creds.tlscreds import Endpoint, LoadedCreds
 from tests import certgen
 
-__all__ = ["FakeCreds", "FakeAuthz", "NotAuthz", "handshake_raw", "x509_material", "pump",
-           "registry", "SocketLink", "drive", "tcp_pair", "accept_one", "MAX_PUMP_ROUNDS",
+__all__ = ["FakeCreds", "handshake_raw", "x509_material", "pump",
+           "registry", "glob_list", "SocketLink", "drive", "tcp_pair", "accept_one", "MAX_PUMP_ROUNDS",
            "SOCKET_TIMEOUT"]
 
 #: A TLS 1.2 handshake needs 4 flights, TLS 1.3 with client certificates 3;
@@ -64,31 +64,17 @@ class FakeCreds:
         return self._loaded
 
 
-class FakeAuthz(UserCreatable):
-    """A stand-in authz object: allow when the identity matches a glob pattern.
-
-    ``*`` and ``?`` as in QEMU's authz-list ``glob`` rules; default deny.
-    """
-
-    qom_type = "fake-authz"
-    props = (Prop("patterns", "json", default=()),)
-
-    def is_allowed(self, identity: str) -> bool:
-        return any(fnmatch.fnmatchcase(identity, p) for p in self.get("patterns"))
-
-
-class NotAuthz(UserCreatable):
-    """A registry object that is not an authorization object."""
-
-    qom_type = "not-authz"
-
-
 def registry(clock: Any = None) -> ObjectRegistry:
-    """A registry with the fake authz types and an optional fixed clock."""
-    reg = ObjectRegistry(clock=clock)
-    reg.register_type(FakeAuthz)
-    reg.register_type(NotAuthz)
-    return reg
+    """A registry with every creds object type and an optional fixed clock."""
+    return new_registry(clock=clock)
+
+
+def glob_list(reg: ObjectRegistry, obj_id: str, patterns: Sequence[str]) -> Any:
+    """An ``authz-list`` allowing ``patterns`` (glob), else deny: QEMU's test ACL."""
+    return reg.create("authz-list", {
+        "id": obj_id, "policy": "deny",
+        "rules": [{"match": p, "policy": "allow", "format": "glob"} for p in patterns],
+    })
 
 
 def x509_material(

@@ -144,7 +144,7 @@ class ServerInteropTests(ToolTestCase):
 
     def test_gnutls_cli_client_certificate(self) -> None:
         """gnutls-cli presents its certificate; our check passes and authz sees its DN."""
-        self.reg.create("fake-authz", {"id": "acl", "patterns": ["C=UK,CN=gnutls client"]})
+        self.reg.create("authz-simple", {"id": "acl", "identity": "C=UK,CN=gnutls client"})
         p = self.pki
         session, problem = self.serve(
             self.x509_creds(),

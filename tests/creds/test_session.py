@@ -28,7 +28,7 @@ from creds.session import (
 )
 from creds.tlscreds import Endpoint
 from tests import certgen
-from tests.creds.sessionpump import FakeCreds, pump, registry, x509_material
+from tests.creds.sessionpump import FakeCreds, glob_list, pump, registry, x509_material
 
 SERVER, CLIENT = Endpoint.SERVER, Endpoint.CLIENT
 
@@ -178,7 +178,7 @@ class QemuCatalogueTests(SynchronousTestCase):
         reg = registry(fixed_clock())
         authz_id = None
         if patterns is not None:
-            reg.create("fake-authz", {"id": "tlssessionacl", "patterns": patterns})
+            glob_list(reg, "tlssessionacl", patterns)
             authz_id = "tlssessionacl"
         s, c = x509_pair(s_ca, s_cert, c_ca, c_cert, reg=reg, hostname=hostname,
                          authz_id=authz_id)
@@ -453,7 +453,7 @@ class AuthzTests(SynchronousTestCase):
         """An object that cannot authorize fails with QEMU's message."""
         k = certs()
         reg = registry(fixed_clock())
-        reg.create("not-authz", {"id": "plain"})
+        reg.create("secret", {"id": "plain", "data": "not an authz"})
         s, c = x509_pair(k.ca, k.server_alt1, k.ca, k.client, reg=reg, authz_id="plain")
         self.assertEqual(check(s), "Object 'plain' is not a QAuthZ subclass")
 
@@ -468,7 +468,7 @@ class AuthzTests(SynchronousTestCase):
         """A denial names the DN, and the peer name is still recorded (as QEMU)."""
         k = certs()
         reg = registry(fixed_clock())
-        reg.create("fake-authz", {"id": "a0", "patterns": []})
+        glob_list(reg, "a0", [])
         s, c = x509_pair(k.ca, k.server_alt1, k.ca, k.client, reg=reg, authz_id="a0")
         err = self.assertRaises(TLSCheckError, s.check_credentials)
         self.assertEqual(err.check, "authz-denied")
@@ -479,7 +479,7 @@ class AuthzTests(SynchronousTestCase):
         k = certs()
         reg = registry(fixed_clock())
         s, c = x509_pair(k.ca, k.server_alt1, k.ca, k.client, reg=reg, authz_id="late")
-        reg.create("fake-authz", {"id": "late", "patterns": ["C=UK,CN=qemu"]})
+        reg.create("authz-simple", {"id": "late", "identity": "C=UK,CN=qemu"})
         self.assertIsNone(check(s))
 
 

@@ -128,8 +128,8 @@ class SocketSessionTests(SynchronousTestCase):
 
     def test_authz_allow_and_deny(self) -> None:
         """The DN is authorized by the named object: one allowed, one denied."""
-        self.reg.create("fake-authz", {"id": "yes", "patterns": ["C=UK,CN=qemu"]})
-        self.reg.create("fake-authz", {"id": "no", "patterns": ["C=UK,CN=other"]})
+        self.reg.create("authz-simple", {"id": "yes", "identity": "C=UK,CN=qemu"})
+        self.reg.create("authz-simple", {"id": "no", "identity": "C=UK,CN=other"})
         results = []
         for authz in ("yes", "no"):
             server, client = self.link("127.0.0.1", *self.x509(), hostname="localhost",
@@ -166,3 +166,71 @@ class SocketSessionTests(SynchronousTestCase):
         csock.close()
         drive([server], lambda: server.session.handshake_status is HandshakeStatus.FAILED)
         self.assertEqual(server.session.failure_code, "premature-eof")
+
+
+class RealObjectTests(SynchronousTestCase):
+    """tls-creds-x509 / tls-creds-anon objects made from files by the registry."""
+
+    def setUp(self) -> None:
+        self.dir = self.mktemp()
+        self.reg = registry()
+        self.ca = certgen.ca("qemu CA")
+        self.server_cert = certgen.server(self.ca, "localhost", dns=["localhost"],
+                                          ips=["127.0.0.1"])
+        certgen.write_dir(f"{self.dir}/server", ca=[self.ca], server=self.server_cert)
+        certgen.write_dir(f"{self.dir}/client", ca=[self.ca],
+                          client=certgen.client(self.ca, "qemu"))
+
+    def handshake(self, s_creds, c_creds, *, authz_id=None, hostname="localhost"):
+        ssock, csock = tcp_pair()
+        self.addCleanup(ssock.close)
+        self.addCleanup(csock.close)
+        server = SocketLink(ssock, TLSSession(s_creds, SERVER, authz_id=authz_id))
+        client = SocketLink(csock, TLSSession(c_creds, CLIENT, hostname=hostname))
+        drive([server, client], lambda: server.session.handshake_status
+              is not HandshakeStatus.IN_PROGRESS and client.session.handshake_status
+              is not HandshakeStatus.IN_PROGRESS)
+        return server, client
+
+    def test_x509_objects_and_authz(self) -> None:
+        """Objects loaded from QEMU-style directories handshake, check and authorize."""
+        s_creds = self.reg.create("tls-creds-x509", {
+            "id": "tls0", "dir": f"{self.dir}/server", "endpoint": "server"})
+        c_creds = self.reg.create("tls-creds-x509", {
+            "id": "tls1", "dir": f"{self.dir}/client", "endpoint": "client"})
+        self.reg.create("authz-simple", {"id": "auth0", "identity": "C=UK,CN=qemu"})
+        server, client = self.handshake(s_creds, c_creds, authz_id="auth0")
+        server.session.check_credentials()
+        client.session.check_credentials()
+        self.assertEqual(server.session.peer_name, "C=UK,CN=qemu")
+        client.session.send(b"ping")
+        drive([server, client], lambda: server.received == b"ping")
+
+    def test_anon_objects(self) -> None:
+        """tls-creds-anon objects for both endpoints negotiate ADH."""
+        s_creds = self.reg.create("tls-creds-anon", {"id": "a0", "endpoint": "server"})
+        c_creds = self.reg.create("tls-creds-anon", {"id": "a1", "endpoint": "client"})
+        server, client = self.handshake(s_creds, c_creds)
+        self.assertTrue(server.session.cipher_name.startswith("ADH-"))
+
+    def test_reload_keeps_running_session(self) -> None:
+        """After reload(), a session made before keeps the old certificate, new ones get the new."""
+        s_creds = self.reg.create("tls-creds-x509", {
+            "id": "tls0", "dir": f"{self.dir}/server", "endpoint": "server"})
+        c_creds = self.reg.create("tls-creds-x509", {
+            "id": "tls1", "dir": f"{self.dir}/client", "endpoint": "client"})
+        ssock, csock = tcp_pair()
+        self.addCleanup(ssock.close)
+        self.addCleanup(csock.close)
+        early = SocketLink(ssock, TLSSession(s_creds, SERVER))
+        renewed = certgen.server(self.ca, "localhost", dns=["localhost", "vnc.example.org"])
+        certgen.write_dir(f"{self.dir}/server", ca=[self.ca], server=renewed)
+        s_creds.reload()
+        client = SocketLink(csock, TLSSession(c_creds, CLIENT, hostname="vnc.example.org"))
+        drive([early, client], lambda: client.session.handshake_status
+              is HandshakeStatus.COMPLETE and early.session.handshake_status
+              is HandshakeStatus.COMPLETE)
+        self.assertRaises(TLSCheckError, client.session.check_credentials)
+        late, client2 = self.handshake(s_creds, c_creds, hostname="vnc.example.org")
+        client2.session.check_credentials()
+        self.assertEqual((early.session.generation, late.session.generation), (1, 2))
