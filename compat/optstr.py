@@ -128,6 +128,7 @@ def iter_params(
     option: str,
     implied_key: str | None = None,
     warn: Warn | None = None,
+    check_keys: bool = True,
 ) -> Iterator[Param]:
     """Yield the elements of ``text`` in order.
 
@@ -135,6 +136,8 @@ def iter_params(
     ``implied_key``, a first element without ``=`` is that key's value.
     ``warn`` receives QEMU's short-form boolean warning (two lines).
     ``id`` elements are yielded like any other; callers skip them.
+    ``check_keys=False`` skips the key length limit (for the id pass,
+    which reads a long first value as a key).
     """
     check_length(text, option)
     pos = 0
@@ -148,7 +151,8 @@ def iter_params(
         end = _name_end(text, pos)
         if end < len(text) and text[end] == "=":
             key = text[pos:end]
-            _check_key(key, option)
+            if check_keys:
+                _check_key(key, option)
             value, pos = _read_value(text, end + 1)
             param = Param(key, value, text[start:pos])
         elif first and implied_key is not None:
@@ -157,7 +161,8 @@ def iter_params(
         else:
             name = text[pos:end]
             pos = end
-            _check_key(name, option)
+            if check_keys:
+                _check_key(name, option)
             if name.startswith("no"):
                 param = Param(name[2:], "off", name, flag=True)
             else:
@@ -190,7 +195,7 @@ def find_id(text: str, *, option: str) -> str | None:
     QEMU looks for the id in a pass of its own, before the real parse,
     without the implied key and without warnings; the first one wins.
     """
-    for param in iter_params(text, option=option):
+    for param in iter_params(text, option=option, check_keys=False):
         if param.key == "id":
             return param.value
     return None

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Collection, Sequence
+from typing import Callable, Collection
 
 from compat import legacy, optstr
 from compat.config import DisplayConfig, ListenAddress, ObjectSpec
@@ -434,27 +434,20 @@ def _check_secret(registry: ObjectRegistry, secret_id: str, source: str) -> None
         raise OptionError(source, err.message, hint=err.hint) from None
 
 
-def _authz_warnings(
-    display: DisplayConfig, registry: ObjectRegistry, creds: TLSCreds
-) -> Sequence[str]:
-    """Why a ``tls-authz`` QEMU accepts would silently admit or refuse everyone."""
-    if creds.kind != "x509" or not creds.verify_peer:
-        return [
-            f"tls-authz has no effect: credentials '{creds.id}' do not verify"
-            " client certificates (QEMU ignores it too)"
-        ]
+def _authz_warning(display: DisplayConfig, registry: ObjectRegistry) -> str | None:
+    """Why a ``tls-authz`` QEMU accepts would refuse every client, if it would."""
     authz = registry.get(display.tls_authz)
     if authz is None:
-        return [
+        return (
             f"no object with id '{display.tls_authz}' exists (tls-authz); every"
             " client is refused until it is created"
-        ]
+        )
     if not isinstance(authz, QAuthZ):
-        return [
+        return (
             f"Object '{display.tls_authz}' is not a QAuthZ subclass (tls-authz);"
             " every client is refused"
-        ]
-    return []
+        )
+    return None
 
 
 def check_display(
@@ -463,8 +456,8 @@ def check_display(
     """The checks of QEMU's ``vnc_display_open`` that need the objects, in its order.
 
     Raises :class:`OptionError` (located at the ``-vnc`` option) for the
-    first fault.  ``warn`` receives vncd's warnings about settings that
-    would silently have no effect, as ``<option as typed>: warning: <text>``.
+    first fault.  ``warn`` receives vncd's warning about a ``tls-authz``
+    that would refuse every client, as ``<option as typed>: warning: <text>``.
     """
     source = display.source
     if display.password_secret is not None:
@@ -496,6 +489,8 @@ def check_display(
             raise OptionError(source, "Cannot use websockets in reverse mode")
         if len(display.listen) != 1:
             raise OptionError(source, "Expected a single address in reverse mode")
-    if warn is not None and creds is not None and display.tls_authz is not None:
-        for note in _authz_warnings(display, registry, creds):
+    checks_clients = creds is not None and creds.kind == "x509" and creds.verify_peer
+    if warn is not None and checks_clients and display.tls_authz is not None:
+        note = _authz_warning(display, registry)
+        if note is not None:
             warn(f"{source}: warning: {note}")

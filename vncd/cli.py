@@ -173,9 +173,14 @@ def _serve(
     registry: ObjectRegistry,
     reactor: Any,
     service: Any,
-    say: Callable[[str], None],
+    console: "_Console",
 ) -> int:
-    """Step 4: pid file, service, reactor; returns the exit status."""
+    """Step 4: pid file, service, reactor; returns the exit status.
+
+    The service's start-up notices (QEMU's "VNC server running on ..."
+    for ``to=``) go to standard error without prefix, as QEMU prints them.
+    """
+    say, stderr = console.say, console.stream
     pidfile = None
     if invocation.pidfile is not None:
         pidfile = PidFile(invocation.pidfile)
@@ -188,8 +193,11 @@ def _serve(
         try:
             running = service.start(reactor, registry, invocation)
         except service.StartupError as err:
-            say(f"{err.source}: {err.message}")
+            say(str(err))
             return 1
+        for notice in running.notices:
+            stderr.write(notice + "\n")
+        stderr.flush()
         reactor.addSystemEventTrigger("before", "shutdown", running.stop)
         reactor.run()
         return 0
@@ -229,4 +237,4 @@ def main(
         from vncd import service
     if reactor is None:
         from twisted.internet import reactor
-    return _serve(prepared, registry, reactor, service, console.say)
+    return _serve(prepared, registry, reactor, service, console)

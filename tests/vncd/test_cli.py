@@ -19,10 +19,14 @@ from vncd.cli import PidFile, main
 class FakeStartupError(Exception):
     """What the service raises when it cannot start (source, message)."""
 
-    def __init__(self, source, message):
+    def __init__(self, source, message, hint=None):
         super().__init__(source, message)
         self.source = source
         self.message = message
+        self.hint = hint
+
+    def __str__(self):
+        return f"{self.source}: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
 
 
 class RecordingService:
@@ -30,8 +34,9 @@ class RecordingService:
 
     StartupError = FakeStartupError
 
-    def __init__(self, fail=None):
+    def __init__(self, fail=None, notices=()):
         self.fail = fail
+        self.notices = list(notices)
         self.started = []
         self.stopped = 0
         self.pid_during_start = None
@@ -110,9 +115,11 @@ class ErrorTests(SynchronousTestCase):
 
     def test_startup_error(self):
         """A service start-up failure is reported with its source; status 1."""
-        service = RecordingService(fail=("-vnc :1", "Failed to bind socket: Address in use"))
+        service = RecordingService(fail=("-vnc :1", "Failed to bind socket: Address in use",
+                                         "try another display"))
         self.assertEqual(run("-vnc", ":1", service=service),
-                         (1, "", "vncd: -vnc :1: Failed to bind socket: Address in use\n"))
+                         (1, "", "vncd: -vnc :1: Failed to bind socket: Address in use"
+                                 " (hint: try another display)\n"))
 
     def test_secret_never_printed(self):
         """An error on an object carrying a secret hides the secret."""
@@ -145,12 +152,20 @@ class WarningTests(SynchronousTestCase):
                                        "priority=NORMAL:%NO_TICKETS: warning: "), err)
 
     def test_display_warnings(self):
-        """Display checks warn about settings that would silently do nothing."""
-        status, out, err = run("-object", "tls-creds-anon,id=t,endpoint=server",
+        """Display checks warn about a tls-authz that would refuse every client."""
+        directory = server_dir(self.mktemp())
+        status, out, err = run("-object", f"tls-creds-x509,id=t,dir={directory},endpoint=server",
                                "-vnc", ":1,tls-creds=t,tls-authz=a")
         self.assertEqual(status, 0)
-        self.assertIn("vncd: -vnc :1,tls-creds=t,tls-authz=a: warning: tls-authz has no effect",
-                      err)
+        self.assertEqual(err, "vncd: -vnc :1,tls-creds=t,tls-authz=a: warning: no object with"
+                              " id 'a' exists (tls-authz); every client is refused until it is"
+                              " created\n")
+
+    def test_notices(self):
+        """The service's start-up notices are printed as QEMU prints them, unprefixed."""
+        service = RecordingService(notices=["VNC server running on 127.0.0.1:5901"])
+        self.assertEqual(run("-vnc", "127.0.0.1:1,to=3", service=service),
+                         (0, "", "VNC server running on 127.0.0.1:5901\n"))
 
 
 class InformationTests(SynchronousTestCase):
