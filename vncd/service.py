@@ -1,0 +1,425 @@
+# -*- test-case-name: tests.vncd.test_service -*-
+"""Start the displays a command line asks for: resolve, check, listen, serve.
+
+:func:`start` takes the reactor, the object registry (every ``-object``
+already created) and the parsed :class:`~compat.config.Invocation`.  For
+each ``-vnc`` display it
+
+1. makes QEMU 7.2's start-up checks in QEMU's order and wording
+   (:func:`compat.vnc.check_display`), then vncd's own: an option that
+   could not take effect in this configuration stops the start with a
+   reason, where QEMU would quietly ignore it (``tls-authz`` with
+   anonymous credentials or with ``verify-peer=off``);
+2. derives the offered security from the credentials kind and the
+   password (:func:`vncd.rfb.security.auth_for`), taking the password from
+   ``password-secret`` or leaving it unset for ``password=on``;
+3. listens on every address -- ``host:port`` on each address the host
+   resolves to (every interface for an empty host, IPv6 sockets
+   v6-only), ``[v6]:port``, ``unix:PATH``, nothing for ``none`` -- trying
+   the following ports up to ``to=`` when one is taken, honouring
+   ``ipv4=``/``ipv6=``, plus the WebSocket listeners; or, with
+   ``reverse=on``, connects out to the listening viewer.
+
+Failures raise :class:`StartupError` naming the ``-vnc`` option as typed,
+with QEMU's messages ("Failed to find an available port: Address already
+in use", "Failed to connect to 'HOST:PORT': Connection refused" ...);
+whatever was opened before the failure is closed again.
+
+Sockets are created, bound and connected here and handed to the reactor
+(``adoptStreamPort`` / ``adoptStreamConnection``), so the reactor can be
+any ``IReactorSocket``.  This module never looks inside a certificate:
+it reads the credentials' kind, endpoint and ``verify-peer`` and hands
+the object to :class:`creds.session.TLSSession`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass, field
+
+from twisted.internet import defer
+from twisted.internet.protocol import ClientFactory
+from twisted.logger import Logger
+
+from compat.config import DisplayConfig, Invocation, ListenAddress
+from compat.errors import OptionError
+from compat.vnc import VNC_PORT_BASE, WEBSOCKET_PORT_BASE, check_display
+from creds.objects import ObjectError, ObjectRegistry
+from creds.secret import lookup_secret
+from creds.session import TLSSession
+from creds.tlscreds import Endpoint, TLSCreds
+from vncd.rfb.limits import Limits
+from vncd.rfb.security import SecurityConfig, auth_for
+from vncd.screens import from_spec
+from vncd.screens.base import ScreenError
+from vncd.server import AuthThrottle, DisplayServer, RFBServerFactory
+from vncd.updates import Display
+
+__all__ = ["StartupError", "Service", "start", "LISTEN_BACKLOG", "REVERSE_CONNECT_TIMEOUT"]
+
+log = Logger(namespace="vncd.service")
+
+#: Pending connections the kernel queues per listening socket.  QEMU
+#: listens with a backlog of 1, which makes simultaneous viewers wait for
+#: each other's accept; the handshake timeout and connections= already
+#: bound what an unauthenticated crowd can hold.
+LISTEN_BACKLOG = 50
+
+#: Seconds ``reverse=on`` waits for the viewer to accept the connection
+#: (QEMU connects synchronously with the system's timeout, minutes).
+REVERSE_CONNECT_TIMEOUT = 10.0
+
+
+class StartupError(Exception):
+    """A display could not start: ``<source>: <message>``, QEMU's form.
+
+    ``source`` is the option as typed (``-vnc :1,tls-creds=tls0``).
+    """
+
+    def __init__(self, source: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(source, message)
+        self.source = source
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.source}: {self.message}"
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
+@dataclass
+class RunningDisplay:
+    """One started ``-vnc`` display."""
+
+    config: DisplayConfig
+    server: DisplayServer
+    #: ``(address text, websocket)`` of every listening socket.
+    addresses: list[tuple[str, bool]] = field(default_factory=list)
+
+
+class Service:
+    """Everything :func:`start` started; :meth:`stop` undoes it."""
+
+    def __init__(self, reactor, screen) -> None:
+        self.reactor = reactor
+        self.screen = screen
+        self.displays: list[RunningDisplay] = []
+        #: Lines QEMU prints on standard error at start-up ("VNC server
+        #: running on ..." for displays with ``to=``); the command prints them.
+        self.notices: list[str] = []
+        self._ports: list = []
+        self._unix_paths: list[str] = []
+        self._stopped = False
+
+    def display(self, display_id: str) -> RunningDisplay:
+        for running in self.displays:
+            if running.config.id == display_id:
+                return running
+        raise KeyError(display_id)
+
+    def stop(self) -> defer.Deferred:
+        """Stop listening, drop every client, release the screen."""
+        if self._stopped:
+            return defer.succeed(None)
+        self._stopped = True
+        stopping = [defer.maybeDeferred(port.stopListening) for port in self._ports]
+        self._ports = []
+        for running in self.displays:
+            running.server.close_all()
+            running.server.display.close()
+        self.screen.stop()
+
+        def cleanup(_):
+            for path in self._unix_paths:
+                _unlink_socket(path)
+            return None
+
+        return defer.gatherResults(stopping).addCallback(cleanup)
+
+
+def start(reactor, registry: ObjectRegistry, invocation: Invocation, *, screen=None,
+          limits: Limits | None = None) -> Service:
+    """Start every display of ``invocation`` (see the module docstring).
+
+    ``screen`` overrides the ``-screen`` of the invocation (embedding).
+    Raises :class:`StartupError`.
+    """
+    if screen is None:
+        screen = _make_screen(reactor, invocation)
+    limits = limits or Limits()
+    service = Service(reactor, screen)
+    throttle = AuthThrottle(reactor.seconds, limits)
+    try:
+        for config in invocation.displays:
+            service.displays.append(_start_display(service, registry, config, limits, throttle))
+    except BaseException:
+        service.stop()
+        raise
+    screen.set_listen_addresses([a for d in service.displays for a, _ in d.addresses])
+    screen.start()
+    return service
+
+
+def _make_screen(reactor, invocation: Invocation):
+    try:
+        return from_spec(invocation.screen, reactor)
+    except ScreenError as e:
+        raise StartupError(e.source or invocation.screen.source, e.message) from None
+
+
+# -- one display ----------------------------------------------------------------
+
+def _start_display(service: Service, registry: ObjectRegistry, config: DisplayConfig,
+                   limits: Limits, throttle: AuthThrottle) -> RunningDisplay:
+    source = config.source
+    try:
+        check_display(config, registry)
+    except OptionError as e:
+        raise StartupError(e.option, e.message, hint=e.hint) from None
+    creds = registry.get(config.tls_creds) if config.tls_creds else None
+    if creds is not None and not isinstance(creds, TLSCreds):
+        raise StartupError(source, f"Object with id '{config.tls_creds}' is not TLS credentials")
+    _check_effective(config, creds)
+    security = _security(registry, config, creds)
+    tls_session = None
+    if creds is not None:
+        authz_id = config.tls_authz
+
+        def tls_session():
+            return TLSSession(creds, Endpoint.SERVER, authz_id=authz_id)
+
+    families = _families(config)
+    display = Display(service.screen, reactor=service.reactor, lossy=config.lossy,
+                      non_adaptive=config.non_adaptive)
+    server = DisplayServer(display, security, reactor=service.reactor, tls_session=tls_session,
+                           limits=limits, share=config.share, connections=config.connections,
+                           throttle=throttle)
+    running = RunningDisplay(config, server)
+    try:
+        _open(service, running, families)
+    except BaseException:
+        display.close()
+        raise
+    for text, websocket in running.addresses:
+        log.info("display {id}: {kind} on {address} ({auth})", id=config.id,
+                 kind="websocket" if websocket else "VNC", address=text,
+                 auth=security.for_websocket().auth.name if websocket else security.auth.name)
+    if config.to is not None and running.addresses:
+        service.notices.append(f"VNC server running on {running.addresses[0][0]}")
+    return running
+
+
+def _open(service: Service, running: RunningDisplay, families) -> None:
+    """Listen on (or, reversed, connect to) every address of one display."""
+    config, server, source = running.config, running.server, running.config.source
+    if config.reverse:
+        for address in config.listen:
+            _connect_reverse(service, server.factory(), address, source)
+            running.addresses.append((f"reverse {address}", False))
+    else:
+        for address in config.listen:
+            last = VNC_PORT_BASE + config.to if config.to is not None else None
+            running.addresses += [(text, False) for text in _listen(
+                service, server.factory(), address, last, families, source)]
+        for address in config.websocket:
+            running.addresses += [(text, True) for text in _listen(
+                service, server.factory(websocket=True), address,
+                _websocket_last_port(config, address), families, source)]
+
+
+def _check_effective(config: DisplayConfig, creds) -> None:
+    """Refuse options QEMU accepts but never applies in this configuration."""
+    if config.tls_authz is None or creds is None:
+        return
+    if creds.kind == "anon":
+        raise StartupError(
+            config.source,
+            f"'tls-authz' cannot take effect: TLS credentials '{creds.id}' are anonymous,"
+            " so clients present no certificate to authorise",
+            hint="use tls-creds-x509 with verify-peer=on, or drop tls-authz")
+    if not creds.verify_peer:
+        raise StartupError(
+            config.source,
+            f"'tls-authz' cannot take effect: TLS credentials '{creds.id}' have"
+            " verify-peer=off, so client certificates are not checked",
+            hint=f"set verify-peer=on on '{creds.id}', or drop tls-authz")
+
+
+def _security(registry: ObjectRegistry, config: DisplayConfig, creds) -> SecurityConfig:
+    password = None
+    if config.password_secret is not None:
+        try:
+            password = lookup_secret(registry, config.password_secret).get_bytes()
+        except ObjectError as e:
+            raise StartupError(config.source, e.message, hint=e.hint) from None
+    wants_password = config.password or config.password_secret is not None
+    kind = creds.kind if creds is not None else None
+    return SecurityConfig(auth_for(kind, wants_password), password)
+
+
+def _websocket_last_port(config: DisplayConfig, address: ListenAddress) -> int | None:
+    """QEMU searches up to 5700 + ``to`` only for the default websocket port
+    (``websocket=on``, 5700 + display); an explicit port is used alone."""
+    if config.to is None or len(config.listen) != 1 or config.listen[0].kind != "tcp":
+        return None
+    display_number = config.listen[0].port - VNC_PORT_BASE
+    if address.port != WEBSOCKET_PORT_BASE + display_number:
+        return None
+    return WEBSOCKET_PORT_BASE + config.to
+
+
+def _families(config: DisplayConfig) -> tuple[int, ...]:
+    """Address families allowed by ``ipv4=``/``ipv6=`` (QEMU's rules)."""
+    if config.ipv4 is False and config.ipv6 is False:
+        raise StartupError(config.source, "Cannot disable IPv4 and IPv6 at same time")
+    if config.ipv4 and not config.ipv6:
+        return (socket.AF_INET,)
+    if config.ipv6 and not config.ipv4:
+        return (socket.AF_INET6,)
+    families = []
+    if config.ipv4 is not False:
+        families.append(socket.AF_INET)
+    if config.ipv6 is not False:
+        families.append(socket.AF_INET6)
+    return tuple(families)
+
+
+# -- sockets ------------------------------------------------------------------------
+
+def _resolve(host: str, port: int, families, source: str) -> list[tuple]:
+    try:
+        infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
+                                   0, socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise StartupError(source,
+                           f"address resolution failed for {host}:{port}: {e.strerror}") from None
+    seen, out = set(), []
+    for family, _, _, _, sockaddr in infos:
+        if family in families and (family, sockaddr[0]) not in seen:
+            seen.add((family, sockaddr[0]))
+            out.append((family, sockaddr[0]))
+    if not out:
+        raise StartupError(source, f"address resolution failed for {host}:{port}:"
+                                   " no address of an allowed family")
+    return out
+
+
+def _bind_all(addresses, port: int):
+    """Bind every address on ``port``; on EADDRINUSE close them all and return None."""
+    bound = []
+    for family, host in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+            sock.listen(LISTEN_BACKLOG)
+        except OSError as e:
+            sock.close()
+            for other in bound:
+                other.close()
+            if e.errno == errno.EADDRINUSE:
+                return None
+            raise
+        sock.setblocking(False)
+        bound.append(sock)
+    return bound
+
+
+def _listen(service: Service, factory: RFBServerFactory, address: ListenAddress,
+            last_port: int | None, families, source: str) -> list[str]:
+    """Listen on ``address``, or the first free port up to ``last_port``; the bound addresses."""
+    if address.kind == "unix":
+        return [_listen_unix(service, factory, address.host, source)]
+    addresses = _resolve(address.host, address.port, families, source)
+    last = max(last_port or address.port, address.port)
+    for port in range(address.port, last + 1):
+        try:
+            bound = _bind_all(addresses, port)
+        except OSError as e:
+            raise StartupError(source, f"Failed to bind socket: {os.strerror(e.errno)}") from None
+        if bound is not None:
+            break
+    else:
+        raise StartupError(source, "Failed to find an available port: "
+                                   + os.strerror(errno.EADDRINUSE))
+    texts = []
+    for sock in bound:
+        try:
+            service._ports.append(service.reactor.adoptStreamPort(
+                sock.fileno(), sock.family, factory))
+        finally:
+            host, bound_port = sock.getsockname()[:2]
+            sock.close()
+        texts.append(f"[{host}]:{bound_port}" if sock.family == socket.AF_INET6
+                     else f"{host}:{bound_port}")
+    return texts
+
+
+def _unlink_socket(path: str) -> None:
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _listen_unix(service: Service, factory: RFBServerFactory, path: str, source: str) -> str:
+    _unlink_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+        service._ports.append(service.reactor.adoptStreamPort(
+            sock.fileno(), socket.AF_UNIX, factory))
+    except OSError as e:
+        raise StartupError(
+            source, f"Failed to bind socket to {path}: {os.strerror(e.errno)}") from None
+    finally:
+        sock.close()
+    service._unix_paths.append(path)
+    return f"unix:{path}"
+
+
+class _ReverseFactory(ClientFactory):
+    """Builds the server protocol for a connection we made to a listening viewer."""
+
+    def __init__(self, server_factory: RFBServerFactory) -> None:
+        self.server_factory = server_factory
+
+    def buildProtocol(self, addr):
+        return self.server_factory.buildProtocol(addr)
+
+
+def _connect_reverse(service: Service, factory: RFBServerFactory, address: ListenAddress,
+                     source: str) -> None:
+    """``reverse=on``: connect to the viewer now, as QEMU does, and serve on that socket."""
+    if address.kind == "unix":
+        family, target, shown = socket.AF_UNIX, address.host, address.host
+    else:
+        try:
+            family, _, _, _, target = socket.getaddrinfo(
+                address.host or None, address.port, socket.AF_UNSPEC, socket.SOCK_STREAM)[0]
+        except socket.gaierror as e:
+            raise StartupError(source, f"address resolution failed for {address.host}:"
+                                       f"{address.port}: {e.strerror}") from None
+        shown = f"{address.host}:{address.port}"
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(REVERSE_CONNECT_TIMEOUT)
+        sock.connect(target)
+        sock.setblocking(False)
+        service.reactor.adoptStreamConnection(sock.fileno(), family, _ReverseFactory(factory))
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else "Connection timed out"
+        raise StartupError(source, f"Failed to connect to '{shown}': {reason}") from None
+    finally:
+        sock.close()
+
