@@ -35,6 +35,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from creds.objects import ObjectError
 from vncd.info import ConnectionInfo
 
 __all__ = [
@@ -61,19 +62,19 @@ LED_NUM_LOCK = 2
 LED_CAPS_LOCK = 4
 
 
-class ScreenError(Exception):
+class ScreenError(ObjectError):
     """A screen cannot be created or used; names the option or file at fault.
 
+    An :class:`~creds.objects.ObjectError` (``message``, ``hint``,
+    ``path``), so the command line reports it like any object error.
     ``str()`` is ``"<source>: <message>"`` when the error comes from a
     ``-screen`` option (``source`` is the option as typed), else the
     message alone.
     """
 
     def __init__(self, message: str, *, source: str | None = None, path: str | None = None):
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, path=path, check="screen")
         self.source = source
-        self.path = path
 
     def __str__(self) -> str:
         return f"{self.source}: {self.message}" if self.source else self.message
