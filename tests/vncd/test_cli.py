@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.compat.helpers import server_dir
-from tests.tools import ROOT
+from tests.tools import ROOT, free_display, wait_for_port
 from vncd import __version__
 from vncd.cli import PidFile, main
 
@@ -320,6 +321,36 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual((result.returncode, result.stdout, result.stderr),
                          (1, b"", b"vncd: -vnc 127.0.0.1:1,frobnicate=on:"
                                   b" Invalid parameter 'frobnicate'\n"))
+
+    def serve_then_signal(self, signum):
+        display = free_display()
+        pidfile = os.path.abspath(self.mktemp())
+        proc = subprocess.Popen([sys.executable, "-m", "vncd", "-vnc", f"127.0.0.1:{display}",
+                                 "-pidfile", pidfile], cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self.assertTrue(wait_for_port("127.0.0.1", 5900 + display, timeout=30, proc=proc),
+                            proc.stderr.read() if proc.poll() is not None else "no listener")
+            with open(pidfile) as f:
+                self.assertEqual(f.read(), f"{proc.pid}\n")
+            proc.send_signal(signum)
+            status = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+            proc.stdout.close()
+            proc.stderr.close()
+        self.assertEqual(status, 0)
+        self.assertFalse(os.path.exists(pidfile))
+
+    def test_sigterm(self):
+        """A serving vncd stops cleanly on SIGTERM: exit status 0, pid file removed."""
+        self.serve_then_signal(signal.SIGTERM)
+
+    def test_sigint(self):
+        """A serving vncd stops cleanly on SIGINT: exit status 0, pid file removed."""
+        self.serve_then_signal(signal.SIGINT)
 
     def test_translation_keeps_bytes(self):
         """A non-UTF-8 path survives -print-translation byte for byte."""
