@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, strategies as st
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from creds.anon import TLSCredsAnon
+import creds
 from creds.objects import ObjectError, ObjectRegistry
 from creds.secret import MAX_SECRET_SIZE, Secret, lookup_secret, qbase64_decode
 from tests.creds.test_qemu_verdicts import object_arg, run_qemu_objects
@@ -24,10 +24,7 @@ IV_B64 = base64.b64encode(IV).decode()
 
 
 def registry() -> ObjectRegistry:
-    r = ObjectRegistry()
-    r.register_type(Secret)
-    r.register_type(TLSCredsAnon)
-    return r
+    return creds.new_registry()
 
 
 def encrypt(plain: bytes, key: bytes = KEY, iv: bytes = IV, pad: bool = True) -> bytes:

@@ -27,10 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
 from twisted.trial.unittest import SynchronousTestCase
 
-from creds.anon import TLSCredsAnon
+import creds
 from creds.objects import ObjectError, ObjectRegistry
-from creds.secret import Secret
-from creds.x509 import TLSCredsX509
 from tests import certgen
 
 __all__ = ["T0", "CASES", "Case", "PKI", "pki", "write_case", "registry", "tls_props",
@@ -45,11 +43,8 @@ DS_KE = {"digital_signature", "key_encipherment"}
 
 
 def registry(**kwargs) -> ObjectRegistry:
-    """A registry with the object types these tests create."""
-    r = ObjectRegistry(clock=kwargs.pop("clock", lambda: T0), **kwargs)
-    for cls in (Secret, TLSCredsX509, TLSCredsAnon):
-        r.register_type(cls)
-    return r
+    """vncd's registry (every creds type), with the clock fixed at :data:`T0` by default."""
+    return creds.new_registry(clock=kwargs.pop("clock", lambda: T0), **kwargs)
 
 
 def _der_length(n: int) -> bytes:

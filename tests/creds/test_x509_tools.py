@@ -168,7 +168,7 @@ class OpensslTests(SynchronousTestCase):
         self.create()
 
     def test_hint_fixes_key_usage(self) -> None:
-        """A CA whose critical keyUsage lacks keyCertSign gets the openssl setting that fixes it."""
+        """A CA whose critical keyUsage lacks keyCertSign gets the setting that fixes it."""
         self.make(["basicConstraints=critical,CA:TRUE", "keyUsage=critical,cRLSign"],
                   ["extendedKeyUsage=serverAuth"])
         e = self.assertRaises(ObjectError, self.create)
