@@ -57,13 +57,15 @@ class ServiceCase(TestCase):
         self.addCleanup(service.stop)
         return service
 
-    async def fetch(self, address, options=None, **kw):
+    async def fetch(self, address, options=None, *, close=True, **kw):
+        """Connect, fetch the whole screen, and (unless ``close`` is false) disconnect."""
         client = await connect(reactor, address, options or ClientOptions(), timeout=CLIENT_TIMEOUT)
         try:
             return client, await defer.Deferred.fromCoroutine(fetch_framebuffer(client, **kw))
         finally:
-            client.close()
-            await client.closed
+            if close:
+                client.close()
+                await client.closed
 
     def assertScreen(self, rgbx, screen):
         self.assertEqual(rgbx[..., :3].tolist(), screen.framebuffer[..., :3].tolist())
@@ -306,6 +308,7 @@ class StartupErrorTests(SynchronousTestCase):
         error = self.fails(display(listen=(tcp(5903, "nosuchhost.invalid"),)))
         self.assertTrue(error.message.startswith(
             "address resolution failed for nosuchhost.invalid:5903: "), error.message)
+
 
 class ReleaseTests(ServiceCase):
 
