@@ -29,6 +29,7 @@ timed out.  Errors are one line on standard error, naming the server
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from PIL import Image
@@ -65,8 +66,12 @@ MAX_PASSWORD_FILE = 4096
 DEFAULT_TIMEOUT = 30.0
 
 
+#: Host names and IPv4/IPv6 literals (the brackets already removed).
+_HOST = re.compile(r"[A-Za-z0-9._:%-]{0,255}")
+
+
 class UsageError(Exception):
-    pass
+    """The command line is unusable (exit status 2)."""
 
 
 def parse_server(text: str) -> ListenAddress:
@@ -85,7 +90,7 @@ def parse_server(text: str) -> ListenAddress:
         offset = 5900
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not port_text.isdigit() or len(port_text) > 5:
+    if not port_text.isdigit() or len(port_text) > 5 or not _HOST.fullmatch(host):
         raise UsageError(f"'{text}': expected HOST:DISPLAY, HOST::PORT or unix:PATH")
     port = int(port_text) + offset
     if not 0 < port <= 65535:

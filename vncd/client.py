@@ -237,7 +237,10 @@ def connect(reactor, address, options: ClientOptions, *, timeout: float = 30,
     if address.kind == "unix":
         endpoint = UNIXClientEndpoint(reactor, address.host, timeout=timeout)
     else:
-        endpoint = HostnameEndpoint(reactor, address.host, address.port, timeout=timeout)
+        try:
+            endpoint = HostnameEndpoint(reactor, address.host, address.port, timeout=timeout)
+        except ValueError as e:
+            return defer.fail(RFBClientError("connect", f"cannot connect to {address}: {e}"))
     client = RFBClient(options, on_event=on_event)
 
     def connected(_):
