@@ -104,22 +104,26 @@ def load_x509_material(
         warnings.append(f"{present} is ignored because {absent} is missing; "
                         "no client certificate will be sent")
 
+    # QEMU's sanity check skips a file it may not read (access(R_OK)); the
+    # load that follows then fails on it with GnuTLS' message.
     chain: tuple = ()
+    ca_certs: tuple = ()
     if sanity_check:
-        if cert_path is not None:
+        if cert_path is not None and _readable(cert_path):
             chain = _own_certs_for_sanity(cert_path, role)
-        ca_certs = _ca_certs_for_sanity(ca_path)
+        if _readable(ca_path):
+            ca_certs = _ca_certs_for_sanity(ca_path)
         sanity.check_configuration(server=server, ca_certs=ca_certs, ca_path=ca_path,
                                    chain=chain, chain_path=cert_path, now=now)
         warnings += sanity.expiry_warnings(
             [(c, cert_path) for c in chain] + [(c, ca_path) for c in ca_certs], now)
-    else:
+    if not ca_certs:
         ca_certs = _trust_list(ca_path)
 
     key = None
     if identity:
         pair = f"Cannot load certificate '{cert_path}' & key '{key_path}'"
-        if not sanity_check:
+        if not chain:
             chain = _own_certs_for_keypair(cert_path, pair)
         password = get_password()
         key = _private_key(key_path, password, pair)
@@ -185,9 +189,15 @@ def _ca_certs_for_sanity(path: str) -> tuple:
                           hint=_pem_hint(e), path=path, check="pem") from None
 
 
+def _readable(path: str) -> bool:
+    return os.access(path, os.R_OK)
+
+
 def _trust_list(path: str) -> tuple:
     """The CA file as the trust list, without sanity checks (QEMU's wording)."""
     try:
+        if not _readable(path):
+            raise FileReadError(READ_ERROR)
         data = read_file(path)
     except FileReadError:
         raise ObjectError(f"Cannot load CA certificate '{path}': {READ_ERROR}",
@@ -206,6 +216,8 @@ def _trust_list(path: str) -> tuple:
 
 def _own_certs_for_keypair(path: str, pair: str) -> tuple:
     try:
+        if not _readable(path):
+            raise FileReadError(READ_ERROR)
         data = read_file(path)
     except FileReadError:
         raise ObjectError(f"{pair}: {READ_ERROR}", hint=_READ_HINT,
@@ -219,6 +231,8 @@ def _own_certs_for_keypair(path: str, pair: str) -> tuple:
 
 def _private_key(path: str, password: bytes | None, pair: str):
     try:
+        if not _readable(path):
+            raise FileReadError(READ_ERROR)
         data = read_file(path)
     except FileReadError:
         raise ObjectError(f"{pair}: {READ_ERROR}", hint=_READ_HINT,
@@ -236,6 +250,8 @@ def _private_key(path: str, password: bytes | None, pair: str):
 
 def _crls(path: str) -> tuple:
     try:
+        if not _readable(path):
+            raise FileReadError(READ_ERROR)
         data = read_file(path)
     except FileReadError:
         raise ObjectError(f"Cannot load CRL '{path}': {READ_ERROR}", hint=_READ_HINT,
@@ -263,7 +279,8 @@ def _public_der(item) -> bytes:
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
-_READ_HINT = "make the file readable by the user running vncd"
+_READ_HINT = ("make the file readable by the user running vncd "
+              "(and check that it is a file, not a directory)")
 
 
 def _pem_hint(e: PEMError) -> str:

@@ -25,10 +25,15 @@ from typing import Sequence
 from twisted.trial.unittest import SynchronousTestCase
 
 from creds.objects import ObjectError
-from tests.creds.test_x509_catalogue import CASES, Case, registry, tls_props, write_case
+from tests import certgen
+from tests.creds.test_x509_catalogue import CASES, Case, pki, registry, tls_props, write_case
 from tests.tools import QEMU, require_tool
 
-__all__ = ["run_qemu_objects", "object_arg", "DIFFERENCES"]
+__all__ = ["run_qemu_objects", "object_arg", "DIFFERENCES", "UNPRIVILEGED_UID"]
+
+#: The user QEMU runs as when a test needs permissions to matter and runs as
+#: root (root reads every file): Debian's ``nobody``.
+UNPRIVILEGED_UID = 65534
 
 #: Parallel QEMU processes: each lives a few tens of milliseconds, mostly
 #: starting up; more than this only fights the other test runs for 2 cores.
@@ -82,10 +87,13 @@ def object_arg(qom_type: str, props: dict[str, str]) -> str:
     return ",".join(fields)
 
 
-def run_qemu_objects(objects: Sequence[str]) -> str | None:
-    """Let QEMU 7.2 create ``objects`` in order: ``None`` if all load, else its message."""
+def run_qemu_objects(objects: Sequence[str], *, prefix: Sequence[str] = ()) -> str | None:
+    """Let QEMU 7.2 create ``objects`` in order: ``None`` if all load, else its message.
+
+    ``prefix`` runs QEMU through another command (``setpriv`` to drop root).
+    """
     qemu = require_tool(QEMU)
-    args = [qemu, "-machine", "none", "-nodefaults", "-display", "none",
+    args = [*prefix, qemu, "-machine", "none", "-nodefaults", "-display", "none",
             "-monitor", "none", "-serial", "none"]
     for obj in objects:
         args += ["-object", obj]
@@ -182,3 +190,41 @@ def _verdict_test(case: Case):
 for _case in CASES:
     setattr(QemuVerdictTests, f"test_{_case.name}", _verdict_test(_case))
 del _case
+
+
+class UnreadableFileTests(SynchronousTestCase):
+    """Files the server may not read get the same message from QEMU 7.2 and vncd."""
+
+    def test_same_messages(self) -> None:
+        """An unreadable CA file, certificate, key or CRL is named alike by both."""
+        require_tool(QEMU)
+        p = pki()
+        real_access = os.access
+        for name in ("ca-cert.pem", "server-cert.pem", "server-key.pem", "ca-crl.pem"):
+            d = os.path.abspath(self.mktemp())
+            certgen.write_dir(d, ca=[p.cacert], server=p.servercert, crl=p.crl_empty,
+                              dh=certgen.FFDHE2048_PEM)
+            target = os.path.join(d, name)
+            props = {"id": "tls0", "dir": d, "endpoint": "server"}
+            for f in os.listdir(d):
+                os.chmod(os.path.join(d, f), 0o644)
+            if os.getuid() == 0:
+                # Root reads everything: QEMU drops to nobody, and vncd is told
+                # what access(2) would have said to nobody.
+                os.chmod(target, 0o600)
+                os.chmod(os.path.dirname(d), 0o755)  # trial's mkdtemp level is 0700
+                prefix = [require_tool("setpriv"), f"--reuid={UNPRIVILEGED_UID}",
+                          f"--regid={UNPRIVILEGED_UID}", "--clear-groups"]
+                self.patch(os, "access", lambda path, mode, target=target:
+                           path != target and real_access(path, mode))
+            else:
+                os.chmod(target, 0)
+                prefix = []
+            qemu = run_qemu_objects([object_arg("tls-creds-x509", props)], prefix=prefix)
+            try:
+                registry().create("tls-creds-x509", props)
+                vncd = None
+            except ObjectError as e:
+                vncd = e.message
+            self.assertIsNotNone(qemu, name)
+            self.assertEqual(vncd, qemu, name)

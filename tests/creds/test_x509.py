@@ -16,6 +16,7 @@ from tests.creds.sessionpump import handshake_raw
 from tests.creds.test_x509_catalogue import T0, pki, registry
 
 DAY = datetime.timedelta(days=1)
+_REAL_ACCESS = os.access
 
 
 def make_dir(test: SynchronousTestCase, **kw) -> str:
@@ -239,3 +240,44 @@ class WarningTests(SynchronousTestCase):
                                     "sanity-check": "off"})
         self.assertEqual(len(r.warnings), 1)
         self.assertIn("chmod 600", r.warnings[0])
+
+
+class UnreadableTests(SynchronousTestCase):
+    """Files vncd may not read: QEMU's sanity check skips them and the load that
+    follows names them with GnuTLS' "Error while reading file."."""
+
+    def create(self, d: str, unreadable: str, endpoint: str = "server", **files):
+        """Create the object while ``unreadable`` in ``d`` fails access(R_OK)."""
+        target = f"{d}/{unreadable}"
+        self.patch(os, "access", lambda path, mode: path != target and _REAL_ACCESS(path, mode))
+        return registry().create("tls-creds-x509", {"id": "t0", "dir": d, "endpoint": endpoint})
+
+    def test_messages(self) -> None:
+        """Each unreadable file gets the message QEMU 7.2 prints for it."""
+        p = pki()
+        pair = "Cannot load certificate '{d}/server-cert.pem' & key '{d}/server-key.pem'"
+        for name, message in (
+                ("ca-cert.pem", "Cannot load CA certificate '{d}/ca-cert.pem': "
+                                "Error while reading file."),
+                ("server-cert.pem", pair + ": Error while reading file."),
+                ("server-key.pem", pair + ": Error while reading file."),
+                ("ca-crl.pem", "Cannot load CRL '{d}/ca-crl.pem': Error while reading file.")):
+            d = make_dir(self, ca=[p.cacert], server=p.servercert, crl=p.crl_empty)
+            e = self.assertRaises(ObjectError, self.create, d, name)
+            self.assertEqual(e.message, message.replace("{d}", d))
+            self.assertIn("readable", e.hint)
+
+    def test_sanity_runs_without_the_file(self) -> None:
+        """Checks that do not need the unreadable file still run first, as in QEMU."""
+        p = pki()
+        d = make_dir(self, ca=[p.cacert], server=p.servercert14)
+        e = self.assertRaises(ObjectError, self.create, d, "ca-cert.pem")
+        self.assertEqual(e.message,
+                         f"Certificate {d}/server-cert.pem usage does not permit digital signature")
+
+    def test_lone_unreadable_client_certificate(self) -> None:
+        """A client certificate without key is not needed, so being unreadable is no error."""
+        p = pki()
+        d = make_dir(self, ca=[p.cacert], client=p.clientcert, write_key=False)
+        obj = self.create(d, "client-cert.pem", endpoint="client")
+        self.assertEqual(obj.material.chain, ())
