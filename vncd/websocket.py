@@ -79,9 +79,9 @@ class WebSocketLayer:
                 self._reject(400)
                 raise RemoteProtocolError(
                     f"WebSocket upgrade request longer than {MAX_HANDSHAKE_BYTES} bytes")
-        self._ws.receive_data(data or None)
         payload = bytearray()
         try:
+            self._ws.receive_data(data or None)
             for event in self._ws.events():
                 if isinstance(event, Request):
                     self._on_request(event)
