@@ -123,9 +123,9 @@ def load_x509_material(
     key = None
     if identity:
         pair = f"Cannot load certificate '{cert_path}' & key '{key_path}'"
+        password = get_password()
         if not chain:
             chain = _own_certs_for_keypair(cert_path, pair)
-        password = get_password()
         key = _private_key(key_path, password, pair)
         if _public_der(key) != _public_der(chain[0]):
             raise ObjectError(
