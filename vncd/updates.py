@@ -635,8 +635,8 @@ class ClientUpdates:
 
     @_message
     def set_desktop_size(self, width: int, height: int, screens) -> None:
-        """SetDesktopSize; ``screens`` have ``id, x, y, width, height, flags``."""
-        layout = tuple(ScreenArea(s.id, s.x, s.y, s.width, s.height, s.flags) for s in screens)
+        """SetDesktopSize; ``screens`` are ``(id, x, y, width, height, flags)`` tuples."""
+        layout = tuple(ScreenArea(*s) for s in screens)
         if not _valid_layout(width, height, layout):
             status = RESIZE_INVALID_LAYOUT
         else:
