@@ -24,18 +24,22 @@ import importlib.util
 import io
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from typing import Callable
 
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
 from compat.vnc import SASL_MESSAGE
-from tests.compat.helpers import client_dir, server_dir
+from tests import certgen
+from tests.compat.helpers import VALIDITY, client_dir, client_identity, server_dir
 from tests.tools import QEMU, ROOT, free_display, free_port, require_tool, wait_for_port
+from tests.vncd.qemuprobe import ClientKind, ProbeError, run_probe
 from vncd.cli import main
 
 #: QEMU processes alive at once: each takes ~50 MB and a share of 2 busy cores.
@@ -82,7 +86,8 @@ class Outcome:
     started: bool
     stderr: str
     exit_status: int | None = None
-    notes: list[str] = field(default_factory=list)
+    #: What each probe client saw while the server ran (see :func:`probe_security`).
+    security: list[tuple] = field(default_factory=list)
 
 
 def vnc(arg, *objects):
@@ -95,7 +100,11 @@ def vnc(arg, *objects):
 ANON = "tls-creds-anon,id=tls0,endpoint=server"
 X509_ON = "tls-creds-x509,id=tls0,endpoint=server,dir={x509},verify-peer=on"
 X509_OFF = "tls-creds-x509,id=tls0,endpoint=server,dir={x509},verify-peer=off"
-SECRET = "secret,id=sec0,data=letmein"
+#: The VNC password of the password-secret cases.
+PASSWORD = "letmein"
+SECRET = f"secret,id=sec0,data={PASSWORD}"
+#: The same secret from a file (a translation never prints inline secret data).
+SECRET_FILE = "secret,id=sec0,file={pwfile}"
 AUTHZ = "authz-simple,id=authz0,identity=CN=bob"
 
 ACCEPTED = [
@@ -259,23 +268,41 @@ def stop(proc: subprocess.Popen) -> int:
     return proc.returncode
 
 
-def run_batch(commands: list[tuple[list[str], int]]) -> list[Outcome]:
-    """Start every command, take each verdict (listening or exited), stop them all."""
+def run_batch(commands: list[tuple[list[str], int]],
+              inspect: Callable[[int], list[tuple]] | None = None) -> list[Outcome]:
+    """Start every command, take each verdict (listening or exited), stop them all.
+
+    ``inspect(display)`` runs against each started server before it is stopped.
+    """
     procs = []
+    security: list[list[tuple]] = []
     try:
         for argv, _ in commands:
             procs.append(subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         started = [wait_for_port("127.0.0.1", 5900 + display, timeout=VERDICT_TIMEOUT, proc=proc)
                    for proc, (_, display) in zip(procs, commands)]
+        for ok, (_, display) in zip(started, commands):
+            security.append(inspect(display) if ok and inspect is not None else [])
     finally:
         statuses = [stop(proc) for proc in procs]
     outcomes = []
-    for proc, ok, status in zip(procs, started, statuses):
+    for proc, ok, status, seen in zip(procs, started, statuses, security):
         stderr = proc.stderr.read().decode("utf-8", "replace")
         proc.stderr.close()
-        outcomes.append(Outcome(ok, stderr, status))
+        outcomes.append(Outcome(ok, stderr, status, seen))
     return outcomes
+
+
+def probe_security(display: int, kinds: list[ClientKind]) -> list[tuple]:
+    """Security types, VeNCrypt version/subtypes and outcome, for each client kind."""
+    seen = []
+    for kind in kinds:
+        try:
+            seen.append((kind.name, run_probe("127.0.0.1", 5900 + display, kind).key()))
+        except ProbeError as err:
+            seen.append((kind.name, ("probe error", err.stage)))
+    return seen
 
 
 class RecordingService:
@@ -306,18 +333,54 @@ def run_vncd_in_process(args: list[str]) -> Outcome:
 SERVICE_EXISTS = importlib.util.find_spec("vncd.service") is not None
 
 
+#: Legacy -vnc forms: vncd runs them as typed, QEMU 7.2 runs vncd's translation.
+LEGACY = [
+    Case("tls", vnc("{addr},tls")),
+    Case("tls,x509", vnc("{addr},tls,x509={x509}")),
+    Case("tls,x509verify", vnc("{addr},tls,x509verify={x509}")),
+    Case("tls,x509verify,acl", vnc("{addr},tls,x509verify={x509},acl")),
+    Case("tls,x509,x509verify", vnc("{addr},tls,x509={x509},x509verify=/nonexistent")),
+    Case("x509verify without tls", vnc("{addr},x509verify={x509}")),
+    Case("tls,x509verify,password-secret",
+         vnc("{addr},tls,x509verify={x509},password-secret=sec0", SECRET_FILE)),
+    Case("tls-creds with acl", vnc("{addr},tls-creds=tls0,acl", X509_ON)),
+    Case("tls,x509verify with a bad dir", vnc("{addr},tls,x509verify=/nonexistent"),
+         "Unable to access credentials /nonexistent/ca-cert.pem: No such file or directory"),
+]
+
+
+def translated(args: list[str]) -> list[str]:
+    """vncd's -print-translation of ``args``, as an argument list (without "vncd")."""
+    out = io.StringIO()
+    status = main([*args, "-print-translation"], stdout=out, stderr=io.StringIO())
+    assert status == 0, args
+    words = shlex.split(out.getvalue())
+    assert words[0] == "vncd"
+    return words[1:]
+
+
 class QemuCompareTests(SynchronousTestCase):
     """vncd and QEMU 7.2 reach the same verdict with the same words."""
 
     def setUp(self):
         self.qemu = require_tool(QEMU)
         base = os.path.abspath(self.mktemp())
+        root = certgen.ca("vncd test CA", not_after=VALIDITY)
+        cert, key = client_identity(os.path.join(base, "bob"), root, "bob")
+        eve_cert, eve_key = client_identity(os.path.join(base, "eve"), root, "eve")
+        self.kinds = [ClientKind("no certificate, no password"),
+                      ClientKind("bob", cert=cert, key=key),
+                      ClientKind("bob, right password", password=PASSWORD, cert=cert, key=key),
+                      ClientKind("eve", cert=eve_cert, key=eve_key)]
         self.values = {
-            "x509": server_dir(os.path.join(base, "x509")),
+            "x509": server_dir(os.path.join(base, "x509"), root),
             "client": client_dir(os.path.join(base, "client")),
             "caonly": os.path.join(base, "caonly"),
             "unix": os.path.join(base, "vnc.sock"),
+            "pwfile": os.path.join(base, "password"),
         }
+        with open(self.values["pwfile"], "w") as f:
+            f.write(PASSWORD)
         os.makedirs(self.values["caonly"])
         with open(os.path.join(self.values["x509"], "ca-cert.pem"), "rb") as src, \
                 open(os.path.join(self.values["caonly"], "ca-cert.pem"), "wb") as dst:
@@ -328,29 +391,36 @@ class QemuCompareTests(SynchronousTestCase):
                       to=str(display), wsport=str(free_port()))
         return [fill(arg, values) for arg in case.args]
 
-    def outcomes(self, cases: list[Case]):
-        """(filled args, QEMU outcome, vncd outcome) for every case."""
+    def outcomes(self, cases: list[Case], qemu_args=lambda args: args):
+        """(filled args, QEMU outcome, vncd outcome) for every case.
+
+        ``qemu_args`` maps vncd's arguments to QEMU's (the identity, or
+        the translation of a legacy command line).
+        """
         displays = free_displays(2 * len(cases))
         filled = [(self.fill(c, displays[2 * i], displays[2 * i + 1]), displays[2 * i])
                   for i, c in enumerate(cases)]
         qemu_cmds = [([self.qemu, "-machine", "none", "-nodefaults", "-display", "none",
-                       "-monitor", "none", "-serial", "none", *args], d) for args, d in filled]
+                       "-monitor", "none", "-serial", "none", *qemu_args(args)], d)
+                     for args, d in filled]
+        inspect = (lambda display: probe_security(display, self.kinds)) if SERVICE_EXISTS \
+            else None
         qemu = []
         for i in range(0, len(qemu_cmds), BATCH):
-            qemu += run_batch(qemu_cmds[i:i + BATCH])
+            qemu += run_batch(qemu_cmds[i:i + BATCH], inspect)
         if SERVICE_EXISTS:
             vncd_cmds = [([sys.executable, "-m", "vncd", *args], d) for args, d in filled]
             vncd = []
             for i in range(0, len(vncd_cmds), BATCH):
-                vncd += run_batch(vncd_cmds[i:i + BATCH])
+                vncd += run_batch(vncd_cmds[i:i + BATCH], inspect)
         else:
             vncd = [run_vncd_in_process(args) for args, _ in filled]
         return [(args, q, v) for (args, _), q, v in zip(filled, qemu, vncd)]
 
-    def compare(self, cases: list[Case]):
+    def compare(self, cases: list[Case], qemu_args=lambda args: args, warnings=True):
         cases = [c for c in cases if SERVICE_EXISTS or not c.service_only]
         problems = []
-        for case, (args, q, v) in zip(cases, self.outcomes(cases)):
+        for case, (args, q, v) in zip(cases, self.outcomes(cases, qemu_args)):
             where = f"{case.name}: {' '.join(args)}"
             expected_qemu = None if case.qemu_error is None else fill(case.qemu_error,
                                                                       self.values)
@@ -376,13 +446,16 @@ class QemuCompareTests(SynchronousTestCase):
                 continue
             if not q.started and not same_message(vncd_message, qemu_message):
                 problems.append(f"{where}: vncd {vncd_message!r} != QEMU {qemu_message!r}")
-            for block in warning_blocks(q.stderr, QEMU_PREFIX):
+            if q.security != v.security:
+                problems.append(f"{where}: security differs: vncd {v.security} != QEMU"
+                                f" {q.security}")
+            for block in warning_blocks(q.stderr, QEMU_PREFIX) if warnings else ():
                 if block not in warning_blocks(v.stderr, "vncd: "):
                     problems.append(f"{where}: vncd lacks QEMU's warning {block!r}")
         self.assertEqual(problems, [])
 
     def test_accepted(self):
-        """Every credentials/password/authz combination QEMU 7.2 starts with, vncd starts with."""
+        """What QEMU 7.2 starts with, vncd starts with, with the same security for each client."""
         self.compare(ACCEPTED)
 
     def test_refused(self):
@@ -392,3 +465,7 @@ class QemuCompareTests(SynchronousTestCase):
     def test_deliberate_differences(self):
         """Where vncd differs on purpose (SASL, legacy keys), QEMU 7.2 really behaves otherwise."""
         self.compare(DIFFERENT)
+
+    def test_legacy_as_translated(self):
+        """A legacy line run by vncd behaves like QEMU 7.2 running vncd's translation of it."""
+        self.compare(LEGACY, qemu_args=translated, warnings=False)
