@@ -100,6 +100,9 @@ class AddressTests(SynchronousTestCase):
             self.assertEqual(caught.exception.option, f"-vnc {arg}")
 
 
+CONNECTIONS_RANGE = f"Parameter 'connections' expects a number from 1 to {MAX_CONNECTIONS}"
+
+
 class KeyTests(SynchronousTestCase):
     """Keys, value types, defaults and vncd's ranges."""
 
@@ -159,14 +162,14 @@ class KeyTests(SynchronousTestCase):
         (":1,lock-key-sync=maybe", "Parameter 'lock-key-sync' expects 'on' or 'off'"),
         (":1,id=1x", ID_MESSAGE),
         (":1,id=1x,frob", ID_MESSAGE),
-        (":1,password=on,password-secret=x", "'password' flag is redundant with 'password-secret'"),
+        (":1,password=on,password-secret=x",
+         "'password' flag is redundant with 'password-secret'"),
         (":1,password=off,password-secret=x",
          "'password' flag is redundant with 'password-secret'"),
         (":1,non-adaptive", "Invalid parameter 'n-adaptive'"),
-        (":1,connections=0", f"Parameter 'connections' expects a number from 1 to {MAX_CONNECTIONS}"),
-        (":1,connections=-1", f"Parameter 'connections' expects a number from 1 to {MAX_CONNECTIONS}"),
-        (f":1,connections={MAX_CONNECTIONS + 1}",
-         f"Parameter 'connections' expects a number from 1 to {MAX_CONNECTIONS}"),
+        (":1,connections=0", CONNECTIONS_RANGE),
+        (":1,connections=-1", CONNECTIONS_RANGE),
+        (f":1,connections={MAX_CONNECTIONS + 1}", CONNECTIONS_RANGE),
         (":1,key-delay-ms=-3",
          f"Parameter 'key-delay-ms' expects a number from 0 to {MAX_KEY_DELAY_MS}"),
         (f":1,to={MAX_DISPLAY_NUMBER + 1}",
