@@ -332,10 +332,12 @@ def _result_and_init(wire: Wire, state: dict, first_stage: str) -> ProbeResult:
 
 
 def run_probe(host: str, port: int, kind: ClientKind,
-              upgrade: Upgrader = tls_upgrader) -> ProbeResult:
-    """Connect to ``host:port`` and :func:`probe` it as ``kind``."""
+              upgrade: Upgrader = tls_upgrader, source: str | None = None) -> ProbeResult:
+    """Connect to ``host:port`` (from address ``source``) and :func:`probe` it as ``kind``."""
     try:
-        sock = socket.create_connection((host, port), timeout=IO_TIMEOUT)
+        sock = socket.create_connection(
+            (host, port), timeout=IO_TIMEOUT,
+            source_address=(source, 0) if source else None)
     except OSError as e:
         raise ProbeError("connect", f"{host}:{port}: {e}") from None
     try:

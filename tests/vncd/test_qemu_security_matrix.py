@@ -10,7 +10,11 @@ of client (no certificate, alice's, bob's -- same CA --, mallory's from
 another CA; right, wrong or no password) the security types, the VeNCrypt
 version and subtypes offered and how far the client got
 (:mod:`tests.vncd.qemuprobe`).  vncd must match QEMU everywhere except the
-cases in :data:`DELIBERATE_DIFFERENCES`, which are asserted as differences.
+cases in :data:`DELIBERATE_DIFFERENCES`, which are asserted as differences,
+and vncd's refusal of an address after repeated authentication failures
+(QEMU has no throttling), which has a test of its own; every probe
+connects from its own loopback address so that throttling never links
+the matrix's probes.
 
 One QEMU process serves every configuration at once (several ``-vnc``
 displays); a configuration it refuses is found from its error line and
@@ -33,6 +37,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests import certgen
 from tests.tools import free_display
 from tests.vncd import realclients
+from vncd.rfb.limits import AUTH_FAILURES_BEFORE_BLOCK
 from tests.vncd.qemuprobe import (
     ClientKind, Outcome, ProbeError, ProbeResult, Wire, probe, run_probe,
     vnc_auth_response)
@@ -54,6 +59,11 @@ PROBE_WORKERS = 8
 #: Separate single-configuration processes started at once when checking
 #: configurations expected to be refused (each is a short-lived process).
 REFUSAL_WORKERS = 4
+
+#: The loopback /16 probes connect from (one address each, see
+#: :func:`source_address`), and how many addresses it offers.
+SOURCE_PREFIX = "127.77"
+MAX_SOURCES = 250 * 256
 
 #: The identity string the allow/deny rules match: GnuTLS's DN text, which
 #: QEMU 7.2 passes to authz (RDNs in certificate order, C first).
@@ -193,6 +203,18 @@ class ServerRun:
     notes: list
 
 
+def source_address(index: int) -> str:
+    """The loopback address probe number ``index`` connects from.
+
+    Every probe gets its own, so vncd's per-address throttling of failed
+    authentications (a deliberate difference, tested on its own) never
+    links one probe's result to another's, as with QEMU, which has none.
+    """
+    if index >= MAX_SOURCES:
+        raise ValueError(f"more than {MAX_SOURCES} probes")
+    return f"{SOURCE_PREFIX}.{index // 250}.{index % 250 + 1}"
+
+
 def _vnc_arg(config: Config, display: int) -> str:
     options = config.options()
     return f"127.0.0.1:{display},id=d{display}" + (f",{options}" if options else "")
@@ -274,12 +296,18 @@ def run_server(command, name: str, expect_refused=frozenset()) -> ServerRun:
         verdicts.update({c: Verdict(False, m) for c, m in refused.items()})
         verdicts.update({c: Verdict(True) for c in serving})
 
+        sources = {}
+        for config in serving:
+            for kind in pki.kinds(config):
+                sources[(config, kind.name)] = source_address(len(sources))
+
         def probe_display(config):
             results = {}
             for kind in pki.kinds(config):
                 try:
                     results[(config, kind.name)] = run_probe(
-                        "127.0.0.1", 5900 + displays[config], kind)
+                        "127.0.0.1", 5900 + displays[config], kind,
+                        source=sources[(config, kind.name)])
                 except ProbeError as e:
                     results[(config, kind.name)] = ProbeResult(
                         (), None, None, Outcome.CLOSED, detail=str(e))
@@ -446,10 +474,40 @@ class VncdMatchesQemuTests(SynchronousTestCase):
             verdict = vncd.verdicts[config]
             if verdict.started:
                 wrong.append(f"{config}: vncd starts ({difference.what})")
-            elif difference.names not in verdict.message:
+            elif difference.names.lower() not in verdict.message.lower():
                 wrong.append(f"{config}: vncd's message {verdict.message!r}"
                              f" does not name {difference.names!r}")
         self.assertEqual(wrong, [])
+
+
+class ThrottleDifferenceTests(SynchronousTestCase):
+    """The one deliberate difference that is about repetition, not configuration."""
+
+    def failures_from_one_address(self, command, name: str) -> list[ProbeResult]:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        secret = os.path.join(directory, "pw")
+        with open(secret, "w") as f:
+            f.write(PASSWORD)
+        display = free_display()
+        realclients.start_server(
+            self, command(["-object", f"secret,id=pw0,file={secret}",
+                           "-vnc", f"127.0.0.1:{display},password-secret=pw0"]),
+            [5900 + display], name=name)
+        source = f"{SOURCE_PREFIX}.255.1"
+        return [run_probe("127.0.0.1", 5900 + display, ClientKind("guess", WRONG_PASSWORD),
+                          source=source)
+                for _ in range(AUTH_FAILURES_BEFORE_BLOCK + 1)]
+
+    def test_repeated_failures(self):
+        """After repeated wrong passwords from one address vncd refuses it; QEMU never does."""
+        realclients.require_vncd()
+        qemu = self.failures_from_one_address(realclients.qemu_command, "qemu")
+        self.assertEqual({r.outcome for r in qemu}, {Outcome.AUTH_FAILED})
+        vncd = self.failures_from_one_address(realclients.vncd_command, "vncd")
+        self.assertEqual([r.outcome for r in vncd],
+                         [Outcome.AUTH_FAILED] * AUTH_FAILURES_BEFORE_BLOCK + [Outcome.REFUSED])
+        self.assertIn("Too many authentication failures", vncd[-1].reason)
 
 
 # -- the probe itself --------------------------------------------------------
