@@ -554,14 +554,16 @@ _UNSUPPORTED = "The requested algorithm or parameter is not supported."
 #: (observed by running QEMU 7.2 on damaged files):
 #: ``cert`` own certificate checked by the sanity check; ``keypair-cert``
 #: own certificate loaded with its key (sanity-check=off); ``trust`` CA
-#: file loaded as trust list (sanity-check=off); ``key``; ``crl``; ``dh``.
+#: file loaded as trust list (sanity-check=off; a file without any
+#: certificate is refused before, QEMU would trust nobody); ``key``;
+#: ``crl``; ``dh``.
 _GNUTLS_REASONS: dict[str, dict[Fault, str]] = {
     "cert": {Fault.NO_BLOCK: _HEADER_ERROR, Fault.UNTERMINATED: _HEADER_ERROR,
              Fault.BAD_BASE64: _HEADER_ERROR, Fault.BAD_DER: _DER_ERROR},
     "keypair-cert": {Fault.NO_BLOCK: _DECODING_ERROR, Fault.UNTERMINATED: _HEADER_ERROR,
                      Fault.BAD_BASE64: _HEADER_ERROR, Fault.BAD_DER: _DER_ERROR},
-    "trust": {Fault.NO_BLOCK: _HEADER_ERROR, Fault.UNTERMINATED: _HEADER_ERROR,
-              Fault.BAD_BASE64: _HEADER_ERROR, Fault.BAD_DER: _DER_ERROR},
+    "trust": {Fault.UNTERMINATED: _HEADER_ERROR, Fault.BAD_BASE64: _HEADER_ERROR,
+              Fault.BAD_DER: _DER_ERROR},
     "key": {Fault.NO_BLOCK: _NOT_AVAILABLE, Fault.UNTERMINATED: _DECODING_ERROR,
             Fault.BAD_BASE64: _DECODING_ERROR, Fault.BAD_DER: _DER_ERROR,
             Fault.DECRYPT: _DECRYPT_ERROR, Fault.UNSUPPORTED: _UNSUPPORTED},

@@ -243,6 +243,12 @@ class LookupTests(SynchronousTestCase):
         self.assertEqual(self.assertRaises(ObjectError, lookup_secret, r, "a0").message,
                          "Object with id 'a0' is not a secret")
 
+    def test_unloaded_secret(self) -> None:
+        """A secret whose creation never completed has no data (QEMU's message)."""
+        s = Secret(registry(), "s9", {"data": "x"})
+        self.assertEqual(self.assertRaises(ObjectError, s.get_bytes).message,
+                         "Secret with id 's9' has no data")
+
     def test_text_must_be_utf8(self) -> None:
         """get_text() refuses bytes that are not UTF-8, or contain NUL."""
         r = registry()
@@ -250,6 +256,42 @@ class LookupTests(SynchronousTestCase):
             s = r.create("secret", {"id": sid, "data": b64, "format": "base64"})
             e = self.assertRaises(ObjectError, s.get_text)
             self.assertEqual(e.message, f"Data from secret {sid} is not valid UTF-8")
+
+
+class GarbageTests(SynchronousTestCase):
+    """Any data, format, key and IV either load or give an ObjectError."""
+
+    @given(st.text(max_size=80), st.sampled_from(["raw", "base64"]), st.booleans(),
+           st.one_of(st.none(), st.text(max_size=40), st.just(IV_B64)))
+    def test_garbage(self, data: str, fmt: str, keyed: bool, iv: str | None) -> None:
+        """Secret decoding never fails with anything but ObjectError."""
+        r = registry()
+        props = {"id": "s0", "data": data, "format": fmt}
+        if keyed:
+            r.create("secret", {"id": "k0", "data": KEY_B64, "format": "base64"})
+            props["keyid"] = "k0"
+            if iv is not None:
+                props["iv"] = iv
+        try:
+            s = r.create("secret", props)
+        except ObjectError:
+            return
+        self.assertIsInstance(s.get_bytes(), bytes)
+        try:
+            self.assertIsInstance(s.get_text(), str)
+        except ObjectError as e:
+            self.assertEqual(e.message, "Data from secret s0 is not valid UTF-8")
+
+    @given(st.binary(min_size=16, max_size=64).filter(lambda b: len(b) % 16 == 0))
+    def test_random_ciphertext(self, ciphertext: bytes) -> None:
+        """Random ciphertext decrypts to something or is refused for its padding."""
+        r = registry()
+        r.create("secret", {"id": "k0", "data": KEY_B64, "format": "base64"})
+        try:
+            r.create("secret", {"id": "s0", "data": base64.b64encode(ciphertext).decode(),
+                                "format": "base64", "keyid": "k0", "iv": IV_B64})
+        except ObjectError as e:
+            self.assertIn("padding bytes", e.message)
 
 
 MARKER = "Zq9SECRET"

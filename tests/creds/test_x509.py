@@ -74,8 +74,7 @@ class MaterialTests(SynchronousTestCase):
         self.assertEqual(m.chain, (p.clientcert.cert,))
 
     def test_chain_after_leaf_is_sent(self) -> None:
-        """Intermediates after the leaf reach the peer: a client trusting only the root
-        verifies the server."""
+        """Intermediates after the leaf reach a client that trusts only the root."""
         p = pki()
         d = make_dir(self, ca=[p.root],
                      server=[p.servercertlevel3a, p.level2a, p.level1a])
@@ -157,8 +156,7 @@ class PasswordTests(SynchronousTestCase):
         self.assertEqual(e.message, "Data from secret s0 is not valid UTF-8")
 
     def test_password_from_file(self) -> None:
-        """A password secret read from a file decrypts the key; a trailing newline is
-        part of the password, and the hint says so."""
+        """A password file decrypts the key; a trailing newline is part of the password."""
         p = pki()
         d = make_dir(self, ca=[p.cacert], server=p.servercert, key_password=b"pw")
         r = registry()
