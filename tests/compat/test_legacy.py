@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shlex
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 import creds
 from compat import optstr
 from compat.cmdline import format_translation, parse_command_line
-from compat.errors import OptionError
+from compat.errors import HelpRequest, OptionError
 from compat.legacy import MUTUALLY_EXCLUSIVE, acl_id, creds_id
 
 ANON = ("tls-creds-anon", {"id": "tlsvncdefault", "endpoint": "server"})
@@ -229,3 +231,34 @@ class RoundTripTests(SynchronousTestCase):
         self.assertIn("-object secret,id=s ", line)
         self.assertEqual(len(seen), 1)
         self.assertNotIn("hunter2", seen[0].split(":", 1)[1].split("warning:")[1])
+
+
+#: Elements a random legacy -vnc option is built from.
+ELEMENTS = st.sampled_from([
+    "tls", "notls", "tls=on", "tls=off", "x509=/a", "x509=/b,,c", "x509verify=/v",
+    "x509verify=", "acl", "acl=off", "noacl", "tls-creds=mine", "tls-authz=az",
+    "password", "password-secret=s", "id=main", "share=ignore", "websocket=5700",
+    "reverse=on", "vnc=127.0.0.1:4", "to=9", "audiodev=snd0", "sasl=off",
+])
+
+
+class RoundTripPropertyTests(SynchronousTestCase):
+    """Random mixes of legacy and modern keys round-trip through -print-translation."""
+
+    @given(st.sampled_from([":1", "127.0.0.1:2", "[::1]:3", "unix:/tmp/s", "none"]),
+           st.lists(ELEMENTS, max_size=7))
+    def test_random_legacy_lines(self, address, elements):
+        """Whatever parses translates to a modern line giving the same objects and display."""
+        arg = ",".join([address, *elements])
+        try:
+            first = parse("-vnc", arg, "-vnc", ":5,tls")
+        except (OptionError, HelpRequest):
+            return
+        line = format_translation(first, registry=creds.new_registry())
+        seen = []
+        second = parse(*shlex.split(line)[1:], warnings=seen)
+        self.assertEqual([(o.qom_type, dict(o.props)) for o in first.objects],
+                         [(o.qom_type, dict(o.props)) for o in second.objects], line)
+        self.assertEqual([{**d.__dict__, "source": ""} for d in first.displays],
+                         [{**d.__dict__, "source": ""} for d in second.displays], line)
+        self.assertEqual(deprecations(seen), [], line)
