@@ -18,6 +18,7 @@ This module knows nothing about sockets; it reads the object types of a
 from __future__ import annotations
 
 import shlex
+import textwrap
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -63,9 +64,9 @@ OPTIONS: dict[str, Option] = {
         Option("object", "SPEC", "create an object: TYPE,id=ID[,prop=value...] or JSON"),
         Option("vnc", "SPEC", "serve a VNC display: DISPLAY[,key=value...] (repeatable)"),
         Option("screen", "SPEC", "what the displays show: KIND[,key=value...]"),
-        Option("pidfile", "FILE", "write the process id to FILE once listening"),
+        Option("pidfile", "FILE", "write the process id to FILE (locked; removed on exit)"),
         Option("print-translation", None, "print the modern equivalent command line and exit"),
-        Option("h", None, "print this help and exit"),
+        Option("h", None, "print this help and exit (also -help)"),
         Option("help", None, "print this help and exit"),
         Option("version", None, "print the version and exit"),
     )
@@ -83,11 +84,14 @@ def help_text(registry: ObjectRegistry) -> str:
         "",
     ]
     for opt in OPTIONS.values():
+        if opt.name == "help":
+            continue
         name = f"-{opt.name}" + (f" {opt.metavar}" if opt.metavar else "")
         lines.append(f"  {name:<22} {opt.help}")
     lines += [
         "",
-        "-object types: " + ", ".join(registry.type_names()),
+        *textwrap.wrap("-object types: " + ", ".join(registry.type_names()), 79,
+                       subsequent_indent="  "),
         "  (-object help lists them; -object TYPE,help lists a type's properties)",
         "",
         "-vnc DISPLAY: :N (port 5900+N, every interface), HOST:N, [IPV6]:N,",
