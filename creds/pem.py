@@ -360,6 +360,8 @@ def parse_private_key(data: bytes, password: bytes | None):
     if encrypted and password is None:
         raise PEMError(Fault.DECRYPT, f"{where}: the key is encrypted and no password "
                                       "was given")
+    if block.label == "ENCRYPTED PRIVATE KEY":
+        _check_iterations(block, where)
     try:
         if encrypted and block.label in _TRADITIONAL_LABELS:
             key = serialization.load_pem_private_key(_reencode(block), password)
@@ -509,8 +511,20 @@ def _ec_key(der: bytes):
     return ec.derive_private_key(int.from_bytes(scalar, "big"), curve)
 
 
-def _pbes2_decrypt(der: bytes, password: bytes) -> bytes:
-    """The PKCS#8 content of an ``EncryptedPrivateKeyInfo`` (PBES2, PBKDF2, AES-CBC)."""
+@dataclass(frozen=True)
+class _PBES2:
+    """The parameters of a PBES2 (PBKDF2 + AES-CBC) ``EncryptedPrivateKeyInfo``."""
+
+    salt: bytes
+    iterations: int
+    prf: type
+    key_size: int
+    iv: bytes
+    ciphertext: bytes
+
+
+def _pbes2(der: bytes) -> _PBES2:
+    """Read a PBES2 envelope; ValueError/LookupError for anything else."""
     top = _sequence(der, 0, len(der))
     algorithm = _children(der, top[0][1], top[0][2])
     if _oid(der[algorithm[0][1]:algorithm[0][2]]) != _OID_PBES2:
@@ -520,25 +534,44 @@ def _pbes2_decrypt(der: bytes, password: bytes) -> bytes:
     if _oid(der[kdf_parts[0][1]:kdf_parts[0][2]]) != _OID_PBKDF2:
         raise ValueError("not PBKDF2")
     params = _children(der, kdf_parts[1][1], kdf_parts[1][2])
-    salt = der[params[0][1]:params[0][2]]
-    iterations = int.from_bytes(der[params[1][1]:params[1][2]], "big")
     prf = hashes.SHA1
     for tag, cstart, cend in params[2:]:
         if tag == 0x30:
             prf_oid = _children(der, cstart, cend)[0]
             prf = _PRF[_oid(der[prf_oid[1]:prf_oid[2]])]
     scheme_parts = _children(der, scheme[1], scheme[2])
-    key_size = _AES_CBC[_oid(der[scheme_parts[0][1]:scheme_parts[0][2]])]
-    iv = der[scheme_parts[1][1]:scheme_parts[1][2]]
-    if not 0 < iterations <= MAX_PBKDF2_ITERATIONS or len(iv) != 16:
+    return _PBES2(
+        salt=der[params[0][1]:params[0][2]],
+        iterations=int.from_bytes(der[params[1][1]:params[1][2]], "big"),
+        prf=prf,
+        key_size=_AES_CBC[_oid(der[scheme_parts[0][1]:scheme_parts[0][2]])],
+        iv=der[scheme_parts[1][1]:scheme_parts[1][2]],
+        ciphertext=der[top[1][1]:top[1][2]])
+
+
+def _pbes2_decrypt(der: bytes, password: bytes) -> bytes:
+    """The PKCS#8 content of an ``EncryptedPrivateKeyInfo`` (PBES2, PBKDF2, AES-CBC)."""
+    env = _pbes2(der)
+    if not 0 < env.iterations <= MAX_PBKDF2_ITERATIONS or len(env.iv) != 16:
         raise ValueError("unusable PBES2 parameters")
-    key = PBKDF2HMAC(prf(), key_size, salt, iterations).derive(password)
-    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
-    plain = decryptor.update(der[top[1][1]:top[1][2]]) + decryptor.finalize()
+    key = PBKDF2HMAC(env.prf(), env.key_size, env.salt, env.iterations).derive(password)
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(env.iv)).decryptor()
+    plain = decryptor.update(env.ciphertext) + decryptor.finalize()
     pad = plain[-1] if plain else 0
     if not 0 < pad <= 16 or plain[-pad:] != bytes([pad]) * pad:
         raise ValueError("bad padding")
     return plain[:-pad]
+
+
+def _check_iterations(block: PemBlock, where: str) -> None:
+    """Refuse a PBES2 key whose PBKDF2 count would stall start-up, before any work."""
+    try:
+        iterations = _pbes2(block.der).iterations
+    except (ValueError, LookupError):  # another scheme: the library bounds it
+        return
+    if iterations > MAX_PBKDF2_ITERATIONS:
+        raise PEMError(Fault.LIMIT, f"{where}: the key is encrypted with {iterations} "
+                                    f"PBKDF2 iterations, more than {MAX_PBKDF2_ITERATIONS}")
 
 
 # -- QEMU / GnuTLS wording -----------------------------------------------

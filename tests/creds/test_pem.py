@@ -357,13 +357,17 @@ class GnuTLSKeyTests(SynchronousTestCase):
 
     def test_iteration_limit(self) -> None:
         """A PBKDF2 iteration count over MAX_PBKDF2_ITERATIONS is refused unopened."""
-        inner = _pkcs8(_gnutls_sec1(self.key))
-        data = _block("ENCRYPTED PRIVATE KEY",
-                      _pbes2(inner, b"pw", 1000).replace(
-                          (1000).to_bytes(4, "big"),
-                          (pem.MAX_PBKDF2_ITERATIONS + 1).to_bytes(4, "big")))
-        self.assertIs(self.assertRaises(PEMError, pem.parse_private_key, data, b"pw").kind,
-                      Fault.DECRYPT)
+        for inner in (_pkcs8(_gnutls_sec1(self.key)),
+                      self.key.private_bytes(serialization.Encoding.DER,
+                                             serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption())):
+            data = _block("ENCRYPTED PRIVATE KEY",
+                          _pbes2(inner, b"pw", 1000).replace(
+                              (1000).to_bytes(4, "big"),
+                              (pem.MAX_PBKDF2_ITERATIONS + 1).to_bytes(4, "big")))
+            e = self.assertRaises(PEMError, pem.parse_private_key, data, b"pw")
+            self.assertIs(e.kind, Fault.LIMIT)
+            self.assertIn("PBKDF2 iterations", e.detail)
 
 
 class DHTests(SynchronousTestCase):
