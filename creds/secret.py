@@ -82,7 +82,8 @@ def lookup_secret(registry: ObjectRegistry, secret_id: str) -> "Secret":
                           hint="create it first: -object secret,id=ID,file=FILE",
                           check="secret")
     if not isinstance(obj, Secret):
-        raise ObjectError(f"Object with id '{secret_id}' is not a secret", check="secret")
+        raise ObjectError(f"Object with id '{secret_id}' is not a secret",
+                          hint="the property must name a 'secret' object", check="secret")
     return obj
 
 
@@ -139,7 +140,8 @@ class Secret(UserCreatable):
         data = self.get("data")
         if path is not None:
             if data is not None:
-                raise ObjectError("'file' and 'data' are mutually exclusive")
+                raise ObjectError("'file' and 'data' are mutually exclusive",
+                                  hint="give the secret either inline or in a file")
             try:
                 return read_file(path, MAX_SECRET_SIZE)
             except FileReadError as e:
@@ -165,10 +167,12 @@ class Secret(UserCreatable):
                                    "(format=base64 for base64 text)")
         iv_text = self.get("iv")
         if iv_text is None:
-            raise ObjectError("IV is required to decrypt secret")
+            raise ObjectError("IV is required to decrypt secret",
+                              hint="add iv= with the base64 of the 16-byte IV used to encrypt")
         iv = qbase64_decode(iv_text.encode("utf-8", "surrogateescape"), check_nul=False)
         if len(iv) != _BLOCK_SIZE:
-            raise ObjectError(f"IV should be 16 bytes in length not {len(iv)}")
+            raise ObjectError(f"IV should be 16 bytes in length not {len(iv)}",
+                              hint="iv= is base64 text of 16 bytes (24 characters)")
         ciphertext = qbase64_decode(raw) if self.get("format") == "base64" else raw
         if len(ciphertext) % _BLOCK_SIZE:
             raise ObjectError(f"Length {len(ciphertext)} must be a multiple of "
