@@ -49,6 +49,7 @@ __all__ = [
     "VncKey", "VNC_KEYS", "parse_vnc", "check_display", "vnc_help",
     "auto_id", "SHARE_POLICIES", "VNC_PORT_BASE", "WEBSOCKET_PORT_BASE",
     "MAX_CONNECTIONS", "MAX_KEY_DELAY_MS", "MAX_DISPLAY_NUMBER", "SASL_MESSAGE",
+    "modern_params",
 ]
 
 #: TCP port of display 0; display N listens on 5900 + N (RFC 6143 §1).

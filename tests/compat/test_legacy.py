@@ -61,9 +61,7 @@ FORMS = [
     (":1,id=main,tls,x509verify=/d,acl", [x509("/d", True, "main"), acl("main")],
      "tlsvncmain", "vnc.main.x509dname"),
     ("none,tls,x509verify=/d,acl", [], None, None),
-    ("unix:/run/vnc.sock,tls,password=on", [("tls-creds-anon",
-                                              {"id": "tlsvncdefault", "endpoint": "server"})],
-     "tlsvncdefault", None),
+    ("unix:/run/vnc.sock,tls,password=on", [ANON], "tlsvncdefault", None),
 ]
 
 
