@@ -270,8 +270,8 @@ class UnreadableTests(SynchronousTestCase):
         p = pki()
         d = make_dir(self, ca=[p.cacert], server=p.servercert14)
         e = self.assertRaises(ObjectError, self.create, d, "ca-cert.pem")
-        self.assertEqual(e.message,
-                         f"Certificate {d}/server-cert.pem usage does not permit digital signature")
+        self.assertEqual(e.message, f"Certificate {d}/server-cert.pem usage does not permit "
+                                    "digital signature")
 
     def test_lone_unreadable_client_certificate(self) -> None:
         """A client certificate without key is not needed, so being unreadable is no error."""
