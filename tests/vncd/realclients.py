@@ -677,7 +677,7 @@ def vnc_password_file_bytes(password: str) -> bytes:
 def vncviewer_command(xvfb: Xvfb, port: int, *, security_types: str,
                       password_file: str | None = None, x509_ca: str | None = None,
                       encoding: str | None = None, host: str = "127.0.0.1",
-                      log_level: int = 30) -> list[str]:
+                      gnutls_priority: str | None = None, log_level: int = 30) -> list[str]:
     """TigerVNC vncviewer, windowed near the screen's top-left, no dialogs.
 
     Without a window manager FLTK places the window a little off ``+0+0``,
@@ -698,6 +698,8 @@ def vncviewer_command(xvfb: Xvfb, port: int, *, security_types: str,
         argv += ["-PasswordFile", password_file]
     if x509_ca is not None:
         argv += ["-X509CA", x509_ca]
+    if gnutls_priority is not None:
+        argv += ["-GnuTLSPriority", gnutls_priority]
     argv.append(f"{host}::{port}")
     return argv
 

@@ -30,7 +30,7 @@ PASSWORD = "tiger123"
 
 #: Seconds a viewer gets to show the whole picture.  It takes about a second
 #: on loopback; the rest is headroom for a loaded 2-core machine.
-VIEW_TIMEOUT = 30.0
+VIEW_TIMEOUT = 20.0
 
 #: Seconds a viewer that must fail gets to exit.
 FAIL_TIMEOUT = 20.0
@@ -136,6 +136,15 @@ class TigerVncMixin:
         self.assertShows(port, "X509None", "X509None (260)",
                          x509_ca=os.path.join(self.creds_dir, "ca-cert.pem"))
 
+    def test_x509_none_tls12(self):
+        """X509None held to TLS 1.2 by the viewer's GnuTLS priority string."""
+        port = self.serve("tls-creds=tls0", (
+            "-object", f"tls-creds-x509,id=tls0,endpoint=server,dir={self.creds_dir},"
+                       "verify-peer=off"))
+        self.assertShows(port, "X509None", "X509None (260)",
+                         x509_ca=os.path.join(self.creds_dir, "ca-cert.pem"),
+                         gnutls_priority="NORMAL:-VERS-TLS1.3")
+
     def test_tls_none(self):
         """TLSNone: anonymous TLS between GnuTLS and the server."""
         self.assertShows(self.serve("tls-creds=tls0", self.anon()),
@@ -187,6 +196,16 @@ class TigerVncVncdTests(TigerVncMixin, SynchronousTestCase):
     """TigerVNC vncviewer against vncd."""
 
     server = "vncd"
+
+    def test_x509_none(self):
+        """X509None at TLS 1.3: the viewer gets past the handshake to the picture."""
+        TigerVncMixin.test_x509_none(self)
+
+    test_x509_none.todo = (
+        "vncd sends two TLS 1.3 NewSessionTicket messages (OP_NO_TICKET only makes"
+        " OpenSSL's tickets stateful; none are sent only with num_tickets=0, which"
+        " pyOpenSSL does not expose); TigerVNC 1.12 then waits on the socket while"
+        " the SecurityResult sits in GnuTLS's buffer.  QEMU/GnuTLS sends no tickets.")
 
 
 def _xwd(rgb: np.ndarray, byte_order: int = 0, name: bytes = b"Xvfb main window\0",
