@@ -364,6 +364,25 @@ class TightLayoutTests(SynchronousTestCase):
         self.assertEqual(zlib.decompressobj().decompress(out[start:]),
                          frame[..., :3].tobytes())
 
+    def test_palette_after_other_rectangles(self):
+        """Colours an earlier rectangle indexed do not confuse a later palette: a colour
+        that only appears between the sampled pixels is still found."""
+        many = np.zeros((1, 256, 4), dtype=np.uint8)
+        many[0, :, 0] = np.arange(256)
+        many[0, :, 1] = 1
+        self.tight(many)
+        rare = np.zeros((8, 2048, 4), dtype=np.uint8)
+        flat = rare.reshape(-1, 4)
+        flat[:, 1] = 1
+        flat[::4, 1] = 0
+        flat[4001, 0] = 200
+        out = self.tight(rare)
+        self.assertEqual(out[:3], bytes.fromhex("52 01 02"))
+        decoder = FramebufferDecoder(2048, 8, DEFAULT_FORMAT)
+        decode_all(decoder, update_bytes([encode_tight(rare, 0, 0, 2048, 8,
+                                                       EncodeParams(DEFAULT_FORMAT))], set()))
+        self.assertTrue(np.array_equal(decoder.values, converter_for(DEFAULT_FORMAT).values(rare)))
+
     def test_jpeg_layout(self):
         """JPEG: control 0x90, compact length, a JFIF stream."""
         out = self.tight(picture("noise", 40, 40), quality=50)

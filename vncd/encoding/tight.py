@@ -118,7 +118,7 @@ class _PaletteIndexer:
             self._table = np.zeros(1 << 24, dtype=np.uint8)
         self._table[colours] = np.arange(colours.size, dtype=np.uint8)
         idx = self._table[keys]
-        if not np.array_equal(colours[idx], keys):
+        if int(idx.max()) >= colours.size or not np.array_equal(colours[idx], keys):
             return None
         return idx
 
