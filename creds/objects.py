@@ -262,7 +262,7 @@ class ObjectRegistry:
             if spec is None:
                 raise ObjectError(f"Invalid parameter '{name}'")
             if spec.read_only:
-                raise ObjectError(f"Property '{cls.qom_type}.{name}' is read-only")
+                raise ObjectError(f"Property '{cls.qom_type}.{name}' is not writable")
             values[name] = spec.coerce(raw)
         for spec in cls.props:
             if spec.required and spec.name not in values:

@@ -36,6 +36,7 @@ _PACKAGES = {
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
     "groff": "groff-base",
+    "setpriv": "util-linux",
 }
 
 QEMU = "qemu-system-x86_64"

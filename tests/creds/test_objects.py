@@ -63,7 +63,7 @@ class RegistryTests(SynchronousTestCase):
         self.assertObjectError("Parameter 'name' is missing", "thing", {"id": "a"})
         self.assertObjectError("Parameter 'count' expects an integer", "thing",
                                {"id": "a", "name": "x", "count": "ten"})
-        self.assertObjectError("Property 'thing.state' is read-only", "thing",
+        self.assertObjectError("Property 'thing.state' is not writable", "thing",
                                {"id": "a", "name": "x", "state": "on"})
         e = self.assertRaises(ObjectError, registry().create, "thing", {"id": "1x", "name": "x"})
         self.assertIn("Parameter 'id' expects an identifier", str(e))
