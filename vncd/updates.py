@@ -139,6 +139,15 @@ MAX_ENCODINGS = 1024
 #: Widest run of tiles in one rectangle: Tight's 2048-pixel limit.
 MAX_RUN_TILES = 2048 // TILE
 
+#: Distinct encoding parameter sets numbered for cache keys; clients use a
+#: handful (one per pixel format and level in use).  Past the bound the
+#: parameters themselves are the key (slower to hash, never wrong).
+MAX_PARAMS_IDS = 256
+
+#: Rectangle plans remembered per frame: one per distinct dirty mask and
+#: area among the clients, so usually one or two.
+MAX_PLANS = 64
+
 #: JPEG quality (Pillow's 1-100 scale) for the ten Tight quality levels.
 JPEG_QUALITY = (5, 15, 25, 35, 45, 55, 65, 75, 85, 95)
 
@@ -262,6 +271,8 @@ class Display:
         self._compare_box: tuple[int, int, int, int] | None = None
         self._resize_origin: ClientUpdates | None = None
         self._resize_notified = False
+        self._plans: dict = {}
+        self._params_ids: dict[EncodeParams, int] = {}
         self._reset_frame()
         screen.add_listener(self)
 
@@ -382,6 +393,62 @@ class Display:
     def _new_generation(self) -> None:
         self.generation += 1
         self.cache.clear()
+        self._plans.clear()
+
+    def params_id(self, params: EncodeParams) -> int | EncodeParams:
+        """A small number standing for ``params`` in cache keys (cheap to hash);
+        past :data:`MAX_PARAMS_IDS` distinct sets, ``params`` itself."""
+        found = self._params_ids.get(params)
+        if found is None:
+            if len(self._params_ids) >= MAX_PARAMS_IDS:
+                return params
+            found = self._params_ids[params] = len(self._params_ids)
+        return found
+
+    def plan(self, box: tuple[int, int, int, int], limit_w: int, limit_h: int,
+             dirty: np.ndarray) -> list[tuple[int, int, int, int, bool, int, int, int]]:
+        """The rectangles ``(x, y, w, h, hot, tile row, first, end column)`` that
+        send the dirty tiles of ``box`` (``dirty`` is the client's mask inside it).
+
+        Clients with the same dirty tiles get the same rectangles -- which is
+        what lets them share encodings -- so plans are remembered until the
+        frame changes.
+        """
+        key = (box, limit_w, limit_h, dirty.tobytes())
+        found = self._plans.get(key)
+        if found is None:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            found = self._plans[key] = self._make_plan(box, limit_w, limit_h, dirty)
+        return found
+
+    def _make_plan(self, box, limit_w, limit_h, dirty):
+        ty0, tx0, ty1, tx1 = box
+        if not dirty.any():
+            return []
+        key = dirty.astype(np.int8) * (1 + self.hot[ty0:ty1, tx0:tx1])
+        rows, cols = key.shape
+        edges = np.zeros((rows, cols + 1), dtype=bool)
+        edges[:, 0] = True
+        edges[:, cols] = True
+        edges[:, 1:cols] = key[:, 1:] != key[:, :-1]
+        plan = []
+        for r in np.flatnonzero(dirty.any(axis=1)).tolist():
+            cuts = np.flatnonzero(edges[r]).tolist()
+            row = key[r].tolist()
+            ty = ty0 + r
+            y = ty * TILE
+            h = min(y + TILE, limit_h) - y
+            for a, b in zip(cuts, cuts[1:]):
+                if row[a] == 0:
+                    continue
+                for s in range(a, b, MAX_RUN_TILES):
+                    first, end = tx0 + s, tx0 + min(b, s + MAX_RUN_TILES)
+                    x = first * TILE
+                    w = min(end * TILE, limit_w) - x
+                    if w > 0 and h > 0:
+                        plan.append((x, y, w, h, row[a] == 2, ty, first, end))
+        return plan
 
     def _tick(self) -> None:
         self._tick_call = None
@@ -514,6 +581,8 @@ class ClientUpdates:
         self._sync_fence: tuple[int, bytes] | None = None
         self._in_sync = False
         self._caps: frozenset[int] = frozenset()
+        self._params_key = None
+        self._params_cache = None
         #: Counters for tests, benchmarks and the monitor.
         self.updates_sent = 0
         self.bytes_sent = 0
@@ -867,18 +936,18 @@ class ClientUpdates:
         lossy_tiles = []
         if area is not None:
             limit_w, limit_h = min(self.width, d.width), min(self.height, d.height)
-            ty0, tx0, ty1, tx1 = _tile_box(area[0], area[1], area[2] - area[0], area[3] - area[1])
+            box = _tile_box(area[0], area[1], area[2] - area[0], area[3] - area[1])
+            ty0, tx0, ty1, tx1 = box
             if self._copy is not None:
                 sx, sy, x, y, w, h = self._copy
                 self._copy = None
                 copy_rect = encode_copyrect(sx, sy, x, y, w, h)
-            sent_tiles = (ty0, tx0, ty1, tx1)
-            for ty, a, b, hot in self._runs(ty0, tx0, ty1, tx1):
-                x, y = a * TILE, ty * TILE
-                w, h = min(b * TILE, limit_w) - x, min((ty + 1) * TILE, limit_h) - y
-                if w <= 0 or h <= 0:
-                    continue
-                jpeg = self._jpeg_allowed(hot, ty, a, b)
+            sent_tiles = box
+            lossy_client = self._lossy_client()
+            for x, y, w, h, hot, ty, a, b in d.plan(box, limit_w, limit_h,
+                                                    self.dirty[ty0:ty1, tx0:tx1]):
+                jpeg = lossy_client and (d.non_adaptive or (
+                    hot and not self.force_lossless[ty, a:b].any()))
                 data.append(self._encode(x, y, w, h, jpeg))
                 if jpeg and not d.non_adaptive:
                     lossy_tiles.append((ty, a, b))
@@ -909,47 +978,30 @@ class ClientUpdates:
         self._requested = None
         self.updates_sent += 1
 
-    def _runs(self, ty0, tx0, ty1, tx1):
-        """(tile row, first column, end column, hot) of each dirty run in the box."""
-        dirty = self.dirty[ty0:ty1, tx0:tx1]
-        if not dirty.any():
-            return []
-        key = dirty.astype(np.int8) * (1 + self.display.hot[ty0:ty1, tx0:tx1])
-        rows, cols = key.shape
-        edges = np.zeros((rows, cols + 1), dtype=bool)
-        edges[:, 0] = True
-        edges[:, cols] = True
-        edges[:, 1:cols] = key[:, 1:] != key[:, :-1]
-        runs = []
-        for r in np.flatnonzero(dirty.any(axis=1)).tolist():
-            cuts = np.flatnonzero(edges[r]).tolist()
-            row = key[r]
-            for a, b in zip(cuts, cuts[1:]):
-                k = int(row[a])
-                if k == 0:
-                    continue
-                for s in range(a, b, MAX_RUN_TILES):
-                    runs.append((ty0 + r, tx0 + s, tx0 + min(b, s + MAX_RUN_TILES), k == 2))
-        return runs
+    def _lossy_client(self) -> bool:
+        """Whether this client may be sent JPEG at all."""
+        return (self.display.lossy and self.encoding == enc.TIGHT
+                and self.jpeg_quality is not None and self.pf.bits_per_pixel in (16, 32))
 
-    def _jpeg_allowed(self, hot: bool, ty: int, a: int, b: int) -> bool:
-        d = self.display
-        if not (d.lossy and self.encoding == enc.TIGHT and self.jpeg_quality is not None
-                and self.pf.bits_per_pixel in (16, 32)):
-            return False
-        if d.non_adaptive:
-            return True
-        return hot and not self.force_lossless[ty, a:b].any()
+    def _params(self, jpeg: bool) -> tuple[EncodeParams, int | EncodeParams]:
+        """The encoding parameters (and their number) for lossless or JPEG-allowed rectangles."""
+        key = (self.pf, self.compress_level, self.jpeg_quality, self.jpeg_subsampling)
+        if self._params_key != key:
+            level = self.compress_level
+            if level is None:
+                level = self.config.default_compress_level
+            lossless = EncodeParams(self.pf, level)
+            lossy = EncodeParams(self.pf, level, self.jpeg_quality, self.jpeg_subsampling)
+            d = self.display
+            self._params_cache = ((lossless, d.params_id(lossless)), (lossy, d.params_id(lossy)))
+            self._params_key = key
+        return self._params_cache[1 if jpeg else 0]
 
     def _encode(self, x: int, y: int, w: int, h: int, jpeg: bool) -> EncodedRect:
         d = self.display
-        level = self.compress_level
-        if level is None:
-            level = self.config.default_compress_level
-        params = EncodeParams(self.pf, level, self.jpeg_quality if jpeg else None,
-                              self.jpeg_subsampling if jpeg else None)
+        params, number = self._params(jpeg)
         encoder = ENCODERS[self.encoding]
-        key = (d.generation, x, y, w, h, self.encoding, params)
+        key = (d.generation, x, y, w, h, self.encoding, number)
         return d.cache.get(key, lambda: encoder(d.frame, x, y, w, h, params))
 
 
