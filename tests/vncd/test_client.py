@@ -53,6 +53,26 @@ class ClientTests(ServiceCase):
             self.assertEqual((info.security, info.subtype), (security, subtype))
             await service.stop()
 
+    async def test_every_version_over_loopback(self):
+        """RFB 3.3, 3.7 and 3.8 clients with None and VncAuth, and 3.7 with VeNCrypt
+        X509Vnc, get the screen over a real socket."""
+        port, tls_port = free_port(), free_port()
+        screen = pattern_screen(32, 16)
+        secret = self.secret()
+        self.serve(display(listen=(tcp(port),), password_secret=secret), screen=screen)
+        for minor in (3, 7, 8):
+            client, rgbx = await self.fetch(tcp(port), ClientOptions(password=PASSWORD,
+                                                                     max_minor=minor))
+            self.assertEqual(client.connection.minor, minor)
+            self.assertScreen(rgbx, screen)
+        self.serve(display(id="vnc2", listen=(tcp(tls_port),), tls_creds="x509v",
+                           password_secret=secret), screen=screen)
+        alice = self.pki.registry.get("c-alice")
+        client, rgbx = await self.fetch(tcp(tls_port), ClientOptions(
+            tls_creds=alice, hostname="localhost", password=PASSWORD, max_minor=7))
+        self.assertEqual(client.connection.minor, 7)
+        self.assertScreen(rgbx, screen)
+
     async def test_error_kinds(self):
         """Failures carry a kind: auth, security, tls, refused."""
         reg = self.pki.registry
