@@ -293,11 +293,11 @@ def _value(oid: str, value: bytes) -> bytes:
     tag, start, end, _ = _tlv(value, 0, len(value))
     content = value[start:end]
     if kind == _DIR:
-        if len(value) == 2:
-            # GnuTLS 3.7 fails the whole name on any two-byte (tag and
-            # zero length) DirectoryString value.
+        if len(value) == 2 and value[1] == 0:
+            # GnuTLS 3.7 fails the whole name on a DirectoryString value
+            # that is one tag byte and a zero length, whatever the tag.
             raise DNError(ERR_VALUE)
-        if tag not in _DIRECTORY_STRING:
+        if tag not in _DIRECTORY_STRING or not content:
             return _hex(value)
         text = _printable(tag, content)
     elif kind == _CHAL:
