@@ -94,19 +94,15 @@ class VerifyRecord:
     """
 
     problems: list[VerifyProblem] = field(default_factory=list)
-    #: Number of times the callback ran (0: the peer sent no certificate).
-    calls: int = 0
 
 
 def _verify_callback(conn: SSL.Connection, cert: crypto.X509, errno: int,
                      depth: int, ok: int) -> bool:
     """Record OpenSSL's verdict on one chain element; never abort the handshake."""
     record = conn.get_app_data()
-    if isinstance(record, VerifyRecord):
-        record.calls += 1
-        if errno:
-            record.problems.append(
-                VerifyProblem(depth, errno, cert.to_cryptography() if cert else None))
+    if isinstance(record, VerifyRecord) and errno:
+        record.problems.append(
+            VerifyProblem(depth, errno, cert.to_cryptography() if cert else None))
     return True
 
 
@@ -159,18 +155,12 @@ def _report_notes(creds: Any, policy: TLSPolicy) -> None:
 
 
 def _set_versions(ctx: SSL.Context, creds: Any, policy: TLSPolicy) -> None:
-    min_v = _VERSIONS[policy.min_version]
     max_v = _VERSIONS[policy.max_version]
     if creds.kind == "anon":
-        # TLS 1.3 has no anonymous key exchange: never offer it.
+        # TLS 1.3 has no anonymous key exchange: never offer it (the policy
+        # says so too; the engine guarantees it on its own).
         max_v = min(max_v, SSL.TLS1_2_VERSION)
-    if min_v > max_v:
-        raise ObjectError(
-            f"Unable to set TLS session priority {creds.priority}: "
-            "no TLS version is left for these credentials",
-            hint="anonymous credentials need TLS 1.2 (TLS 1.3 has no anonymous key exchange)",
-            check="priority")
-    ctx.set_min_proto_version(min_v)
+    ctx.set_min_proto_version(_VERSIONS[policy.min_version])
     ctx.set_max_proto_version(max_v)
 
 
@@ -182,22 +172,18 @@ def _set_ciphers(ctx: SSL.Context, creds: Any, policy: TLSPolicy) -> None:
             b"" if creds.kind == "anon" else policy.tls13_ciphersuites.encode("ascii"))
     except SSL.Error as e:
         raise ObjectError(
-            f"Unable to set TLS session priority {creds.priority or 'NORMAL'}: "
-            f"{_openssl_reason(e)}",
+            f"Unable to set TLS session priority {policy.priority}: {_openssl_reason(e)}",
+            hint="this OpenSSL build offers none of the cipher suites the priority selects",
             check="priority") from None
 
 
 def _check_ciphers(ctx: SSL.Context, creds: Any) -> None:
-    """Refuse a context whose cipher list is unusable; the context is frozen afterwards."""
+    """Assert the engine's cipher guarantees on a real connection (this freezes the context)."""
     names = SSL.Connection(ctx, None).get_cipher_list()
     if any("NULL" in n.split("-") for n in names):
         raise AssertionError(f"a NULL cipher reached the cipher list: {names}")
-    if creds.kind == "anon" and not any(n.startswith(("ADH-", "AECDH-")) for n in names):
-        raise ObjectError(
-            f"Unable to set TLS session priority {creds.priority or 'NORMAL'}: "
-            "no anonymous cipher suite is left",
-            hint="anonymous credentials need a priority that allows ANON-DH",
-            check="priority")
+    if creds.kind == "anon" and not any(n.startswith("ADH-") for n in names):
+        raise AssertionError(f"an anonymous context without ADH suites: {names}")
 
 
 def _set_dh(ctx: SSL.Context, material: X509Material | AnonMaterial) -> None:
