@@ -123,7 +123,8 @@ class AuthThrottle:
         if record is None:
             return None
         now = self._clock()
-        if now - record.last_failure > self._limits.auth_forget_after and now >= record.blocked_until:
+        idle = now - record.last_failure
+        if idle > self._limits.auth_forget_after and now >= record.blocked_until:
             del self._records[host]
             return None
         return record

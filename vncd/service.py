@@ -35,6 +35,7 @@ the object to :class:`creds.session.TLSSession`.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 import stat
@@ -188,10 +189,8 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
     security = _security(registry, config, creds)
     tls_session = None
     if creds is not None:
-        authz_id = config.tls_authz
-
-        def tls_session():
-            return TLSSession(creds, Endpoint.SERVER, authz_id=authz_id)
+        tls_session = functools.partial(TLSSession, creds, Endpoint.SERVER,
+                                        authz_id=config.tls_authz)
 
     families = _families(config)
     display = Display(service.screen, reactor=service.reactor, lossy=config.lossy,
@@ -422,4 +421,3 @@ def _connect_reverse(service: Service, factory: RFBServerFactory, address: Liste
         raise StartupError(source, f"Failed to connect to '{shown}': {reason}") from None
     finally:
         sock.close()
-

@@ -112,8 +112,8 @@ class CaptureTests(ServiceCase):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         self.addCleanup(silent.close)
-        status, err = await self.run_capture(f"127.0.0.1::{silent.getsockname()[1]}",
-                                              self.mktemp(), "--timeout", "0.5")
+        server = f"127.0.0.1::{silent.getsockname()[1]}"
+        status, err = await self.run_capture(server, self.mktemp(), "--timeout", "0.5")
         self.assertEqual(status, 5)
         self.assertIn("no complete screen within 0.5 s", err)
 

@@ -193,4 +193,3 @@ class NextUpdateTests(SynchronousTestCase):
         client._handle(UpdateComplete())
         for waiter in waiters:
             self.assertIsNone(self.successResultOf(waiter))
-

@@ -333,7 +333,8 @@ class RefusalTests(SynchronousTestCase):
 
     def test_malformed_version(self):
         """A version string that is not ``RFB xxx.yyy\\n`` gets U32 0 and a reason."""
-        for raw in (b"GET / HTTP/1.", b"RFB 3.8\n    ", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\x00"):
+        tls_hello = b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\x00"
+        for raw in (b"GET / HTTP/1.", b"RFB 3.8\n    ", tls_hello):
             conn = server()
             conn.data_to_send()
             with self.assertRaises(RemoteProtocolError):
@@ -436,7 +437,8 @@ class GarbageTests(SynchronousTestCase):
                     conn.send_server_init(8, 8, DEFAULT_FORMAT, "")
         except RemoteProtocolError:
             self.assertIs(conn.state, ServerState.CLOSED)
-        self.assertLessEqual(len(conn._in), Limits(max_cut_text=64, max_encodings=8).max_receive_buffer)
+        limit = Limits(max_cut_text=64, max_encodings=8).max_receive_buffer
+        self.assertLessEqual(len(conn._in), limit)
 
     @given(st.sampled_from([(None, False), (None, True), ("anon", False), ("x509", True)]),
            st.sampled_from([3, 7, 8]), st.data())

@@ -10,12 +10,11 @@ from twisted.logger import globalLogPublisher
 from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import SynchronousTestCase
 
-from vncd.pixels import DEFAULT_FORMAT, PixelFormat
+from vncd.pixels import PixelFormat
 from vncd.rfb import messages as m
 from vncd.rfb.client import ClientConnection, ClientSecurity
 from vncd.rfb.errors import RemoteProtocolError
 from vncd.rfb.events import NEED_DATA, PAUSED, CLOSED, ServerInitReceived
-from vncd.rfb.limits import Limits
 from vncd.rfb.security import SecurityConfig, auth_for
 from vncd.rfb.testing import FakeDisplay
 from vncd.server import DisplayServer, ShareMode, peer_text

@@ -301,7 +301,8 @@ class StartupErrorTests(SynchronousTestCase):
         """reverse=on to a port where nobody listens fails like QEMU."""
         port = free_port()
         error = self.fails(display(listen=(tcp(port),), reverse=True))
-        self.assertEqual(error.message, f"Failed to connect to '127.0.0.1:{port}': Connection refused")
+        self.assertEqual(error.message,
+                         f"Failed to connect to '127.0.0.1:{port}': Connection refused")
 
     def test_unresolvable_host(self):
         """An unresolvable host name is QEMU's "address resolution failed"."""

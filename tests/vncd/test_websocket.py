@@ -19,7 +19,7 @@ from wsproto.events import (
 from creds.session import TLSSession
 from creds.tlscreds import Endpoint
 from tests.tools import free_port
-from tests.vncd.test_service import ServiceCase, display, pattern_screen, tcp
+from tests.vncd.test_service import ServiceCase, display, tcp
 from tests.vncd.test_vencrypt import PASSWORD, shared_pki
 from vncd.rfb.client import ClientConnection, ClientSecurity
 from vncd.rfb.errors import RemoteProtocolError
@@ -296,4 +296,3 @@ class OuterStackTests(SynchronousTestCase):
         client, request = upgrade_request()
         self.assertEqual(outer.receive_data(request), b"")
         self.assertIsInstance(client_events(client, outer.data_to_send())[0], AcceptConnection)
-

@@ -469,7 +469,8 @@ class ClientConnection:
         width, height, pf_bytes, name_length = header
         if name_length > self._limits.max_reason:
             raise RemoteProtocolError(
-                f"the server's desktop name of {name_length} bytes exceeds {self._limits.max_reason}")
+                f"the server's desktop name of {name_length} bytes exceeds"
+                f" {self._limits.max_reason}")
         if width * height > self._limits.max_client_framebuffer_pixels:
             raise RemoteProtocolError(
                 f"the server's framebuffer {width}x{height} exceeds the client's limit of"

@@ -46,9 +46,10 @@ CLOSE_TIMEOUT = 10.0
 #: Output queued for one client beyond which it is disconnected.  The
 #: transport stops taking output at its high-water mark (Twisted's 64 KiB
 #: socket buffer) and the updates object generates no more until told the
-#: client is writable again, so the queue holds at most about one update: a full-screen Raw update of a 3840x2160
-#: 32-bpp screen is 33 MB, and twice that leaves room for small messages
-#: queued behind it.  More means the client is not reading.
+#: client is writable again, so the queue holds at most about one update:
+#: a full-screen Raw update of a 3840x2160 32-bpp screen is 33 MB, and
+#: twice that leaves room for small messages queued behind it.  More
+#: means the client is not reading.
 MAX_PENDING_OUTPUT = 64 * 1024 * 1024
 
 #: Authentication failures from one address before it is refused

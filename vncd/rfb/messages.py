@@ -205,8 +205,9 @@ class ClientFence:
         _check_fence(self.flags, self.payload)
 
     def encode(self) -> bytes:
-        return (struct.pack(">BxxxIB", ClientMessageType.CLIENT_FENCE, self.flags, len(self.payload))
-                + self.payload)
+        head = struct.pack(">BxxxIB", ClientMessageType.CLIENT_FENCE, self.flags,
+                           len(self.payload))
+        return head + self.payload
 
 
 @dataclass(frozen=True)
@@ -458,8 +459,9 @@ class ServerFence:
         _check_fence(self.flags, self.payload)
 
     def encode(self) -> bytes:
-        return (struct.pack(">BxxxIB", ServerMessageType.SERVER_FENCE, self.flags, len(self.payload))
-                + self.payload)
+        head = struct.pack(">BxxxIB", ServerMessageType.SERVER_FENCE, self.flags,
+                           len(self.payload))
+        return head + self.payload
 
 
 def parse_bell(buf, limits):
@@ -513,7 +515,8 @@ def encode_server_init(width: int, height: int, pixel_format: PixelFormat, name:
     _u16("framebuffer width", width)
     _u16("framebuffer height", height)
     raw = name.encode("utf-8")[:max_name]
-    return struct.pack(">HH", width, height) + pixel_format.to_bytes() + struct.pack(">I", len(raw)) + raw
+    return (struct.pack(">HH", width, height) + pixel_format.to_bytes()
+            + struct.pack(">I", len(raw)) + raw)
 
 
 def parse_server_init_header(buf) -> tuple[int, int, bytes, int] | Sentinel:

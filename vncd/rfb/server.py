@@ -44,7 +44,7 @@ from vncd.rfb import vncauth
 from vncd.rfb.errors import LocalProtocolError, RemoteProtocolError
 from vncd.rfb.events import (
     CLOSED, NEED_DATA, PAUSED, AuthenticationFailed, AuthenticationSucceeded,
-    ClientInitReceived, Refused, SecurityTypeChosen, Sentinel, StartTLS, VersionAgreed,
+    ClientInitReceived, Refused, SecurityTypeChosen, StartTLS, VersionAgreed,
 )
 from vncd.rfb.limits import Limits
 from vncd.rfb.messages import encode_server_init, parse_client_message
@@ -97,16 +97,15 @@ def negotiated_minor(major: int, minor: int) -> int | None:
     return None
 
 
-def failure_bytes(minor: int, reason: str, *, before_security: bool) -> bytes:
-    """How a failure with ``reason`` looks on the wire in RFB 3.``minor``.
+def failure_bytes(minor: int, reason: str) -> bytes:
+    """How a refusal with ``reason`` looks on the wire in RFB 3.``minor``,
+    in place of the security types.
 
-    Before security negotiation: 3.3 sends ``U32 0`` then the reason,
-    3.7/3.8 an empty security type list then the reason.  vncd's own
-    reasons are sent without a trailing NUL.
+    3.3 sends ``U32 0`` then the reason, 3.7/3.8 an empty security type
+    list then the reason.  vncd's own reasons are sent without a trailing
+    NUL.
     """
     raw = reason.encode("utf-8")
-    if not before_security:
-        raise LocalProtocolError("only failures before security negotiation carry vncd's reasons")
     head = _U32.pack(0) if minor == 3 else b"\0"
     return head + _U32.pack(len(raw)) + raw
 
@@ -271,7 +270,7 @@ class ServerConnection:
         raise RemoteProtocolError(reason)
 
     def _refuse(self, reason: str) -> None:
-        self._out += failure_bytes(self.minor, reason, before_security=True)
+        self._out += failure_bytes(self.minor, reason)
         self._machine.process(ServerInput.FAIL)
         self._pending.append(Refused(reason))
 
@@ -302,13 +301,12 @@ class ServerConnection:
         parsed = parse_version(raw)
         if parsed is None:
             reason = "Invalid RFB ProtocolVersion message"
-            self._remote_error(f"{reason}: {raw!r}",
-                               failure_bytes(3, reason, before_security=True))
+            self._remote_error(f"{reason}: {raw!r}", failure_bytes(3, reason))
         minor = negotiated_minor(*parsed)
         if minor is None:
             reason = (f"Unsupported RFB protocol version {parsed[0]}.{parsed[1]};"
                       " vncd speaks 3.3, 3.7 and 3.8")
-            self._remote_error(reason, failure_bytes(3, reason, before_security=True))
+            self._remote_error(reason, failure_bytes(3, reason))
         self.minor = minor
         self._pending.append(VersionAgreed(minor))
         if self._denial is not None:
@@ -420,8 +418,3 @@ class ServerConnection:
         self._machine.process(ServerInput.CLIENT_MESSAGE)
         self._pending.append(message)
         return None
-
-
-def is_sentinel(value: object) -> bool:
-    """True for :data:`NEED_DATA`, :data:`PAUSED` and :data:`CLOSED`."""
-    return isinstance(value, Sentinel)
