@@ -377,13 +377,14 @@ class TLSSession:
         reason, code = _describe(error, self._first_bytes, self._handshake_done)
         self._fail(reason, code)
 
-    def _fail(self, reason: str, code: str) -> None:
+    def _fail(self, reason: str, code: str,
+              event: SessionInput = SessionInput.FATAL_ERROR) -> None:
         if self.failure is None:
             prefix = ("Cannot read from TLS channel: " if self._handshake_done
                       else "TLS handshake failed: ")
             self.failure = prefix + reason
             self.failure_code = code
-        self._fire(SessionInput.FATAL_ERROR)
+        self._fire(event)
 
     # -- status ---------------------------------------------------------------
 
@@ -441,7 +442,7 @@ class TLSSession:
 
     def _transport_eof(self) -> None:
         if self.state is SessionState.HANDSHAKING:
-            self._fail(_PREMATURE, "premature-eof")
+            self._fail(_PREMATURE, "premature-eof", SessionInput.TRANSPORT_EOF)
             return
         if self.state is SessionState.OPEN:
             self.truncated = True

@@ -12,6 +12,12 @@ from __future__ import annotations
 import datetime
 
 from hypothesis import given, settings, strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 from twisted.trial.unittest import SynchronousTestCase
 
 from creds.material import AnonMaterial
@@ -713,3 +719,91 @@ class ChunkingTests(SynchronousTestCase):
         self.assertTrue(s.peer_closed)
         self.assertIsNone(check(s))
         self.assertIsNone(check(c))
+
+
+class SessionMachine(RuleBasedStateMachine):
+    """Random sequences of caller actions and peer behaviour on a session pair."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server, self.client = anon_pair_unpumped()
+        self.sent_up = b""
+        self.got_up = b""
+
+    def _send(self, session: TLSSession, data: bytes) -> bool:
+        try:
+            session.send(data)
+        except TLSSessionUsageError:
+            self.assert_refusal_allowed(session)
+            return False
+        return True
+
+    @staticmethod
+    def assert_refusal_allowed(session: TLSSession) -> None:
+        assert session.state in (SessionState.CLOSING, SessionState.CLOSED,
+                                 SessionState.BROKEN), session.state
+
+    @rule(data=st.binary(min_size=1, max_size=300))
+    def client_sends(self, data: bytes) -> None:
+        if self._send(self.client, data):
+            self.sent_up += data
+
+    @rule(data=st.binary(min_size=1, max_size=300))
+    def server_sends(self, data: bytes) -> None:
+        self._send(self.server, data)
+
+    @rule()
+    def client_closes(self) -> None:
+        self.client.close()
+
+    @rule()
+    def server_closes(self) -> None:
+        self.server.close()
+
+    @rule(rounds=st.integers(1, 3))
+    def pump(self, rounds: int) -> None:
+        for _ in range(rounds):
+            up = self.client.data_to_send()
+            if up:
+                self.server.receive_data(up)
+            down = self.server.data_to_send()
+            if down:
+                self.client.receive_data(down)
+            self.got_up += self.server.read()
+            self.client.read()
+
+    @rule(data=st.binary(min_size=1, max_size=50))
+    def garbage_to_server(self, data: bytes) -> None:
+        self.server.receive_data(data)
+        self.got_up += self.server.read()
+
+    @rule()
+    def server_transport_ends(self) -> None:
+        self.server.receive_data(b"")
+
+    @invariant()
+    def consistent(self) -> None:
+        for session in (self.server, self.client):
+            assert session.state in SessionState
+            if session.state is SessionState.BROKEN:
+                assert session.failure, session.failure
+            if session.handshake_status is HandshakeStatus.IN_PROGRESS:
+                assert session.state is SessionState.HANDSHAKING
+        # What the server decrypted is always a prefix of what the client sent.
+        assert self.sent_up.startswith(self.got_up)
+
+
+def anon_pair_unpumped():
+    reg = registry()
+    s = TLSSession(FakeCreds("anon", SERVER, registry=reg).load(AnonMaterial(None)), SERVER)
+    c = TLSSession(FakeCreds("anon", CLIENT, registry=reg).load(AnonMaterial(None)), CLIENT)
+    return s, c
+
+
+class SessionMachineTests(SynchronousTestCase):
+    """The session pair under random sequences of actions."""
+
+    def test_random_actions(self) -> None:
+        """Random caller and peer actions never raise past the API and keep the invariants."""
+        run_state_machine_as_test(
+            SessionMachine, settings=settings(max_examples=40, stateful_step_count=25))
