@@ -529,9 +529,10 @@ class RFBServerProtocol(Protocol):
         if self._closing:
             return
         self._flush()
+        self._stack.close()
         if self._outer is not None and not self._outer.closed:
             self._outer.close()
-            self._flush()
+        self._flush()
         self._closing = True
         self.server.disconnected(self)
         self.drop_reason = self.drop_reason or reason

@@ -185,7 +185,13 @@ class OuterStack:
         self.websocket.send(data)
 
     def close(self) -> None:
+        """A WebSocket close frame, then TLS close_notify (wss)."""
         self.websocket.close()
+        if self.tls is not None and self.tls.established:
+            out = self.websocket.data_to_send()
+            if out:
+                self.tls.send(out)
+            self.tls.close()
 
     def data_to_send(self) -> bytes:
         out = self.websocket.data_to_send()

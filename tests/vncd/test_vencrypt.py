@@ -256,3 +256,13 @@ class VeNCryptTLSTests(SynchronousTestCase):
         server, client = pair(self.pki, "x509v", "c-alice", password=True, max_minor=7)
         self.assertReachedInit(server, client)
         self.assertEqual(client.stack.rfb.minor, 7)
+
+    def test_close_sends_close_notify(self):
+        """Closing the server stack sends TLS close_notify; the client sees a clean end."""
+        server, client = pair(self.pki, "x509v", "c-alice")
+        self.assertReachedInit(server, client)
+        server.stack.close()
+        converse(server, client)
+        self.assertTrue(client.stack.tls.peer_closed)
+        self.assertTrue(client.closed)
+        self.assertIsNone(client.error)

@@ -296,3 +296,32 @@ class OuterStackTests(SynchronousTestCase):
         client, request = upgrade_request()
         self.assertEqual(outer.receive_data(request), b"")
         self.assertIsInstance(client_events(client, outer.data_to_send())[0], AcceptConnection)
+
+    def test_wss_close(self):
+        """Closing a wss connection sends a WebSocket close frame, then TLS close_notify."""
+        pki = shared_pki(self)
+        outer = OuterStack(pki.server_session("x509n"))
+        tls = TLSLayer(pki.client_session("c-nocert")())
+        ws, request = upgrade_request()
+        events = []
+        sent_request = False
+        for _ in range(20):
+            data = tls.data_to_send()
+            if data:
+                outer.receive_data(data)
+            back = outer.data_to_send()
+            if back:
+                plain = tls.receive_data(back)
+                if plain:
+                    events += client_events(ws, plain)
+            if tls.established and not sent_request:
+                tls.send(request)
+                sent_request = True
+            elif not data and not back:
+                break
+        self.assertIsInstance(events[0], AcceptConnection)
+        self.assertIsNotNone(outer.new_tls_info())
+        outer.close()
+        plain = tls.receive_data(outer.data_to_send())
+        self.assertIsInstance(client_events(ws, plain)[-1], CloseConnection)
+        self.assertTrue(tls.peer_closed)

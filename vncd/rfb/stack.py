@@ -104,7 +104,9 @@ class RFBStack:
         return out
 
     def close(self) -> None:
-        """Stop the RFB connection and queue TLS close_notify if TLS is up."""
+        """Stop the RFB connection and queue TLS close_notify (after what is
+        already queued) if TLS is up."""
+        self._route_rfb_output()
         self.rfb.close()
         if self._tls is not None and self._tls.established:
             self._tls.close()
