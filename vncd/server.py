@@ -45,7 +45,7 @@ from vncd.rfb.events import (
     ClientInitReceived, Refused, SecurityTypeChosen, StartTLS, VersionAgreed,
 )
 from vncd.rfb.limits import Limits
-from vncd.rfb.security import SECURITY_LABELS, SecurityConfig, VeNCryptSubtype
+from vncd.rfb.security import SECURITY_LABELS, SecurityConfig, SecurityType, VeNCryptSubtype
 from vncd.rfb.server import ServerConnection
 from vncd.rfb.stack import RFBStack, TLSEstablished
 from vncd.rfb.tls import CredentialsRejected
@@ -411,7 +411,10 @@ class RFBServerProtocol(Protocol):
                   version=tls.protocol_version, cipher=tls.cipher_name, dn=tls.peer_name)
 
     def _on_authenticated(self, event: AuthenticationSucceeded) -> None:
-        self.server.throttle.succeeded(self._peer_host)
+        # Only proof of a secret clears an address's failures: a display
+        # without authentication must not launder guesses made at another.
+        if self._security.auth.inner is SecurityType.VNC or self.info.peer_dn is not None:
+            self.server.throttle.succeeded(self._peer_host)
 
     def _on_auth_failed(self, event: AuthenticationFailed) -> None:
         log.info("{peer}: authentication failed: {reason}", peer=self.info.peer,

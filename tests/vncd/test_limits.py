@@ -268,3 +268,23 @@ class LimitsObjectTests(SynchronousTestCase):
         limits = Limits()
         self.assertGreater(limits.max_receive_buffer, 8 + limits.max_cut_text)
         self.assertGreater(limits.max_receive_buffer, 4 + 4 * limits.max_encodings)
+
+
+class ThrottleResetTests(SynchronousTestCase):
+
+    def test_only_proof_of_a_secret_resets(self):
+        """A VNC-authenticated success clears the address; entering a display
+        without authentication does not."""
+        from vncd.rfb.security import SecurityConfig, auth_for
+        from vncd.rfb.testing import FakeDisplay
+        from vncd.server import DisplayServer
+
+        reactor = MemoryReactorClock()
+        protected = display_server(password=True, reactor=reactor)
+        open_display = DisplayServer(FakeDisplay(), SecurityConfig(auth_for(None, False)),
+                                     reactor=reactor, throttle=protected.throttle)
+        Client(protected, host="198.51.100.9", password=b"wrong").pump()
+        Client(open_display, host="198.51.100.9").pump()
+        self.assertEqual(len(protected.throttle), 1)
+        Client(protected, host="198.51.100.9", password=PASSWORD).pump()
+        self.assertEqual(len(protected.throttle), 0)
