@@ -22,7 +22,7 @@ This module never looks inside a certificate; TLS goes through
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -92,7 +92,7 @@ class ClientOptions:
     or ``None``; ``hostname`` is what the server's certificate must name.
     """
 
-    password: bytes | None = None
+    password: bytes | None = field(default=None, repr=False)
     tls_creds: object | None = None
     hostname: str | None = None
     shared: bool = True

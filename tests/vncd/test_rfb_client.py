@@ -236,3 +236,12 @@ class GarbageTests(SynchronousTestCase):
                     pass
         except RemoteProtocolError:
             self.assertIs(client.state, ClientState.CLOSED)
+
+
+class SecretTests(SynchronousTestCase):
+
+    def test_password_not_in_repr(self):
+        """The client's security and options never show the password."""
+        from vncd.client import ClientOptions
+        self.assertNotIn("hunter2", repr(ClientSecurity(password=b"hunter2")))
+        self.assertNotIn("hunter2", repr(ClientOptions(password=b"hunter2")))

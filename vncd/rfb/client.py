@@ -23,7 +23,7 @@ about sockets, certificates or Twisted.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vncd.encoding.decode import DecodeError, FramebufferDecoder, UpdateComplete
 from vncd.encoding.decode import NEED_DATA as DECODER_NEED_DATA
@@ -64,7 +64,7 @@ class ClientSecurity:
     """
 
     tls: str | None = None
-    password: bytes | None = None
+    password: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.tls not in (None, "anon", "x509"):
