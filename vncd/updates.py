@@ -613,12 +613,15 @@ class ClientUpdates:
         self.jpeg_quality = None
         self.jpeg_subsampling = None
         for number in encodings:
-            if enc.COMPRESS_LEVEL_0 <= number <= enc.COMPRESS_LEVEL_9 and self.compress_level is None:
-                self.compress_level = number - enc.COMPRESS_LEVEL_0
-            elif enc.QUALITY_LEVEL_0 <= number <= enc.QUALITY_LEVEL_9 and self.jpeg_quality is None:
-                self.jpeg_quality = JPEG_QUALITY[number - enc.QUALITY_LEVEL_0]
-            elif enc.SUBSAMPLING_1X <= number <= enc.SUBSAMPLING_16X and self.jpeg_subsampling is None:
-                self.jpeg_subsampling = JPEG_SUBSAMPLING[number - enc.SUBSAMPLING_1X]
+            if enc.COMPRESS_LEVEL_0 <= number <= enc.COMPRESS_LEVEL_9:
+                if self.compress_level is None:
+                    self.compress_level = number - enc.COMPRESS_LEVEL_0
+            elif enc.QUALITY_LEVEL_0 <= number <= enc.QUALITY_LEVEL_9:
+                if self.jpeg_quality is None:
+                    self.jpeg_quality = JPEG_QUALITY[number - enc.QUALITY_LEVEL_0]
+            elif enc.SUBSAMPLING_1X <= number <= enc.SUBSAMPLING_16X:
+                if self.jpeg_subsampling is None:
+                    self.jpeg_subsampling = JPEG_SUBSAMPLING[number - enc.SUBSAMPLING_1X]
         for number in encodings:
             if enc.FINE_QUALITY_0 <= number <= enc.FINE_QUALITY_100:
                 self.jpeg_quality = max(1, number - enc.FINE_QUALITY_0)
@@ -680,8 +683,8 @@ class ClientUpdates:
         if not flags & messages.FENCE_REQUEST:
             return
         if flags & messages.FENCE_SYNC_NEXT:
-            keep = messages.FENCE_BLOCK_BEFORE | messages.FENCE_BLOCK_AFTER | messages.FENCE_SYNC_NEXT
-            self._sync_fence = (flags & keep, bytes(payload))
+            keep = messages.FENCE_BLOCK_BEFORE | messages.FENCE_BLOCK_AFTER
+            self._sync_fence = (flags & (keep | messages.FENCE_SYNC_NEXT), bytes(payload))
             return
         keep = messages.FENCE_BLOCK_BEFORE | messages.FENCE_BLOCK_AFTER
         self._queue(messages.server_fence(flags & keep, bytes(payload)))

@@ -189,8 +189,8 @@ class ErrorTests(SynchronousTestCase):
 
     def test_corrupt_zlib(self):
         """Corrupt compressed data is a decode error, not a zlib exception."""
-        self.fails(update(rect_header(0, 0, 2, 2, enc.ZLIB) + struct.pack(">I", 4) + b"\x00\x01\x02\x03"),
-                   "corrupt Zlib data")
+        data = rect_header(0, 0, 2, 2, enc.ZLIB) + struct.pack(">I", 4) + b"\x00\x01\x02\x03"
+        self.fails(update(data), "corrupt Zlib data")
 
     def test_zlib_length_bound(self):
         """A compressed length impossible for the rectangle is refused before any wait."""

@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+from hypothesis import given, settings, strategies as st
 from PIL import Image
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -266,3 +267,23 @@ class FromSpecTests(SynchronousTestCase):
                          "Parameter 'format' expects rgbx, bgrx, rgb24, not 'yuv'")
         self.assertIn("Could not open", self.error("image", {"file": "/nonexistent.png"}))
         self.assertIn("at least", self.error("testcard", {"size": "100x100"}))
+
+
+KEYS = ["file", "path", "size", "format", "events", "name", "kind", "colour", ""]
+VALUES = st.one_of(st.text(max_size=20), st.from_regex(r"[0-9]{1,3}x[0-9]{1,3}", fullmatch=True),
+                   st.sampled_from(["rgbx", "bgrx", "rgb24", "-", "/", "/nonexistent"]))
+
+
+class FromSpecGarbageTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(st.sampled_from(["testcard", "image", "pipe", "video", ""]),
+           st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=5))
+    def test_garbage(self, kind, props):
+        """Any -screen kind and properties give a screen or a ScreenError naming the option."""
+        spec = ScreenSpec(kind, props, f"-screen {kind}")
+        try:
+            screen = from_spec(spec, Clock())
+        except ScreenError as exc:
+            self.assertTrue(str(exc).startswith(f"-screen {kind}: "))
+        else:
+            self.assertLessEqual(screen.width * screen.height, 999 * 999 + 1024 * 768)

@@ -7,12 +7,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.vncd.test_updates_helpers import Message, Setup, pixels_events
 from vncd import encoding as enc
 from vncd.encoding import messages
-from vncd.encoding.convert import converter_for
 from vncd.encoding.decode import (
     CursorChanged, DesktopNameChanged, DesktopSizeChanged, LedStateChanged,
     QemuExtendedKeyEventSupported, RectDecoded,
 )
-from vncd.pixels import DEFAULT_FORMAT, PixelFormat
+from vncd.pixels import PixelFormat
 from vncd.screens.array import ArrayScreen
 from vncd.screens.base import Cursor, CutTextEvent, KeyEvent, PointerEvent, ScreenArea
 from vncd.updates import TILE, UpdateConfig, choose_encoding
@@ -62,7 +61,7 @@ class DamageTests(SynchronousTestCase):
         same_picture(self, viewer, st.screen)
 
     def test_unchanged_damage_sends_nothing(self):
-        """Damage that changed no pixel neither answers a waiting request nor bumps the generation."""
+        """Damage that changed no pixel answers no waiting request and keeps the generation."""
         st = Setup()
         client, sink, viewer = st.client([enc.RAW])
         client.request_update(False, 0, 0, 200, 150)
@@ -161,7 +160,7 @@ class RequestTests(SynchronousTestCase):
 
 class EncodingChoiceTests(SynchronousTestCase):
     def test_choice(self):
-        """Tight/ZRLE beat Zlib/Hextile, which beat Raw; the client's order decides within a tier."""
+        """Tight/ZRLE beat Zlib/Hextile, which beat Raw; the client's order decides in a tier."""
         cases = {
             (enc.RAW, enc.HEXTILE, enc.ZRLE): enc.ZRLE,
             (enc.ZLIB, enc.TIGHT): enc.TIGHT,
@@ -527,6 +526,7 @@ class SharingTests(SynchronousTestCase):
         for client, sink, viewer in views:
             viewer.read()
             same_picture(self, viewer, st.screen)
+            self.assertEqual((client.updates_sent, client.bytes_sent), (2, len(sink.data)))
 
     def test_formats_do_not_mix(self):
         """A client in another format gets its own encoding."""

@@ -118,9 +118,9 @@ def encode_hextile(frame: np.ndarray, x: int, y: int, w: int, h: int,
     with_bg = ~raw_tile & ((prev_kind == 3) | (bg_flat != prev_bg))
     with_fg = (kind == 1) & ((prev_kind != 1) | (fg_flat != prev_fg))
     with_count = (kind == 1) | (kind == 2)
-    mask = np.where(raw_tile, RAW_BIT,
-                    np.where(with_bg, BACKGROUND_SPECIFIED, 0) | np.where(with_fg, FOREGROUND_SPECIFIED, 0)
-                    | np.where(with_count, ANY_SUBRECTS, 0) | np.where(kind == 2, SUBRECTS_COLOURED, 0))
+    bits = (np.where(with_bg, BACKGROUND_SPECIFIED, 0) | np.where(with_fg, FOREGROUND_SPECIFIED, 0)
+            | np.where(with_count, ANY_SUBRECTS, 0) | np.where(kind == 2, SUBRECTS_COLOURED, 0))
+    mask = np.where(raw_tile, RAW_BIT, bits)
     rec = np.where(kind == 2, bpp + 2, 2)
     payload = np.where(raw_tile, raw_size.ravel(), counts * rec)
     n_bg, n_fg, n_count = (a.astype(np.int64) for a in (with_bg, with_fg, with_count))

@@ -41,6 +41,8 @@ from vncd.screens.base import CutTextEvent, KeyEvent, PointerEvent, Screen, Scre
 __all__ = ["TestcardScreen", "Panel", "client_lines", "describe_event", "protection",
            "DEFAULT_WIDTH", "DEFAULT_HEIGHT"]
 
+#: Size of ``-screen testcard`` without ``size=``: fits any viewer window
+#: and keeps the text large enough to read at a glance.
 DEFAULT_WIDTH = 1024
 DEFAULT_HEIGHT = 768
 
@@ -80,7 +82,8 @@ def protection(info: ConnectionInfo) -> tuple[str, tuple[int, int, int]]:
 def client_lines(info: ConnectionInfo) -> list[str]:
     """The text shown for one connection."""
     verdict, _ = protection(info)
-    state = info.state + ("" if info.shared is None else ", shared" if info.shared else ", exclusive")
+    share = "" if info.shared is None else ", shared" if info.shared else ", exclusive"
+    state = info.state + share
     kind = " (websocket)" if info.websocket else ""
     security = info.security or "not chosen yet"
     if info.subtype:
@@ -171,7 +174,8 @@ class TestcardScreen(Screen):
         """The lines each panel shows now: ``(text, colour)`` pairs."""
         now = self._now()
         info: list = [("Listening on:", DIM)]
-        info += [(f"    {a}", FOREGROUND) for a in self.listen_addresses] or [("    (nothing)", DIM)]
+        addresses = [(f"    {a}", FOREGROUND) for a in self.listen_addresses]
+        info += addresses or [("    (nothing)", DIM)]
         info.append((f"Clients ({len(self.connections)}):", DIM))
         room = max(0, self.panels["info"].height // self.line_height - len(info) - 1)
         shown = 0
