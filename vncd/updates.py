@@ -69,6 +69,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
+from twisted.logger import Logger
 
 from vncd import encoding as enc
 from vncd.encoding import EncodedRect, EncodeParams, messages, pseudo
@@ -96,6 +97,8 @@ __all__ = [
 #: per-tile bookkeeping stays small while a changed clock or cursor costs
 #: at most a few tiles.
 TILE = 64
+
+log = Logger(namespace="vncd.updates")
 
 #: The server's default zlib level when a client names none: level 1 is
 #: within a few per cent of level 6's size at half the CPU time (neatvnc
@@ -516,10 +519,21 @@ class Display:
         try:
             status = self.screen.request_resize(width, height, layout)
         except Exception:
+            log.failure("{screen} failed to handle a resize request from {peer}",
+                        screen=type(self.screen).__name__, peer=client.info.peer)
             status = RESIZE_OUT_OF_RESOURCES
         finally:
             self._resize_origin = None
         return status
+
+    def input(self, client: "ClientUpdates", handler, event) -> None:
+        """Hand an input event to the screen; a screen that fails is logged,
+        and the connection carries on."""
+        try:
+            handler(event)
+        except Exception:
+            log.failure("{screen} failed to handle {event!r} from {peer}",
+                        screen=type(self.screen).__name__, event=event, peer=client.info.peer)
 
 
 def _message(method):
@@ -691,19 +705,23 @@ class ClientUpdates:
 
     @_message
     def key_event(self, down: bool, keysym: int) -> None:
-        self.display.screen.key_event(KeyEvent(bool(down), keysym, None, self.info.peer))
+        self.display.input(self, self.display.screen.key_event,
+                           KeyEvent(bool(down), keysym, None, self.info.peer))
 
     @_message
     def qemu_key_event(self, down: bool, keysym: int, keycode: int) -> None:
-        self.display.screen.key_event(KeyEvent(bool(down), keysym, keycode, self.info.peer))
+        self.display.input(self, self.display.screen.key_event,
+                           KeyEvent(bool(down), keysym, keycode, self.info.peer))
 
     @_message
     def pointer_event(self, buttons: int, x: int, y: int) -> None:
-        self.display.screen.pointer_event(PointerEvent(buttons, x, y, self.info.peer))
+        self.display.input(self, self.display.screen.pointer_event,
+                           PointerEvent(buttons, x, y, self.info.peer))
 
     @_message
     def cut_text(self, text: bytes) -> None:
-        self.display.screen.cut_text(CutTextEvent(bytes(text), self.info.peer))
+        self.display.input(self, self.display.screen.cut_text,
+                           CutTextEvent(bytes(text), self.info.peer))
 
     @_message
     def set_desktop_size(self, width: int, height: int, screens) -> None:

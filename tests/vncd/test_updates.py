@@ -653,6 +653,22 @@ class InputTests(SynchronousTestCase):
                                PointerEvent(5, 10, 20, "192.0.2.1:7"),
                                CutTextEvent(b"text", "192.0.2.1:7")])
 
+    def test_failing_screen_is_logged(self):
+        """A screen callback that raises is logged; the client stays connected."""
+        def broken(event):
+            raise RuntimeError("embedding bug")
+
+        st = Setup(screen=ArrayScreen(100, 100, on_key=broken,
+                                      on_resize=lambda w, h: 1 / 0))
+        client, sink, viewer = st.client([enc.RAW, enc.EXTENDED_DESKTOP_SIZE])
+        client.key_event(1, 0x61)
+        client.set_desktop_size(50, 50, [(0, 0, 0, 50, 50, 0)])
+        client.request_update(True, 0, 0, 100, 100)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError, ZeroDivisionError)), 2)
+        self.assertFalse(client.closed)
+        self.assertIsNone(sink.closed)
+        self.assertEqual(viewer.updates()[0][0].status, 2)
+
     def test_closed_client_is_ignored(self):
         """After close(), messages are ignored and nothing is written."""
         got = []
