@@ -200,28 +200,15 @@ def _check_props(
     source: str,
     unknown_message: str,
 ) -> None:
-    """QEMU's parse-time visit: declared properties in order, then the rest.
+    """QEMU's parse-time visit of ``props`` (which include ``id``), without loading.
 
     A key the type does not know is ``unknown_message`` (QEMU words it
-    differently for the two syntaxes).  A JSON number or list where a
-    string or enum belongs is a type error in QEMU's words.
+    differently for the two syntaxes).
     """
-    cls = _type_for(registry, qom_type, source)
-    declared = [p.name for p in cls.props if p.name in props]
-    for name in [*declared, *(n for n in props if n not in declared)]:
-        prop = cls.prop_spec(name)
-        if prop is None:
-            raise OptionError(source, unknown_message.format(name))
-        if prop.read_only:
-            raise OptionError(source, f"Property '{qom_type}.{name}' is read-only")
-        if prop.kind in ("str", "enum") and not isinstance(props[name], str):
-            raise OptionError(
-                source, f"Invalid parameter type for '{name}', expected: string"
-            )
-        try:
-            prop.coerce(props[name])
-        except ObjectError as err:
-            raise OptionError(source, err.message, hint=err.hint) from None
+    try:
+        registry.check(qom_type, props, unknown_message=unknown_message)
+    except ObjectError as err:
+        raise OptionError(source, err.message, hint=err.hint) from None
 
 
 def parse_object(
@@ -255,7 +242,8 @@ def parse_object(
         if not isinstance(obj_id, str):
             raise OptionError(source, "Invalid parameter type for 'id', expected: string")
         check_id(obj_id, source)
-        _check_props(registry, qom_type, data, source, "Parameter '{}' is unexpected")
+        _check_props(registry, qom_type, {"id": obj_id, **data}, source,
+                     "Parameter '{}' is unexpected")
         return ObjectSpec(qom_type=qom_type, props={"id": obj_id, **data}, source=source)
 
     obj_id = optstr.find_id(arg, option=source)
@@ -279,7 +267,8 @@ def parse_object(
     _type_for(registry, qom_type, source)
     if obj_id is None:
         raise OptionError(source, "Parameter 'id' is missing")
-    _check_props(registry, qom_type, props, source, "Invalid parameter '{}'")
+    _check_props(registry, qom_type, {"id": obj_id, **props}, source,
+                 "Invalid parameter '{}'")
     return ObjectSpec(qom_type=qom_type, props={"id": obj_id, **props}, source=source)
 
 

@@ -102,10 +102,13 @@ class Prop:
         if self.kind == "bool":
             return parse_bool(self.name, value)
         if self.kind == "enum":
-            if not isinstance(value, str) or value not in self.choices:
-                shown = value if isinstance(value, str) else repr(value)
+            if not isinstance(value, str):
                 raise ObjectError(
-                    f"Parameter '{self.name}' does not accept value '{shown}'"
+                    f"Invalid parameter type for '{self.name}', expected: string"
+                )
+            if value not in self.choices:
+                raise ObjectError(
+                    f"Parameter '{self.name}' does not accept value '{value}'"
                 )
             return value
         if self.kind == "int":
@@ -238,11 +241,21 @@ class ObjectRegistry:
 
     # -- objects ----------------------------------------------------------
 
-    def create(self, qom_type: str, props: Mapping[str, Any]) -> UserCreatable:
-        """Create, complete and add an object.
+    def check(
+        self,
+        qom_type: str,
+        props: Mapping[str, Any],
+        *,
+        unknown_message: str = "Invalid parameter '{}'",
+    ) -> tuple[type[UserCreatable], str, dict[str, Any]]:
+        """Everything :meth:`create` checks before loading, without loading.
 
-        ``props`` holds ``id`` and the type's properties, as strings or
-        JSON values.  Raises :class:`ObjectError` in QEMU's wording.
+        Returns ``(cls, id, coerced values)``.  Properties are visited as
+        QEMU's visitor does: the declared ones in declaration order (a
+        missing required one fails at its place), then any the type does
+        not know, which fail with ``unknown_message`` (QEMU words it
+        ``Invalid parameter '{}'`` for key=value lists and ``Parameter '{}'
+        is unexpected`` for JSON).
         """
         cls = self.type_for(qom_type)
         props = dict(props)
@@ -256,17 +269,28 @@ class ObjectRegistry:
                 "Parameter 'id' expects an identifier (identifiers consist of"
                 " letters, digits, '-', '.', '_', starting with a letter)"
             )
+        declared = {p.name for p in cls.props}
+        order = [p.name for p in cls.props if p.name in props or p.required]
+        order += [name for name in props if name not in declared]
         values: dict[str, Any] = {}
-        for name, raw in props.items():
+        for name in order:
             spec = cls.prop_spec(name)
             if spec is None:
-                raise ObjectError(f"Invalid parameter '{name}'")
+                raise ObjectError(unknown_message.format(name))
+            if name not in props:
+                raise ObjectError(f"Parameter '{name}' is missing")
             if spec.read_only:
                 raise ObjectError(f"Property '{cls.qom_type}.{name}' is not writable")
-            values[name] = spec.coerce(raw)
-        for spec in cls.props:
-            if spec.required and spec.name not in values:
-                raise ObjectError(f"Parameter '{spec.name}' is missing")
+            values[name] = spec.coerce(props[name])
+        return cls, obj_id, values
+
+    def create(self, qom_type: str, props: Mapping[str, Any]) -> UserCreatable:
+        """Create, complete and add an object.
+
+        ``props`` holds ``id`` and the type's properties, as strings or
+        JSON values.  Raises :class:`ObjectError` in QEMU's wording.
+        """
+        cls, obj_id, values = self.check(qom_type, props)
         if obj_id in self._objects:
             raise ObjectError(f"Duplicate ID '{obj_id}' for object")
         obj = cls(self, obj_id, values)

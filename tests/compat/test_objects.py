@@ -81,7 +81,7 @@ class KeyValueTests(SynchronousTestCase):
         ("tls-creds-anon,id=t,endpoint", "Parameter 'endpoint' does not accept value 'on'"),
         ("tls-creds-anon,qom-type=secret,id=t,endpoint=server", "Invalid parameter 'endpoint'"),
         ("tls-creds-anon,id=t,endpoint=server,frob=1,id=1x", "Invalid parameter 'frob'"),
-        ("secret,id=s,file=/x,loaded=on", "Property 'secret.loaded' is read-only"),
+        ("secret,id=s,file=/x,loaded=on", "Property 'secret.loaded' is not writable"),
     ]
 
     def test_errors(self):
