@@ -99,5 +99,6 @@ class Invocation:
     screen: ScreenSpec = field(default_factory=ScreenSpec)
     pidfile: str | None = None
     print_translation: bool = False
-    #: Warnings produced while parsing (deprecations, ignored keys), in order.
+    #: Warnings produced while parsing (deprecations, ignored keys), in order,
+    #: each already in its printed form ``"<option as typed>: warning: <text>"``.
     warnings: list[str] = field(default_factory=list)
