@@ -242,8 +242,9 @@ class TestcardScreen(Screen):
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the clock (its first redraw runs once the reactor does)."""
         if self._timer is None:
-            self._tick()
+            self._timer = self.reactor.callLater(0, self._tick)
 
     def stop(self) -> None:
         for call in (self._timer, self._redraw_call):
