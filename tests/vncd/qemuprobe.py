@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 __all__ = [
     "ClientKind", "Outcome", "ProbeResult", "ProbeError", "Wire", "probe",
-    "run_probe", "vnc_auth_response", "tls_upgrader", "SECURITY_NAMES",
+    "run_probe", "vnc_auth_response", "tls_upgrader", "session_tickets",
+    "SECURITY_NAMES",
     "SUBTYPE_NAMES",
 ]
 
@@ -344,3 +345,28 @@ def run_probe(host: str, port: int, kind: ClientKind,
         return probe(Wire(sock), kind, upgrade)
     finally:
         sock.close()
+
+
+def session_tickets(host: str, port: int, source: str | None = None) -> tuple[ProbeResult, str, bool]:
+    """Probe a ``*None`` VeNCrypt display; report the TLS version and whether
+    the server handed out a session ticket by the time SecurityResult arrived.
+
+    Returns ``(result, tls_version, ticket)``.  Raises :class:`ProbeError`
+    if the probe never got to TLS.
+    """
+    upgraded: list[ssl.SSLSocket] = []
+
+    def upgrade(wire: Wire, x509: bool, kind: ClientKind) -> Wire:
+        tls_wire = tls_upgrader(wire, x509, kind)
+        upgraded.append(tls_wire.sock)
+        return tls_wire
+
+    result = run_probe(host, port, ClientKind("tickets"), upgrade, source)
+    if not upgraded:
+        raise ProbeError("tls", f"no TLS session: {result.describe()}")
+    tls = upgraded[0]
+    try:
+        session = tls.session
+        return result, tls.version() or "", bool(session is not None and session.has_ticket)
+    finally:
+        tls.close()

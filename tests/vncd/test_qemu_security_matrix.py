@@ -40,7 +40,7 @@ from tests.vncd import realclients
 from vncd.rfb.limits import AUTH_FAILURES_BEFORE_BLOCK
 from tests.vncd.qemuprobe import (
     ClientKind, Outcome, ProbeError, ProbeResult, Wire, probe, run_probe,
-    vnc_auth_response)
+    session_tickets, vnc_auth_response)
 
 CREDS = ("none", "anon", "x509-verify", "x509-noverify")
 PASSWORDS = ("none", "secret", "unset", "sasl")
@@ -508,6 +508,39 @@ class ThrottleDifferenceTests(SynchronousTestCase):
         self.assertEqual([r.outcome for r in vncd],
                          [Outcome.AUTH_FAILED] * AUTH_FAILURES_BEFORE_BLOCK + [Outcome.REFUSED])
         self.assertIn("Too many authentication failures", vncd[-1].reason)
+
+
+class SessionTicketTests(SynchronousTestCase):
+    """TLS 1.3 session tickets, which TigerVNC 1.12 cannot live with."""
+
+    def tickets(self, command, name: str) -> tuple[str, bool]:
+        directory = os.path.abspath(self.mktemp())
+        ca = certgen.ca("ticket CA")
+        server = certgen.server(ca, "localhost", dns=["localhost"], ips=["127.0.0.1"])
+        creds = certgen.write_dir(directory, ca=[ca], server=server)
+        display = free_display()
+        realclients.start_server(
+            self, command(["-object", f"tls-creds-x509,id=t0,endpoint=server,dir={creds},"
+                                      "verify-peer=off",
+                           "-vnc", f"127.0.0.1:{display},tls-creds=t0"]),
+            [5900 + display], name=name)
+        result, version, ticket = session_tickets("127.0.0.1", 5900 + display)
+        self.assertIs(result.outcome, Outcome.SERVER_INIT, result.detail)
+        return version, ticket
+
+    def test_qemu_sends_none(self):
+        """QEMU 7.2 (GnuTLS) completes a TLS 1.3 X509None session without a ticket."""
+        self.assertEqual(self.tickets(realclients.qemu_command, "qemu"), ("TLSv1.3", False))
+
+    def test_vncd_sends_none(self):
+        """vncd completes a TLS 1.3 X509None session without a ticket, like QEMU."""
+        self.assertEqual(self.tickets(realclients.vncd_command, "vncd"), ("TLSv1.3", False))
+
+    test_vncd_sends_none.todo = (
+        "creds.engine sets OP_NO_TICKET, which in TLS 1.3 only makes OpenSSL's two"
+        " tickets stateful; sending none needs num_tickets=0 (SSL_CTX_set_num_tickets),"
+        " which pyOpenSSL does not expose.  TigerVNC 1.12 hangs on these tickets"
+        " (see test_real_tigervnc).")
 
 
 # -- the probe itself --------------------------------------------------------

@@ -32,6 +32,11 @@ PASSWORD = "tiger123"
 #: on loopback; the rest is headroom for a loaded 2-core machine.
 VIEW_TIMEOUT = 20.0
 
+#: Seconds given to the X509None case that currently hangs against vncd
+#: (an expected failure): long enough for a fixed vncd to pass, short
+#: enough not to spend the full :data:`VIEW_TIMEOUT` on a known hang.
+KNOWN_HANG_TIMEOUT = 8.0
+
 #: Seconds a viewer that must fail gets to exit.
 FAIL_TIMEOUT = 20.0
 
@@ -95,7 +100,8 @@ class TigerVncMixin:
             f.write(realclients.vnc_password_file_bytes(password))
         return path
 
-    def assertShows(self, port: int, security_types: str, chosen: str, **kw) -> None:
+    def assertShows(self, port: int, security_types: str, chosen: str, *,
+                    timeout: float = VIEW_TIMEOUT, **kw) -> None:
         """The viewer comes up showing exactly the server's picture, via ``chosen``."""
         expected = self.expected()
         height, width = expected.shape[:2]
@@ -107,7 +113,7 @@ class TigerVncMixin:
                 return "shown"
             return "exited" if viewer.poll() is not None else None
 
-        state = realclients.wait_until(shown, VIEW_TIMEOUT, 0.2)
+        state = realclients.wait_until(shown, timeout, 0.2)
         if state != "shown":
             corner = self.xvfb.screenshot()[20:20 + height, 1:1 + width]
             self.fail(f"vncviewer ({security_types}) never showed the picture"
@@ -128,12 +134,12 @@ class TigerVncMixin:
     def anon(self) -> tuple[str, ...]:
         return ("-object", "tls-creds-anon,id=tls0,endpoint=server")
 
-    def test_x509_none(self):
+    def test_x509_none(self, timeout: float = VIEW_TIMEOUT):
         """X509None: the viewer checks the server against -X509CA (verify-peer=off)."""
         port = self.serve("tls-creds=tls0", (
             "-object", f"tls-creds-x509,id=tls0,endpoint=server,dir={self.creds_dir},"
                        "verify-peer=off"))
-        self.assertShows(port, "X509None", "X509None (260)",
+        self.assertShows(port, "X509None", "X509None (260)", timeout=timeout,
                          x509_ca=os.path.join(self.creds_dir, "ca-cert.pem"))
 
     def test_x509_none_tls12(self):
@@ -199,7 +205,7 @@ class TigerVncVncdTests(TigerVncMixin, SynchronousTestCase):
 
     def test_x509_none(self):
         """X509None at TLS 1.3: the viewer gets past the handshake to the picture."""
-        TigerVncMixin.test_x509_none(self)
+        TigerVncMixin.test_x509_none(self, KNOWN_HANG_TIMEOUT)
 
     test_x509_none.todo = (
         "vncd sends two TLS 1.3 NewSessionTicket messages (OP_NO_TICKET only makes"
