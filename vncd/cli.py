@@ -25,7 +25,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import signal
 import sys
+import threading
 from typing import Any, Callable, Sequence, TextIO
 
 import creds
@@ -189,6 +191,7 @@ def _serve(
         except OSError as err:
             say(f"-pidfile {invocation.pidfile}: cannot create PID file: {err.strerror}")
             return 1
+    previous_handlers = _stop_on_signals_until_running(reactor)
     try:
         try:
             running = service.start(reactor, registry, invocation)
@@ -202,8 +205,38 @@ def _serve(
         reactor.run()
         return 0
     finally:
+        for signum, old in previous_handlers.items():
+            signal.signal(signum, old)
         if pidfile is not None:
             pidfile.remove()
+
+
+def _stop_on_signals_until_running(reactor: Any) -> dict[int, Any]:
+    """Make SIGTERM/SIGINT a clean stop even before ``reactor.run()``.
+
+    The listeners open in ``service.start()``; a signal between that and
+    the reactor installing its own handlers would otherwise kill the
+    process with the signal's default action instead of exit status 0.
+    The stop is queued and runs as soon as the reactor does.  Returns the
+    previous handlers, which the caller restores when serving ends.
+    """
+    call_from_thread = getattr(reactor, "callFromThread", None)
+    if call_from_thread is None or threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop() -> None:
+        if reactor.running:
+            reactor.stop()
+        else:
+            reactor.callWhenRunning(reactor.stop)
+
+    def handler(signum: int, frame: Any) -> None:
+        call_from_thread(stop)
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
+    return previous
 
 
 def main(
