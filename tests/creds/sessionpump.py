@@ -1,14 +1,20 @@
 """Test helpers for the TLS engine and session: fake credentials, in-memory pumps.
 
-Nothing here is used outside tests.  The pumps move bytes between two
-endpoints until neither has anything left to say, with a bounded number of
-rounds so a broken peer can never make a test spin.
+Also socket drivers, a VeNCrypt X509None client made of the session API,
+and (run as ``python -m tests.creds.sessionpump [N]``) the handshake-cost
+measurements quoted in reports.  Nothing here is used outside tests.
+
+The pumps move bytes between two endpoints until neither has anything
+left to say, with a bounded number of rounds so a broken peer can never
+make a test spin; socket exchanges are bounded by SOCKET_TIMEOUT.
 """
 
 from __future__ import annotations
 
+import os
 import select
 import socket
+import struct
 import time
 from typing import Any, Sequence
 
@@ -22,7 +28,7 @@ from tests import certgen
 
 __all__ = ["FakeCreds", "handshake_raw", "x509_material", "pump",
            "registry", "glob_list", "SocketLink", "drive", "tcp_pair", "accept_one", "MAX_PUMP_ROUNDS",
-           "SOCKET_TIMEOUT"]
+           "SOCKET_TIMEOUT", "vencrypt_x509none", "qemu_opt", "VNC_BASE_PORT"]
 
 #: A TLS 1.2 handshake needs 4 flights, TLS 1.3 with client certificates 3;
 #: anything still talking after this many rounds is stuck.
@@ -271,3 +277,178 @@ def accept_one(listener: socket.socket, timeout: float = SOCKET_TIMEOUT) -> sock
     listener.settimeout(timeout)
     conn, _ = listener.accept()
     return conn
+
+
+# -- a VeNCrypt X509None client made of the session API ----------------------
+
+#: Seconds for one RFB exchange step with a server (QEMU answers in milliseconds).
+STEP_TIMEOUT = 10
+
+#: VNC port numbers are 5900 + the display number.
+VNC_BASE_PORT = 5900
+
+#: RFB security type VeNCrypt and VeNCrypt subtype X509None.
+VENCRYPT = 19
+X509NONE = 260
+
+
+def qemu_opt(value: str) -> bytes:
+    """A value for a QEMU ``key=value`` option list: commas doubled, bytes as typed."""
+    return os.fsencode(value.replace(",", ",,"))
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError(f"server closed after {data!r}")
+        data += chunk
+    return data
+
+
+def vencrypt_x509none(port: int, creds: Any) -> bool:
+    """Connect to 127.0.0.1:``port`` as a VeNCrypt X509None client (RFB 3.8, VeNCrypt 0.2).
+
+    True if the server sends SecurityResult 0 after the TLS handshake,
+    False if it closes instead (QEMU's answer to a failed credentials check).
+    """
+    from creds.session import HandshakeStatus, TLSSession
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=STEP_TIMEOUT)
+    try:
+        if _recv_exact(sock, 12) != b"RFB 003.008\n":
+            raise AssertionError("not an RFB 3.8 server")
+        sock.sendall(b"RFB 003.008\n")
+        count = _recv_exact(sock, 1)[0]
+        if VENCRYPT not in _recv_exact(sock, count):
+            raise AssertionError("VeNCrypt not offered")
+        sock.sendall(bytes([VENCRYPT]))
+        if _recv_exact(sock, 2) != b"\x00\x02":
+            raise AssertionError("not VeNCrypt 0.2")
+        sock.sendall(b"\x00\x02")
+        if _recv_exact(sock, 1) != b"\x00":
+            raise AssertionError("VeNCrypt version refused")
+        n = _recv_exact(sock, 1)[0]
+        subtypes = struct.unpack(f">{n}I", _recv_exact(sock, 4 * n))
+        if X509NONE not in subtypes:
+            raise AssertionError(f"X509None not offered: {subtypes}")
+        sock.sendall(struct.pack(">I", X509NONE))
+        if _recv_exact(sock, 1) != b"\x01":
+            raise AssertionError("X509None refused")
+        link = SocketLink(sock, TLSSession(creds, Endpoint.CLIENT, hostname="127.0.0.1"))
+        drive([link], lambda: link.session.handshake_status is not HandshakeStatus.IN_PROGRESS,
+              timeout=STEP_TIMEOUT)
+        if link.session.handshake_status is HandshakeStatus.FAILED:
+            raise AssertionError(link.session.failure)
+        link.session.check_credentials()
+        drive([link], lambda: len(link.received) >= 4 or link.eof or link.session.broken
+              or link.session.peer_closed, timeout=STEP_TIMEOUT)
+        return bytes(link.received[:4]) == b"\x00\x00\x00\x00"
+    finally:
+        sock.close()
+
+
+# -- measurements (not tests: ``python -m tests.creds.sessionpump [N]``) -------
+
+
+def measure_sessions(n: int) -> list[str]:
+    """Server-side CPU per handshake (+ check) for in-memory session pairs."""
+    from creds.material import AnonMaterial
+    from creds.session import TLSSession
+
+    reg = registry()
+    ca = certgen.ca()
+    srv = certgen.server(ca, dns=["qemu.org"])
+    cli = certgen.client(ca)
+    reg.create("authz-simple", {"id": "a", "identity": "C=UK,CN=qemu"})
+    client_x509 = FakeCreds("x509", Endpoint.CLIENT, registry=reg).load(
+        x509_material(ca, cli, role="client"))
+    kinds = [
+        ("x509 TLS 1.3, client certificate, authz",
+         FakeCreds("x509", Endpoint.SERVER, registry=reg).load(x509_material(ca, srv)),
+         client_x509, "a"),
+        ("x509 TLS 1.2, client certificate, authz",
+         FakeCreds("x509", Endpoint.SERVER, registry=reg, priority="NORMAL:-VERS-TLS1.3").load(
+             x509_material(ca, srv)), client_x509, "a"),
+        ("anon TLS 1.2 ADH",
+         FakeCreds("anon", Endpoint.SERVER, registry=reg).load(AnonMaterial(None)),
+         FakeCreds("anon", Endpoint.CLIENT, registry=reg).load(AnonMaterial(None)), None),
+    ]
+    lines = []
+    for name, s_creds, c_creds, authz in kinds:
+        server_time = 0.0
+        started = time.perf_counter()
+        for _ in range(n):
+            t = time.perf_counter()
+            server = TLSSession(s_creds, "server", authz_id=authz)
+            server_time += time.perf_counter() - t
+            client = TLSSession(c_creds, "client", hostname="qemu.org")
+            for _ in range(MAX_PUMP_ROUNDS):
+                up = client.data_to_send()
+                t = time.perf_counter()
+                if up:
+                    server.receive_data(up)
+                down = server.data_to_send()
+                server_time += time.perf_counter() - t
+                if down:
+                    client.receive_data(down)
+                if not up and not down:
+                    break
+            t = time.perf_counter()
+            server.check_credentials()
+            server_time += time.perf_counter() - t
+            client.check_credentials()
+        total = time.perf_counter() - started
+        lines.append(f"{name}: server side {1000 * server_time / n:.2f} ms per handshake "
+                     f"= {n / server_time:.0f}/s per core ({n / total:.0f} pairs/s in one process)")
+    return lines
+
+
+def measure_qemu(n: int) -> str:
+    """QEMU 7.2's CPU per VeNCrypt X509None connection with authz, for comparison."""
+    import tempfile
+
+    from tests.tools import free_port, qemu_vnc
+
+    with tempfile.TemporaryDirectory() as directory:
+        ca = certgen.ca()
+        certgen.write_dir(directory, ca=[ca],
+                          server=certgen.server(ca, "127.0.0.1", ips=["127.0.0.1"]))
+        creds = FakeCreds("x509", Endpoint.CLIENT, registry=registry()).load(
+            x509_material(ca, certgen.client(ca), role="client"))
+        port = free_port()
+        proc, started = qemu_vnc([
+            "-object", f"tls-creds-x509,id=t0,dir={directory},endpoint=server,verify-peer=on",
+            "-object", "authz-simple,id=a0,identity=C=UK,,CN=qemu",
+            "-vnc", f"127.0.0.1:{port - VNC_BASE_PORT},tls-creds=t0,tls-authz=a0"])
+        try:
+            if not started:
+                raise RuntimeError(proc.stderr.read().decode(errors="replace"))
+            tick = os.sysconf("SC_CLK_TCK")
+
+            def cpu() -> float:
+                fields = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / tick
+
+            vencrypt_x509none(port, creds)
+            cpu0, wall0 = cpu(), time.perf_counter()
+            for _ in range(n):
+                if not vencrypt_x509none(port, creds):
+                    raise RuntimeError("QEMU refused the client")
+            spent, wall = cpu() - cpu0, time.perf_counter() - wall0
+        finally:
+            proc.kill()
+            proc.communicate()
+    return (f"QEMU 7.2 VeNCrypt X509None, TLS 1.3, client certificate, authz: "
+            f"{1000 * spent / n:.2f} ms QEMU CPU per connection = {n / spent:.0f}/s per core "
+            f"({n / wall:.0f}/s with one sequential client)")
+
+
+if __name__ == "__main__":
+    import sys
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    for line in measure_sessions(count):
+        print(line)
+    print(measure_qemu(count))

@@ -14,80 +14,22 @@ RFC 4514 (reversed) spelling of a DN.
 from __future__ import annotations
 
 import os
-import socket
-import struct
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from creds import dn
-from creds.session import HandshakeStatus, TLSSession
 from creds.tlscreds import Endpoint
 from tests import certgen
-from tests.creds.sessionpump import FakeCreds, SocketLink, drive, registry, x509_material
+from tests.creds.sessionpump import (
+    VNC_BASE_PORT,
+    FakeCreds,
+    qemu_opt,
+    registry,
+    vencrypt_x509none,
+    x509_material,
+)
 from tests.creds.test_dn import CASES
 from tests.tools import free_port, qemu_vnc, require_tool, QEMU
-
-#: Seconds for one RFB exchange step with QEMU (it answers in milliseconds).
-STEP_TIMEOUT = 10
-
-#: VNC port numbers are 5900 + the display number.
-VNC_BASE_PORT = 5900
-
-#: RFB security type VeNCrypt and VeNCrypt subtype X509None.
-VENCRYPT = 19
-X509NONE = 260
-
-
-def qemu_opt(value: str) -> bytes:
-    """A value for a QEMU ``key=value`` option list: commas doubled, bytes as typed."""
-    return os.fsencode(value.replace(",", ",,"))
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError(f"server closed after {data!r}")
-        data += chunk
-    return data
-
-
-def vencrypt_x509none(port: int, creds) -> bool:
-    """Connect as a VeNCrypt X509None client; True if QEMU sends SecurityResult 0."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=STEP_TIMEOUT)
-    try:
-        if _recv_exact(sock, 12) != b"RFB 003.008\n":
-            raise AssertionError("not an RFB 3.8 server")
-        sock.sendall(b"RFB 003.008\n")
-        count = _recv_exact(sock, 1)[0]
-        if VENCRYPT not in _recv_exact(sock, count):
-            raise AssertionError("VeNCrypt not offered")
-        sock.sendall(bytes([VENCRYPT]))
-        if _recv_exact(sock, 2) != b"\x00\x02":
-            raise AssertionError("not VeNCrypt 0.2")
-        sock.sendall(b"\x00\x02")
-        if _recv_exact(sock, 1) != b"\x00":
-            raise AssertionError("VeNCrypt version refused")
-        n = _recv_exact(sock, 1)[0]
-        subtypes = struct.unpack(f">{n}I", _recv_exact(sock, 4 * n))
-        if X509NONE not in subtypes:
-            raise AssertionError(f"X509None not offered: {subtypes}")
-        sock.sendall(struct.pack(">I", X509NONE))
-        if _recv_exact(sock, 1) != b"\x01":
-            raise AssertionError("X509None refused")
-        link = SocketLink(sock, TLSSession(creds, Endpoint.CLIENT, hostname="127.0.0.1"))
-        drive([link], lambda: link.session.handshake_status is not HandshakeStatus.IN_PROGRESS,
-              timeout=STEP_TIMEOUT)
-        if link.session.handshake_status is HandshakeStatus.FAILED:
-            raise AssertionError(link.session.failure)
-        link.session.check_credentials()
-        drive([link], lambda: len(link.received) >= 4 or link.eof or link.session.broken
-              or link.session.peer_closed, timeout=STEP_TIMEOUT)
-        return bytes(link.received[:4]) == b"\x00\x00\x00\x00"
-    finally:
-        sock.close()
-
 
 class QemuIdentityTests(SynchronousTestCase):
     """QEMU 7.2 authorizes exactly the DN strings creds.dn prints."""
