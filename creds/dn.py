@@ -26,7 +26,7 @@ matching, so :func:`certificate_dn` reproduces that string exactly:
 The rules were established against libgnutls 3.7.9 (Debian 12, the library
 QEMU 7.2 uses there) and are pinned by differential tests.
 
-This module parses DER itself (a few dozen lines), because the order and
+This module reads the DER itself (a small reader), because the order and
 string types of the encoding matter and ``cryptography``'s ``x509.Name``
 normalises both.  It knows nothing about TLS sessions or VNC.
 """

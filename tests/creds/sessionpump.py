@@ -20,15 +20,17 @@ from typing import Any, Sequence
 
 from OpenSSL import SSL
 
-from creds.material import X509Material
 from creds import new_registry
+from creds.material import X509Material
 from creds.objects import ObjectRegistry
 from creds.tlscreds import Endpoint, LoadedCreds
 from tests import certgen
 
-__all__ = ["FakeCreds", "handshake_raw", "x509_material", "pump",
-           "registry", "glob_list", "SocketLink", "drive", "tcp_pair", "accept_one", "MAX_PUMP_ROUNDS",
-           "SOCKET_TIMEOUT", "vencrypt_x509none", "qemu_opt", "VNC_BASE_PORT"]
+__all__ = [
+    "FakeCreds", "handshake_raw", "x509_material", "pump", "registry", "glob_list",
+    "SocketLink", "drive", "tcp_pair", "accept_one", "vencrypt_x509none", "qemu_opt",
+    "measure_sessions", "measure_qemu", "MAX_PUMP_ROUNDS", "SOCKET_TIMEOUT", "VNC_BASE_PORT",
+]
 
 #: A TLS 1.2 handshake needs 4 flights, TLS 1.3 with client certificates 3;
 #: anything still talking after this many rounds is stuck.
@@ -401,7 +403,8 @@ def measure_sessions(n: int) -> list[str]:
             client.check_credentials()
         total = time.perf_counter() - started
         lines.append(f"{name}: server side {1000 * server_time / n:.2f} ms per handshake "
-                     f"= {n / server_time:.0f}/s per core ({n / total:.0f} pairs/s in one process)")
+                     f"= {n / server_time:.0f}/s per core "
+                     f"({n / total:.0f} pairs/s in one process)")
     return lines
 
 

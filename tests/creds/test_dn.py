@@ -301,7 +301,8 @@ class DifferentialTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.gnutls = oracle()
         if not self.gnutls.version.startswith("3.7."):
-            raise SkipTest(f"the oracle must be GnuTLS 3.7 (QEMU 7.2's), found {self.gnutls.version}")
+            raise SkipTest("the oracle must be GnuTLS 3.7 (QEMU 7.2's), "
+                           f"found {self.gnutls.version}")
 
     def agree(self, der: bytes) -> None:
         theirs = self.gnutls.dn(der)

@@ -65,8 +65,8 @@ class AnonContextTests(SynchronousTestCase):
         err = self.assertRaises(
             ObjectError, engine.build_context, FakeCreds("anon", Endpoint.SERVER),
             AnonMaterial(dh_params_pem=b"not pem", paths={"dh": "/d/dh-params.pem"}))
-        self.assertTrue(str(err).startswith("Unable to load DH parameters from /d/dh-params.pem: "),
-                        str(err))
+        self.assertTrue(
+            str(err).startswith("Unable to load DH parameters from /d/dh-params.pem: "), str(err))
         self.assertEqual(err.path, "/d/dh-params.pem")
 
 

@@ -214,7 +214,7 @@ class RealObjectTests(SynchronousTestCase):
         self.assertTrue(server.session.cipher_name.startswith("ADH-"))
 
     def test_reload_keeps_running_session(self) -> None:
-        """After reload(), a session made before keeps the old certificate, new ones get the new."""
+        """After reload(), an earlier session keeps the old certificate; new ones get the new."""
         s_creds = self.reg.create("tls-creds-x509", {
             "id": "tls0", "dir": f"{self.dir}/server", "endpoint": "server"})
         c_creds = self.reg.create("tls-creds-x509", {
