@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import threading
 import time
 from dataclasses import dataclass
 
@@ -49,7 +50,7 @@ __all__ = [
     "assert_same_pixels",
     "GvncPki", "gvnccapture", "Xvfb", "parse_xwd", "XwdError",
     "vnc_password_file_bytes", "vncviewer_command", "run_vncdo",
-    "wait_until",
+    "wait_until", "RfbTap", "first_encoding", "TapError", "ENCODING_NAMES",
 ]
 
 #: Seconds a server gets to start listening.  vncd imports Twisted,
@@ -776,6 +777,226 @@ def _vncdo_main() -> int:
     client.disconnect()
     api.shutdown()
     return 0
+
+
+# -- which encoding a server used --------------------------------------------
+
+#: Server bytes a tap keeps per connection: the handshake and the first
+#: update's first rectangle header come long before this (a 301x203 raw
+#: rectangle is 245 KB); more would only hold pixels nobody reads.
+MAX_TAP_BYTES = 4 * 1024 * 1024
+
+#: Rectangles (pseudo ones included) read before the first real one.
+MAX_TAP_RECTS = 64
+
+#: Longest desktop name or cut text a tap skips over.
+MAX_TAP_TEXT = 1024 * 1024
+
+#: Seconds a tap waits for either side before giving up on a connection.
+TAP_IDLE_TIMEOUT = CLIENT_TIMEOUT
+
+ENCODING_NAMES = {0: "Raw", 1: "CopyRect", 2: "RRE", 4: "CoRRE", 5: "Hextile",
+                  6: "Zlib", 7: "Tight", 16: "ZRLE"}
+
+
+class TapError(ValueError):
+    """Server bytes that are not a None-security RFB 3.8 session this tap can read."""
+
+
+class _Bytes:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes | None:
+        if self.pos + n > len(self.data):
+            return None
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def number(self, fmt: str) -> int | None:
+        size = struct.calcsize(fmt)
+        chunk = self.take(size)
+        return None if chunk is None else struct.unpack(fmt, chunk)[0]
+
+
+def _pseudo_payload(stream: _Bytes, encoding: int, width: int, height: int,
+                    bytes_per_pixel: int) -> bool | None:
+    """Skip a pseudo-rectangle's payload; ``None`` when the bytes run out."""
+    if encoding in (-223, -224, -257, -258):  # DesktopSize, LastRect, QEMU pointer/keys
+        return True
+    if encoding == -261:  # QEMU LED state
+        return stream.take(1) is not None
+    if encoding == -308:  # ExtendedDesktopSize
+        count = stream.number(">B")
+        return count is not None and stream.take(3 + 16 * count) is not None
+    if encoding == -307:  # DesktopName
+        length = stream.number(">I")
+        if length is not None and length > MAX_TAP_TEXT:
+            raise TapError(f"desktop name of {length} bytes")
+        return length is not None and stream.take(length) is not None
+    if encoding == -239:  # Cursor: pixels then a 1-bit mask
+        return stream.take(width * height * bytes_per_pixel
+                           + (width + 7) // 8 * height) is not None
+    if encoding == -240:  # XCursor
+        return width * height == 0 or stream.take(6 + 2 * ((width + 7) // 8) * height) is not None
+    raise TapError(f"pseudo-encoding {encoding} is not one the tap can skip")
+
+
+def first_encoding(data: bytes) -> int | None:
+    """The encoding of the first real rectangle the server sent, from its bytes.
+
+    ``data`` is everything the server sent on one connection whose only
+    security type was None.  ``None`` means the bytes end first; a stream
+    this tap cannot follow raises :class:`TapError`.  Pixel data are never
+    decoded: only pseudo-rectangles and non-update messages are skipped.
+    """
+    stream = _Bytes(data)
+    version = stream.take(12)
+    if version is None:
+        return None
+    if not version.startswith(b"RFB 003."):
+        raise TapError(f"not an RFB 3.x greeting: {version!r}")
+    count = stream.number(">B")
+    if count is None:
+        return None
+    types = stream.take(count)
+    if types is None:
+        return None
+    if types != b"\x01":
+        raise TapError(f"security types {list(types)}: the tap reads None sessions only")
+    if stream.take(4) is None:  # SecurityResult
+        return None
+    init = stream.take(24)
+    if init is None:
+        return None
+    bytes_per_pixel = max(init[4] // 8, 1)
+    name_length = struct.unpack(">I", init[20:24])[0]
+    if name_length > MAX_TAP_TEXT:
+        raise TapError(f"desktop name of {name_length} bytes")
+    if stream.take(name_length) is None:
+        return None
+    rects = 0
+    while True:
+        kind = stream.number(">B")
+        if kind is None:
+            return None
+        if kind == 0:
+            header = stream.take(3)
+            if header is None:
+                return None
+            for _ in range(struct.unpack(">xH", header)[0]):
+                rects += 1
+                if rects > MAX_TAP_RECTS:
+                    raise TapError(f"no real rectangle among the first {MAX_TAP_RECTS}")
+                rect = stream.take(12)
+                if rect is None:
+                    return None
+                _x, _y, width, height, encoding = struct.unpack(">HHHHi", rect)
+                if encoding >= 0:
+                    return encoding
+                if not _pseudo_payload(stream, encoding, width, height, bytes_per_pixel):
+                    return None
+        elif kind == 1:  # SetColourMapEntries
+            header = stream.take(5)
+            if header is None or stream.take(6 * struct.unpack(">xHH", header)[1]) is None:
+                return None
+        elif kind in (2, 150):  # Bell, EndOfContinuousUpdates
+            continue
+        elif kind == 3:  # ServerCutText; a negative length is Extended Clipboard
+            header = stream.take(7)
+            if header is None:
+                return None
+            length = abs(struct.unpack(">3xi", header)[0])
+            if length > MAX_TAP_TEXT:
+                raise TapError(f"cut text of {length} bytes")
+            if stream.take(length) is None:
+                return None
+        elif kind == 248:  # ServerFence
+            header = stream.take(8)
+            if header is None or stream.take(header[7]) is None:
+                return None
+        else:
+            raise TapError(f"server message type {kind} before the first update")
+
+
+class RfbTap:
+    """A loopback relay in front of a server that keeps what the server sends.
+
+    Clients connect to :attr:`port`; each connection is relayed to the
+    server's port in a thread, and the server's first
+    :data:`MAX_TAP_BYTES` bytes are kept in :attr:`streams` (one entry per
+    connection, in order).  Stopped by a cleanup on the test.
+    """
+
+    def __init__(self, test, target_port: int, host: str = "127.0.0.1",
+                 listen_port: int = 0) -> None:
+        self.target = (host, target_port)
+        self.listener = socket.socket()
+        self.listener.bind((host, listen_port))
+        self.listener.listen(8)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.streams: list[bytearray] = []
+        self._stop = threading.Event()
+        self._threads = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+        test.addCleanup(self.stop)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            stream = bytearray()
+            self.streams.append(stream)
+            thread = threading.Thread(target=self._relay, args=(client, stream), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _relay(self, client: socket.socket, stream: bytearray) -> None:
+        try:
+            server = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        peers = {client: server, server: client}
+        deadline = time.monotonic() + TAP_IDLE_TIMEOUT
+        try:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                ready, _, _ = select.select(list(peers), [], [], 0.2)
+                for sock in ready:
+                    try:
+                        data = sock.recv(65536)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        return
+                    deadline = time.monotonic() + TAP_IDLE_TIMEOUT
+                    if sock is server and len(stream) < MAX_TAP_BYTES:
+                        stream += data[:MAX_TAP_BYTES - len(stream)]
+                    peers[sock].sendall(data)
+        except OSError:
+            return
+        finally:
+            client.close()
+            server.close()
+
+    def encodings(self) -> list[int | None]:
+        """The first real rectangle's encoding on each connection so far."""
+        return [first_encoding(bytes(s)) for s in list(self.streams)]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.listener.close()
+        self._thread.join(5)
+        for thread in self._threads:
+            thread.join(5)
 
 
 if __name__ == "__main__":

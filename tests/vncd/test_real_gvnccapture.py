@@ -129,8 +129,13 @@ class GvncCaptureMixin:
     # -- the configurations ------------------------------------------------
 
     def test_none(self):
-        """Security type None: gvnccapture captures the screen without a prompt."""
-        self.assertCaptures(self.serve(""))
+        """Security type None: the capture is exact and was sent as ZRLE, gtk-vnc's first choice."""
+        display = self.serve("")
+        relay = free_display()
+        tap = realclients.RfbTap(self, 5900 + display, listen_port=5900 + relay)
+        self.assertCaptures(relay)
+        self.assertEqual([realclients.ENCODING_NAMES.get(e, e) for e in tap.encodings()],
+                         ["ZRLE"])
 
     def test_vnc_password(self):
         """VNC authentication: the password typed at the prompt gets the screen."""
