@@ -377,6 +377,14 @@ class PeerCertificateTests(SynchronousTestCase):
         s, c = x509_pair(k.ca, k.server_alt1, k.ca, selfsigned)
         self.assertEqual(check(s), "The certificate hasn't got a known issuer")
 
+    def test_server_only_certificate_as_client(self) -> None:
+        """A client certificate whose purpose is server-only is refused (QEMU accepts it)."""
+        k = certs()
+        s, c = x509_pair(k.ca, k.server_alt1, k.ca, certgen.server(k.ca, "qemu"))
+        err = self.assertRaises(TLSCheckError, s.check_credentials)
+        self.assertEqual((err.message, err.check), ("The certificate is not trusted", "untrusted"))
+        self.assertIn("purpose", err.hint)
+
     def test_revoked_client(self) -> None:
         """A client certificate listed in the CRL is revoked."""
         k = certs()
