@@ -347,7 +347,8 @@ def run_probe(host: str, port: int, kind: ClientKind,
         sock.close()
 
 
-def session_tickets(host: str, port: int, source: str | None = None) -> tuple[ProbeResult, str, bool]:
+def session_tickets(host: str, port: int,
+                    source: str | None = None) -> tuple[ProbeResult, str, bool]:
     """Probe a ``*None`` VeNCrypt display; report the TLS version and whether
     the server handed out a session ticket by the time SecurityResult arrived.
 

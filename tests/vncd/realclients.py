@@ -281,7 +281,8 @@ def read_png(path: str) -> np.ndarray:
 def pixel_mismatch(got: np.ndarray, expected: np.ndarray) -> str | None:
     """``None`` when equal, else a one-line description of the difference."""
     if got.shape != expected.shape:
-        return f"size {got.shape[1]}x{got.shape[0]}, expected {expected.shape[1]}x{expected.shape[0]}"
+        return (f"size {got.shape[1]}x{got.shape[0]},"
+                f" expected {expected.shape[1]}x{expected.shape[0]}")
     diff = np.any(got != expected, axis=-1)
     count = int(diff.sum())
     if not count:

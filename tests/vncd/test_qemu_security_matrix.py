@@ -60,6 +60,14 @@ PROBE_WORKERS = 8
 #: configurations expected to be refused (each is a short-lived process).
 REFUSAL_WORKERS = 4
 
+#: What both servers' refusal says when a port is taken ("Failed to find
+#: an available port: Address already in use", QEMU and vncd alike).
+PORT_TAKEN = "Address already in use"
+
+#: Displays moved to a fresh port in one start before giving up: other
+#: tests grab ports at random, so one or two collisions can happen.
+MAX_PORT_MOVES = 5
+
 #: The loopback /16 probes connect from (one address each, see
 #: :func:`source_address`), and how many addresses it offers.
 SOURCE_PREFIX = "127.77"
@@ -234,10 +242,13 @@ def _start_group(command, objects: list[str], configs: list[Config],
                  displays: dict, name: str, notes: list):
     """Start ``configs`` in one process, dropping each one the server refuses.
 
+    A display whose port another program took meanwhile is moved to a
+    fresh one (that is the environment, not the server refusing).
     Returns ``(proc or None, {config: message})``.
     """
     remaining = list(configs)
     refused = {}
+    moves = 0
     while remaining:
         vnc_args = {c: _vnc_arg(c, displays[c]) for c in remaining}
         argv = command(objects + [x for c in remaining for x in ("-vnc", vnc_args[c])])
@@ -249,10 +260,24 @@ def _start_group(command, objects: list[str], configs: list[Config],
         found = _refusal(output, vnc_args)
         if found is None:
             raise RuntimeError(f"{name} failed without naming a -vnc option: {output}")
-        refused[found[0]] = found[1]
-        notes.append(f"{name} refused {found[0]}: {found[1]}")
-        remaining.remove(found[0])
+        config, message = found
+        if PORT_TAKEN in message and moves < MAX_PORT_MOVES:
+            moves += 1
+            displays[config] = _fresh_display(displays)
+            continue
+        refused[config] = message
+        notes.append(f"{name} refused {config}: {message}")
+        remaining.remove(config)
     return None, refused
+
+
+def _fresh_display(displays: dict) -> int:
+    """A free display number not already given to another configuration."""
+    used = set(displays.values())
+    display = free_display()
+    while display in used:
+        display = free_display()
+    return display
 
 
 def run_server(command, name: str, expect_refused=frozenset()) -> ServerRun:
@@ -267,13 +292,9 @@ def run_server(command, name: str, expect_refused=frozenset()) -> ServerRun:
     try:
         pki = Pki(directory)
         objects = pki.objects()
-        displays = {}
+        displays: dict = {}
         for config in CONFIGS:
-            used = set(displays.values())
-            display = free_display()
-            while display in used:
-                display = free_display()
-            displays[config] = display
+            displays[config] = _fresh_display(displays)
         notes: list[str] = []
         verdicts = {}
         serving = []
@@ -618,7 +639,8 @@ class ProbeTests(SynchronousTestCase):
         a, b = Config("none", "none", "allow"), Config("anon", "none", "none")
         args = {a: _vnc_arg(a, 7), b: _vnc_arg(b, 8)}
         output = ("warning: something\n"
-                  f"qemu-system-x86_64: -vnc {args[a]}: 'tls-authz' provided but TLS is not enabled\n")
+                  f"qemu-system-x86_64: -vnc {args[a]}: "
+                  "'tls-authz' provided but TLS is not enabled\n")
         self.assertEqual(_refusal(output, args),
                          (a, "'tls-authz' provided but TLS is not enabled"))
         self.assertIsNone(_refusal("vncd: -object x: bad\n", args))

@@ -129,7 +129,7 @@ class GvncCaptureMixin:
     # -- the configurations ------------------------------------------------
 
     def test_none(self):
-        """Security type None: the capture is exact and was sent as ZRLE, gtk-vnc's first choice."""
+        """Security type None: the capture is exact, sent as ZRLE (gtk-vnc's first choice)."""
         display = self.serve("")
         relay = free_display()
         tap = realclients.RfbTap(self, 5900 + display, listen_port=5900 + relay)

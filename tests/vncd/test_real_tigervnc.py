@@ -296,7 +296,8 @@ class XwdTests(SynchronousTestCase):
 
 def _session(*messages: bytes, types: bytes = b"\x01\x01") -> bytes:
     """Server bytes of a None session: greeting, types, result, ServerInit, ``messages``."""
-    init = struct.pack(">HH", 4, 2) + bytes([32, 24, 0, 1]) + bytes(12) + struct.pack(">I", 2) + b"hi"
+    init = (struct.pack(">HH", 4, 2) + bytes([32, 24, 0, 1]) + bytes(12)
+            + struct.pack(">I", 2) + b"hi")
     return b"RFB 003.008\n" + types + b"\0\0\0\0" + init + b"".join(messages)
 
 

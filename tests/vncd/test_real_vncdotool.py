@@ -129,11 +129,9 @@ class VncdoMixin:
         self.assertFalse(os.path.exists(out))
 
     def test_encodings(self):
-        """Limited to each single encoding vncdotool decodes, the capture is exact.
-
-        A relay in front of the server reads which encoding the server
-        really used: the one asked for where the server has it, else Raw.
-        """
+        """Limited to each single encoding vncdotool decodes, the capture is exact."""
+        # A relay in front of the server reads which encoding the server
+        # really used: the one asked for where the server has it, else Raw.
         tap = realclients.RfbTap(self, self.serve())
         for encoding in VNCDO_ENCODINGS:
             out = os.path.join(self.dir, f"{encoding}.png")
