@@ -12,6 +12,10 @@ service needs is reachable from here:
 
 from __future__ import annotations
 
+from creds import _openssl_config
+
+_openssl_config.apply()
+
 from creds.objects import ObjectError, ObjectRegistry, UserCreatable
 from creds.tlscreds import Endpoint, TLSCreds
 
