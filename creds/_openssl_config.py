@@ -9,23 +9,35 @@ context, then restores the environment so child processes are unaffected.
 
 An administrator's own ``OPENSSL_CONF`` wins: then nothing is changed
 (add ``NumTickets = 0`` to its ``system_default`` section to get the same
-effect).  If something in the process created a TLS context before
-``creds`` was imported, the setting cannot take effect any more and
-sessions at TLS 1.3 carry tickets.
+effect).  pyOpenSSL initialises OpenSSL when it is imported, so if
+anything imported it before ``creds`` the setting cannot take effect any
+more: :data:`STATUS` says which case applies and the engine warns once.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["apply", "CONFIG_PATH"]
+import sys
+
+__all__ = ["apply", "CONFIG_PATH", "STATUS"]
 
 CONFIG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "openssl.cnf")
 
 
+#: ``applied``, ``administrator`` (OPENSSL_CONF was set), ``too-late``
+#: (OpenSSL was initialised before creds was imported) or ``not-run``.
+STATUS = "not-run"
+
+
 def apply() -> bool:
     """Load vncd's OpenSSL configuration if nobody configured OpenSSL; True if applied."""
+    global STATUS
     if os.environ.get("OPENSSL_CONF"):
+        STATUS = "administrator"
+        return False
+    if "OpenSSL.SSL" in sys.modules:
+        STATUS = "too-late"
         return False
     os.environ["OPENSSL_CONF"] = CONFIG_PATH
     try:
@@ -34,4 +46,5 @@ def apply() -> bool:
         SSL.Context(SSL.TLS_METHOD)
     finally:
         os.environ.pop("OPENSSL_CONF", None)
+    STATUS = "applied"
     return True

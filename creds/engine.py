@@ -36,6 +36,7 @@ from typing import Any
 from cryptography import x509
 from OpenSSL import SSL, crypto
 
+from creds import _openssl_config
 from creds.material import AnonMaterial, X509Material
 from creds.objects import ObjectError
 from creds.priority import TLSPolicy, parse_priority
@@ -120,6 +121,8 @@ def build_context(creds: Any, material: X509Material | AnonMaterial) -> SSL.Cont
     server = endpoint is Endpoint.SERVER
     policy = parse_priority(creds.priority, anon=creds.kind == "anon")
     _report_notes(creds, policy)
+    if server and creds.kind == "x509":
+        _warn_if_tickets(creds)
     if creds.kind == "anon":
         if not isinstance(material, AnonMaterial):
             raise TypeError(f"anon credentials need AnonMaterial, got {type(material).__name__}")
@@ -143,6 +146,24 @@ def build_context(creds: Any, material: X509Material | AnonMaterial) -> SSL.Cont
         ctx.set_verify(SSL.VERIFY_NONE)
     _check_ciphers(ctx, creds)
     return ctx
+
+
+_tickets_warned = False
+
+
+def _warn_if_tickets(creds: Any) -> None:
+    """Say once per process when TLS 1.3 session tickets could not be turned off."""
+    global _tickets_warned
+    if _openssl_config.STATUS != "too-late" or _tickets_warned:
+        return
+    registry = getattr(creds, "registry", None)
+    if registry is None:
+        return
+    _tickets_warned = True
+    registry.warn(
+        "TLS 1.3 session tickets cannot be turned off: OpenSSL was initialised"
+        " before the creds package was imported (import creds first); some"
+        " viewers, such as TigerVNC 1.12, stall on them")
 
 
 def _report_notes(creds: Any, policy: TLSPolicy) -> None:

@@ -7,6 +7,10 @@ for a randomized, longer run by hand.
 
 import os
 
+# creds configures OpenSSL process-wide on import; it must come before any
+# test module imports pyOpenSSL (see creds._openssl_config).
+import creds  # noqa: F401
+
 try:
     from hypothesis import HealthCheck, settings
 except ImportError:  # pragma: no cover - hypothesis is a test dependency
