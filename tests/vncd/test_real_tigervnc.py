@@ -3,16 +3,16 @@
 X509None runs at TLS 1.3 (GnuTLS's default) and held to TLS 1.2: TigerVNC
 1.12 can hang at 1.3 when a server sends session tickets, as vncd once
 did.  The viewer runs windowed near the top-left of an Xvfb screen larger
-than the desktop (found with :func:`realclients.locate`); the test reads Xvfb's framebuffer back from its ``-fbdir`` XWD
-file and waits (bounded) until the window shows exactly the server's
-picture -- which proves the viewer got through the handshake, decoded every
-rectangle and drew it.  The viewer's log confirms the security type it
-chose.  Encodings: with automatic selection off, Tight (JPEG off), ZRLE,
-Hextile and Raw are each put first in turn; a relay reads which encoding
-the server really sent (:data:`CHOSEN`), and every one must give the same
-pixels.  The same tests run against QEMU 7.2 (reference: a gvnccapture of a
-plain display of that QEMU) and against vncd (reference: the PNG its
-``-screen image`` shows).
+than the desktop (found with :func:`realclients.locate`); the test reads
+Xvfb's framebuffer back from its ``-fbdir`` XWD file and waits (bounded)
+until the window shows exactly the server's picture -- which proves the
+viewer got through the handshake, decoded every rectangle and drew it.
+The viewer's log confirms the security type it chose.  Encodings: with
+automatic selection off, Tight (JPEG off), ZRLE, Hextile and Raw are each
+put first in turn; a relay reads which encoding the server really sent
+(:data:`CHOSEN`), and every one must give the same pixels.  The same tests
+run against QEMU 7.2 (reference: a gvnccapture of a plain display of that
+QEMU) and against vncd (reference: the PNG its ``-screen image`` shows).
 """
 
 from __future__ import annotations
