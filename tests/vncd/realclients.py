@@ -70,7 +70,7 @@ STOP_GRACE = 5.0
 MAX_OUTPUT = 256 * 1024
 
 #: Seconds to wait for the gvnccapture certificate lock.  Holders keep it for
-#: one capture (a few seconds); a minute covers a queue of parallel workers.
+#: one test (a few seconds); two minutes cover a queue of parallel workers.
 PKI_LOCK_TIMEOUT = 120.0
 
 #: Where gvnccapture's certificate state is serialised between processes
@@ -109,6 +109,7 @@ class Proc:
         self.argv = argv
         self.name = name
         self._out = tempfile.TemporaryFile()
+        self._final: str | None = None
         self.popen = subprocess.Popen(
             argv, stdin=stdin, stdout=self._out, stderr=subprocess.STDOUT,
             env=env, cwd=cwd, pass_fds=pass_fds, start_new_session=True)
@@ -122,6 +123,8 @@ class Proc:
 
     def output(self) -> str:
         """What the child printed so far (stdout and stderr), capped."""
+        if self._final is not None:
+            return self._final
         self._out.flush()
         self._out.seek(0)
         data = self._out.read(MAX_OUTPUT)
@@ -141,6 +144,9 @@ class Proc:
             if self.wait(STOP_GRACE) is None:
                 self._signal(signal.SIGKILL)
                 self.popen.wait()
+        if self._final is None:
+            self._final = self.output()
+            self._out.close()
         return self.popen.returncode
 
     def _signal(self, sig: int) -> None:
