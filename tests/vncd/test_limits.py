@@ -70,8 +70,7 @@ class CutTextTests(SynchronousTestCase):
         self.assertEqual(L.MAX_CUT_TEXT, 1 << 20)
 
     def test_over_limit_disconnects_on_the_header(self):
-        """A cut text announcing more than the limit closes the connection at once,
-        before a single byte of its payload is sent."""
+        """A cut text over the limit closes the connection before any payload is sent."""
         server = display_server(limits=Limits(max_cut_text=1000))
         client = Client(server).pump()
         client.proto.dataReceived(b"\x06\x00\x00\x00" + struct.pack(">I", 1001))
@@ -163,8 +162,7 @@ class ThrottleTests(SynchronousTestCase):
         return Client(server, host=host, password=b"wrong").pump()
 
     def test_blocks_after_five_failures(self):
-        """The sixth connection after five failures is refused with a reason, in its
-        version's format; another address is unaffected."""
+        """After five failures an address is refused with a reason; others are unaffected."""
         reactor = MemoryReactorClock()
         server = display_server(password=True, reactor=reactor)
         for _ in range(L.AUTH_FAILURES_BEFORE_BLOCK):
@@ -273,8 +271,7 @@ class LimitsObjectTests(SynchronousTestCase):
 class ThrottleResetTests(SynchronousTestCase):
 
     def test_only_proof_of_a_secret_resets(self):
-        """A VNC-authenticated success clears the address; entering a display
-        without authentication does not."""
+        """A VNC-authenticated success clears an address; an unauthenticated display does not."""
         from vncd.rfb.security import SecurityConfig, auth_for
         from vncd.rfb.testing import FakeDisplay
         from vncd.server import DisplayServer

@@ -74,8 +74,7 @@ class TransitionTableTests(SynchronousTestCase):
                          set(ClientState))
 
     def test_server_admits_only_through_authentication(self):
-        """The server reaches AWAIT_CLIENT_INIT only by AUTHENTICATED, and VeNCrypt
-        reaches authentication only through TLS_HANDSHAKE."""
+        """AWAIT_CLIENT_INIT is reached only by AUTHENTICATED; VeNCrypt only via TLS."""
         into_init = {k for k, v in SERVER_TRANSITIONS.items()
                      if v is ServerState.AWAIT_CLIENT_INIT}
         self.assertEqual({event for _, event in into_init}, {ServerInput.AUTHENTICATED})

@@ -167,8 +167,7 @@ class PlainTests(ServiceCase):
 class TLSTests(ServiceCase):
 
     async def test_x509_with_client_certificate(self):
-        """x509 creds with verify-peer and authz: alice's certificate gets her in,
-        the client checks the server's name, and the DN is recorded."""
+        """With verify-peer and authz alice gets in and her DN and TLS details are recorded."""
         port = free_port()
         screen = pattern_screen()
         self.serve(display(listen=(tcp(port),), tls_creds="x509v", tls_authz="allow-alice"),
@@ -273,8 +272,7 @@ class StartupErrorTests(SynchronousTestCase):
         self.assertIn("SASL", error.message)
 
     def test_authz_that_cannot_take_effect(self):
-        """tls-authz with anonymous creds, or with verify-peer=off, refuses to start
-        (QEMU accepts both and ignores the rule)."""
+        """tls-authz with anonymous creds or verify-peer=off refuses to start (QEMU ignores it)."""
         error = self.fails(display(listen=(tcp(free_port()),), tls_creds="anon",
                                    tls_authz="allow-alice"))
         self.assertIn("anonymous", error.message)
@@ -314,8 +312,7 @@ class StartupErrorTests(SynchronousTestCase):
 class ReleaseTests(ServiceCase):
 
     async def test_ports_released_after_failed_start(self):
-        """When a later display fails, the ports the earlier ones opened are released
-        (Twisted closes a port on the reactor's next turn)."""
+        """A failed start releases the ports earlier displays opened (on the next turn)."""
         good = free_port()
         with self.assertRaises(StartupError):
             start(reactor, self.pki.registry, Invocation(displays=[

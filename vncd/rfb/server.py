@@ -151,16 +151,6 @@ class ServerConnection:
     def state(self) -> ServerState:
         return self._machine.state
 
-    @property
-    def auth(self):
-        """The :class:`~vncd.rfb.security.Auth` this connection offers."""
-        return self._auth
-
-    @property
-    def initialised(self) -> bool:
-        """True once ServerInit has been sent."""
-        return self.state is ServerState.RUNNING
-
     # -- bytes in and out -------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
