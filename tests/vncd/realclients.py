@@ -49,7 +49,7 @@ __all__ = [
     "make_picture", "write_png", "read_png", "locate", "pixel_mismatch",
     "assert_same_pixels",
     "GvncPki", "gvnccapture", "Xvfb", "parse_xwd", "XwdError",
-    "vnc_password_file_bytes", "vncviewer_command", "run_vncdo",
+    "vnc_password_file_bytes", "vncviewer_command", "start_vncviewer", "run_vncdo",
     "wait_until", "RfbTap", "first_encoding", "TapError", "ENCODING_NAMES",
 ]
 
@@ -113,10 +113,6 @@ class Proc:
         self.popen = subprocess.Popen(
             argv, stdin=stdin, stdout=self._out, stderr=subprocess.STDOUT,
             env=env, cwd=cwd, pass_fds=pass_fds, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
 
     def poll(self) -> int | None:
         return self.popen.poll()
@@ -519,7 +515,7 @@ GVNC_PASSWORD_PROMPT = b"Password:"
 
 
 def gvnccapture(host: str, display: int, out: str, *, password: str | None = None,
-                timeout: float = CLIENT_TIMEOUT, debug: bool = False) -> ClientRun:
+                timeout: float = CLIENT_TIMEOUT) -> ClientRun:
     """Run ``gvnccapture HOST:DISPLAY OUT`` on a pty, typing ``password`` if asked.
 
     gvnccapture prints its prompt, then turns echo off with ``TCSAFLUSH``
@@ -529,7 +525,7 @@ def gvnccapture(host: str, display: int, out: str, *, password: str | None = Non
     """
     exe = require_tool("gvnccapture")
     master, slave = pty.openpty()
-    argv = [exe] + (["-d"] if debug else []) + [f"{host}:{display}", out]
+    argv = [exe, f"{host}:{display}", out]
     try:
         popen = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
                                  start_new_session=True, env=_child_env())
@@ -675,6 +671,10 @@ class Xvfb:
 
 # -- TigerVNC vncviewer ------------------------------------------------------
 
+#: vncviewer's log level: 30 (info) names the security type it chooses;
+#: 100 (debug) would also draw a statistics graph over the desktop.
+VNCVIEWER_LOG_LEVEL = 30
+
 def vnc_password_file_bytes(password: str) -> bytes:
     """The 8 bytes vncpasswd writes for ``password`` (DES with the fixed key)."""
     raw = password.encode("latin-1")[:8].ljust(8, b"\0")
@@ -685,7 +685,7 @@ def vnc_password_file_bytes(password: str) -> bytes:
 def vncviewer_command(xvfb: Xvfb, port: int, *, security_types: str,
                       password_file: str | None = None, x509_ca: str | None = None,
                       encoding: str | None = None, host: str = "127.0.0.1",
-                      gnutls_priority: str | None = None, log_level: int = 30) -> list[str]:
+                      gnutls_priority: str | None = None) -> list[str]:
     """TigerVNC vncviewer, windowed near the screen's top-left, no dialogs.
 
     Without a window manager FLTK places the window a little off ``+0+0``,
@@ -697,7 +697,7 @@ def vncviewer_command(xvfb: Xvfb, port: int, *, security_types: str,
     """
     argv = [require_tool("vncviewer"), "-display", xvfb.display,
             "-geometry", "+0+0", "-SecurityTypes", security_types,
-            "-Log", f"*:stderr:{log_level}", "-AlertOnFatalError=0",
+            "-Log", f"*:stderr:{VNCVIEWER_LOG_LEVEL}", "-AlertOnFatalError=0",
             "-ReconnectOnError=0", "-Shared", "-RemoteResize=0", "-MenuKey=",
             "-NoJPEG", "-FullColor", "-DotWhenNoCursor=0"]
     if encoding is not None:
@@ -733,7 +733,7 @@ def run_vncdo(port: int, actions: list, *, password: str | None = None,
     """Drive vncdotool's API in a child process.
 
     ``actions`` is a list of ``["capture", PATH]``, ``["key", NAME]``,
-    ``["move", X, Y]``, ``["click", BUTTON]``, ``["pause", SECONDS]``.
+    ``["move", X, Y]`` and ``["click", BUTTON]``.
     The password travels on stdin, never on a command line.
     """
     if encoding not in VNCDO_ENCODINGS:
@@ -773,8 +773,6 @@ def _vncdo_main() -> int:
                 client.mouseMove(int(args[0]), int(args[1]))
             elif action == "click":
                 client.mousePress(int(args[0]))
-            elif action == "pause":
-                time.sleep(float(args[0]))
             else:
                 raise ValueError(f"unknown vncdotool action {action!r}")
     except Exception as e:  # the connection is gone: report, do not wait on it
@@ -968,10 +966,11 @@ class RfbTap:
 
     def _relay(self, client: socket.socket, stream: bytearray) -> None:
         try:
-            server = socket.create_connection(self.target, timeout=5)
+            server = socket.create_connection(self.target, timeout=TAP_IDLE_TIMEOUT)
         except OSError:
             client.close()
             return
+        client.settimeout(TAP_IDLE_TIMEOUT)
         peers = {client: server, server: client}
         deadline = time.monotonic() + TAP_IDLE_TIMEOUT
         try:
