@@ -2,7 +2,8 @@
 
 None, VNC password (typed into gvnccapture's terminal), anonymous TLS with
 and without a password, x509 with and without a client certificate, x509
-plus password, and the legacy ``-vnc ...,tls,x509verify=DIR`` form.  Each
+plus password, an authz-list, and the legacy ``-vnc ...,tls``,
+``tls,x509=DIR`` and ``tls,x509verify=DIR`` forms (which QEMU 7.2 refuses).  Each
 capture is compared pixel for pixel with what the server shows: for vncd
 the PNG its ``-screen image`` serves, for QEMU 7.2 (the same tests, proving
 the harness) a capture through a plain display of the same process.
@@ -195,11 +196,10 @@ class GvncCaptureMixin:
         self.assertCaptures(self.serve("tls-creds=tls0,tls-authz=authz0",
                                        self.x509(True) + ("-object", json.dumps(rules))))
 
-    def test_legacy_x509verify(self):
-        """The pre-3.1 form -vnc HOST:N,tls,x509verify=DIR (vncd only; QEMU 7.2 refuses it)."""
-        self.install(client=True)
+    def assertLegacy(self, options: str) -> None:
+        """``-vnc 127.0.0.1:N,<options>`` serves gvnccapture (vncd); QEMU 7.2 refuses ``tls``."""
         display = free_display()
-        spec = f"127.0.0.1:{display},tls,x509verify={self.creds_dir}"
+        spec = f"127.0.0.1:{display},{options}"
         if self.server == "qemu":
             proc = realclients.launch(realclients.qemu_command(["-vnc", spec]),
                                       [5900 + display], name="qemu")
@@ -212,6 +212,20 @@ class GvncCaptureMixin:
                 ["-vnc", spec, "-screen", f"image,file={self.picture_path}"]),
             [5900 + display], name="vncd")
         self.assertCaptures(display)
+
+    def test_legacy_x509verify(self):
+        """The pre-3.1 form -vnc HOST:N,tls,x509verify=DIR admits a client certificate."""
+        self.install(client=True)
+        self.assertLegacy(f"tls,x509verify={self.creds_dir}")
+
+    def test_legacy_x509(self):
+        """The pre-3.1 form -vnc HOST:N,tls,x509=DIR admits a client without a certificate."""
+        self.install(client=False)
+        self.assertLegacy(f"tls,x509={self.creds_dir}")
+
+    def test_legacy_tls(self):
+        """The pre-3.1 form -vnc HOST:N,tls gives anonymous TLS."""
+        self.assertLegacy("tls")
 
 
 class GvncCaptureQemuTests(GvncCaptureMixin, SynchronousTestCase):
