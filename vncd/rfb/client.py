@@ -29,20 +29,20 @@ from vncd.encoding.decode import DecodeError, FramebufferDecoder, UpdateComplete
 from vncd.encoding.decode import NEED_DATA as DECODER_NEED_DATA
 from vncd.pixels import PixelFormat, PixelFormatError
 from vncd.rfb import vncauth
+from vncd.rfb.connection import Connection
 from vncd.rfb.errors import LocalProtocolError, RemoteProtocolError
 from vncd.rfb.events import (
-    CLOSED, NEED_DATA, PAUSED, AuthenticationFailed, AuthenticationSucceeded, Refused,
-    SecurityTypeChosen, ServerInitReceived, StartTLS, VersionAgreed,
+    NEED_DATA, AuthenticationFailed, AuthenticationSucceeded, Refused, SecurityTypeChosen,
+    ServerInitReceived, StartTLS, VersionAgreed,
 )
 from vncd.rfb.limits import Limits
+from vncd.encoding import messages as server_wire
 from vncd.rfb.messages import (
-    ClientMessage, ServerMessageType, SetColourMapEntries, parse_bell, parse_colour_map_entries,
-    parse_end_of_continuous_updates, parse_server_cut_text, parse_server_fence,
-    parse_server_init_header,
+    SERVER_PARSERS, ClientMessage, SetColourMapEntries, parse_server_init_header,
 )
 from vncd.rfb.security import SECURITY_LABELS, SecurityType, VeNCryptSubtype
 from vncd.rfb.server import VERSION_LENGTH, negotiated_minor, parse_version
-from vncd.rfb.states import CLIENT_TRANSITIONS, ClientInput, ClientState, StateMachine
+from vncd.rfb.states import CLIENT_TRANSITIONS, ClientInput, ClientState
 from vncd.rfb.vencrypt import SUBTYPE_ACCEPT, VENCRYPT_VERSION, VERSION_ACCEPT
 
 __all__ = ["ClientSecurity", "ClientConnection", "SecurityNegotiationError"]
@@ -95,27 +95,30 @@ def _describe_subtypes(subtypes) -> str:
     return ", ".join(names) or "nothing"
 
 
-class ClientConnection:
+class ClientConnection(Connection):
     """One connection's RFB protocol state (client side).
 
     ``max_minor`` caps the version offered (tests use 3 or 7 to play an
     old client); ``shared`` is the ClientInit flag.
     """
 
+    PEER = "server"
+    FAIL = ClientInput.FAIL
+    CLOSED_STATE = ClientState.CLOSED
+    RUNNING_STATE = ClientState.RUNNING
+    TLS_STATE = ClientState.TLS_HANDSHAKE
+    PAUSED_STATES = frozenset({ClientState.TLS_HANDSHAKE})
+
     def __init__(self, security: ClientSecurity, *, shared: bool = True,
                  max_minor: int = 8, limits: Limits | None = None) -> None:
         if max_minor not in (3, 7, 8):
             raise ValueError("max_minor must be 3, 7 or 8")
+        super().__init__(CLIENT_TRANSITIONS, ClientState.AWAIT_VERSION)
         self._security = security
         self._decoder: FramebufferDecoder | None = None
         self._shared = shared
         self._max_minor = max_minor
         self._limits = limits or Limits()
-        self._machine = StateMachine(CLIENT_TRANSITIONS, ClientState.AWAIT_VERSION)
-        self._in = bytearray()
-        self._out = bytearray()
-        self._pending: list[object] = []
-        self._eof = False
         self._in_update = False
         #: RFB 3.x minor version in use, once agreed.
         self.minor: int | None = None
@@ -135,19 +138,8 @@ class ClientConnection:
             ClientState.AWAIT_SERVER_INIT: self._on_server_init,
             ClientState.RUNNING: self._on_message,
         }
-        self._message_parsers = {
-            ServerMessageType.SET_COLOUR_MAP_ENTRIES: parse_colour_map_entries,
-            ServerMessageType.BELL: parse_bell,
-            ServerMessageType.SERVER_CUT_TEXT: parse_server_cut_text,
-            ServerMessageType.END_OF_CONTINUOUS_UPDATES: parse_end_of_continuous_updates,
-            ServerMessageType.SERVER_FENCE: parse_server_fence,
-        }
 
     # -- state ------------------------------------------------------------
-
-    @property
-    def state(self) -> ClientState:
-        return self._machine.state
 
     @property
     def framebuffer(self) -> FramebufferDecoder | None:
@@ -155,53 +147,16 @@ class ClientConnection:
         ``.width``, ``.height``, ``.pf``."""
         return self._decoder
 
-    # -- bytes in and out -------------------------------------------------
+    # -- bytes in ---------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Buffer bytes from the server (``b""`` means it closed)."""
-        state = self.state
-        if state is ClientState.TLS_HANDSHAKE:
-            raise LocalProtocolError("bytes fed to the RFB layer while TLS is being negotiated")
-        if state is ClientState.CLOSED:
-            return
-        if not data:
-            self._eof = True
-            return
+    def _buffer(self, data: bytes) -> None:
         if self._in_update:
             self._decoder.receive_data(data)
         else:
             self._in += data
 
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    def next_event(self):
-        """The next event, or :data:`NEED_DATA`, :data:`PAUSED`, :data:`CLOSED`."""
-        while not self._pending:
-            state = self.state
-            if state is ClientState.CLOSED:
-                return CLOSED
-            if state is ClientState.TLS_HANDSHAKE:
-                return PAUSED
-            try:
-                progress = self._handlers[state]()
-            except RemoteProtocolError:
-                if self.state is not ClientState.CLOSED:
-                    self._machine.process(ClientInput.FAIL)
-                self._pending.clear()
-                raise
-            if progress is NEED_DATA:
-                if not self._eof:
-                    return NEED_DATA
-                if state is ClientState.RUNNING and not self._in and not self._in_update:
-                    self._machine.process(ClientInput.FAIL)
-                    return CLOSED
-                self._machine.process(ClientInput.FAIL)
-                raise RemoteProtocolError(
-                    f"the server closed the connection in state {state.value}")
-        return self._pending.pop(0)
+    def _between_messages(self) -> bool:
+        return not self._in and not self._in_update
 
     # -- calls from the layer above ---------------------------------------
 
@@ -224,23 +179,7 @@ class ClientConnection:
             self._decoder.set_pixel_format(pixel_format)
         self._out += message.encode()
 
-    def close(self) -> None:
-        if self.state is not ClientState.CLOSED:
-            self._machine.process(ClientInput.FAIL)
-        self._pending.clear()
-
     # -- helpers ------------------------------------------------------------
-
-    def _peek(self, n: int) -> bytes | None:
-        if len(self._in) < n:
-            return None
-        return bytes(self._in[:n])
-
-    def _take(self, n: int) -> bytes | None:
-        data = self._peek(n)
-        if data is not None:
-            del self._in[:n]
-        return data
 
     def _read_reason(self, offset: int):
         """A U32-length reason at ``offset``; ``(text, end)`` or ``None`` if incomplete."""
@@ -260,6 +199,16 @@ class ClientConnection:
     def _refused(self, reason: str) -> None:
         self._machine.process(ClientInput.FAIL)
         self._pending.append(Refused(reason))
+
+    def _refusal_at(self, offset: int):
+        """The server's refusal: a reason string at ``offset``, then the end."""
+        parsed = self._read_reason(offset)
+        if parsed is None:
+            return NEED_DATA
+        reason, end = parsed
+        del self._in[:end]
+        self._refused(reason)
+        return None
 
     def _send_client_init(self) -> None:
         self._out += bytes([1 if self._shared else 0])
@@ -318,13 +267,7 @@ class ClientConnection:
             return NEED_DATA
         (stype,) = _U32.unpack(head)
         if stype == SecurityType.INVALID:
-            parsed = self._read_reason(4)
-            if parsed is None:
-                return NEED_DATA
-            reason, end = parsed
-            del self._in[:end]
-            self._refused(reason)
-            return None
+            return self._refusal_at(4)
         del self._in[:4]
         if stype not in (SecurityType.NONE, SecurityType.VNC):
             raise RemoteProtocolError(
@@ -344,13 +287,7 @@ class ClientConnection:
             return NEED_DATA
         count = head[0]
         if count == 0:
-            parsed = self._read_reason(1)
-            if parsed is None:
-                return NEED_DATA
-            reason, end = parsed
-            del self._in[:end]
-            self._refused(reason)
-            return None
+            return self._refusal_at(1)
         raw = self._take(1 + count)
         if raw is None:
             return NEED_DATA
@@ -494,13 +431,13 @@ class ClientConnection:
             return self._on_update()
         if not self._in:
             return NEED_DATA
-        if self._in[0] == ServerMessageType.FRAMEBUFFER_UPDATE:
+        if self._in[0] == server_wire.FRAMEBUFFER_UPDATE:
             self._in_update = True
             self._decoder.receive_data(bytes(self._in))
             self._in.clear()
             self._machine.process(ClientInput.SERVER_MESSAGE)
             return self._on_update()
-        parser = self._message_parsers.get(self._in[0])
+        parser = SERVER_PARSERS.get(self._in[0])
         if parser is None:
             raise RemoteProtocolError(f"unknown server message type {self._in[0]}")
         parsed = parser(self._in, self._limits)

@@ -22,14 +22,15 @@ import struct
 from dataclasses import dataclass
 from typing import Union
 
+from vncd.encoding import messages as server_wire
 from vncd.pixels import PixelFormat, PixelFormatError
 from vncd.rfb.errors import RemoteProtocolError
 from vncd.rfb.events import NEED_DATA, Sentinel
 from vncd.rfb.limits import MAX_FENCE_PAYLOAD, Limits
 
 __all__ = [
-    "ClientMessageType", "SetPixelFormat", "SetEncodings", "FramebufferUpdateRequest",
-    "KeyEvent", "PointerEvent", "ClientCutText", "QEMUExtendedKeyEvent",
+    "ClientMessageType", "SERVER_PARSERS", "SetPixelFormat", "SetEncodings",
+    "FramebufferUpdateRequest", "KeyEvent", "PointerEvent", "ClientCutText", "QEMUExtendedKeyEvent",
     "EnableContinuousUpdates", "ClientFence", "Screen", "SetDesktopSize",
     "ClientMessage", "parse_client_message",
     "Bell", "SetColourMapEntries", "ServerCutText", "EndOfContinuousUpdates",
@@ -54,17 +55,6 @@ class ClientMessageType:
 #: QEMU client message (type 255) sub-types.
 QEMU_EXT_KEY_EVENT = 0
 QEMU_AUDIO = 1
-
-
-class ServerMessageType:
-    FRAMEBUFFER_UPDATE = 0
-    SET_COLOUR_MAP_ENTRIES = 1
-    BELL = 2
-    SERVER_CUT_TEXT = 3
-    END_OF_CONTINUOUS_UPDATES = 150
-    SERVER_FENCE = 248
-    XVP = 250
-    QEMU = 255
 
 
 def _u16(name: str, value: int) -> None:
@@ -103,21 +93,32 @@ class SetEncodings:
                 + struct.pack(f">{n}i", *self.encodings))
 
 
-@dataclass(frozen=True)
-class FramebufferUpdateRequest:
-    incremental: bool
-    x: int
-    y: int
-    width: int
-    height: int
+class _AreaMessage:
+    """A flag and a rectangle: FramebufferUpdateRequest, EnableContinuousUpdates."""
+
+    #: The message type, and the name of the flag field (U8 after the type).
+    TYPE: int
+    FLAG: str
 
     def __post_init__(self) -> None:
         for name in ("x", "y", "width", "height"):
             _u16(name, getattr(self, name))
 
     def encode(self) -> bytes:
-        return struct.pack(">BBHHHH", ClientMessageType.FRAMEBUFFER_UPDATE_REQUEST,
-                           int(self.incremental), self.x, self.y, self.width, self.height)
+        return struct.pack(">BBHHHH", self.TYPE, int(getattr(self, self.FLAG)),
+                           self.x, self.y, self.width, self.height)
+
+
+@dataclass(frozen=True)
+class FramebufferUpdateRequest(_AreaMessage):
+    TYPE = ClientMessageType.FRAMEBUFFER_UPDATE_REQUEST
+    FLAG = "incremental"
+
+    incremental: bool
+    x: int
+    y: int
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -174,20 +175,15 @@ class QEMUExtendedKeyEvent:
 
 
 @dataclass(frozen=True)
-class EnableContinuousUpdates:
+class EnableContinuousUpdates(_AreaMessage):
+    TYPE = ClientMessageType.ENABLE_CONTINUOUS_UPDATES
+    FLAG = "enable"
+
     enable: bool
     x: int
     y: int
     width: int
     height: int
-
-    def __post_init__(self) -> None:
-        for name in ("x", "y", "width", "height"):
-            _u16(name, getattr(self, name))
-
-    def encode(self) -> bytes:
-        return struct.pack(">BBHHHH", ClientMessageType.ENABLE_CONTINUOUS_UPDATES,
-                           int(self.enable), self.x, self.y, self.width, self.height)
 
 
 def _check_fence(flags: int, payload: bytes) -> None:
@@ -306,20 +302,29 @@ def _parse_pointer_event(buf, limits):
     return PointerEvent(buttons, x, y), 6
 
 
-def _parse_cut_text(buf, limits):
+def _parse_cut_text_body(buf, what: str, limit: int):
+    """Shared by ClientCutText and ServerCutText (identical layouts):
+    ``(text, size)`` or NEED_DATA; the length is checked before the payload."""
     if len(buf) < 8:
         return NEED_DATA
     (length,) = struct.unpack_from(">i", buf, 4)
     if length < 0:
         raise RemoteProtocolError(
-            "ClientCutText: extended clipboard message, but the extended"
-            " clipboard was not negotiated")
-    if length > limits.max_cut_text:
-        raise RemoteProtocolError(
-            f"ClientCutText of {length} bytes exceeds the limit of {limits.max_cut_text}")
+            f"{what}: extended clipboard message, but the extended clipboard"
+            " was not negotiated")
+    if length > limit:
+        raise RemoteProtocolError(f"{what} of {length} bytes exceeds the limit of {limit}")
     if len(buf) < 8 + length:
         return NEED_DATA
-    return ClientCutText(bytes(buf[8:8 + length])), 8 + length
+    return bytes(buf[8:8 + length]), 8 + length
+
+
+def _parse_cut_text(buf, limits):
+    parsed = _parse_cut_text_body(buf, "ClientCutText", limits.max_cut_text)
+    if parsed is NEED_DATA:
+        return NEED_DATA
+    text, size = parsed
+    return ClientCutText(text), size
 
 
 def _parse_continuous_updates(buf, limits):
@@ -414,7 +419,7 @@ def parse_client_message(buf, limits: Limits) -> tuple[ClientMessage, int] | Sen
 @dataclass(frozen=True)
 class Bell:
     def encode(self) -> bytes:
-        return bytes([ServerMessageType.BELL])
+        return server_wire.bell()
 
 
 @dataclass(frozen=True)
@@ -430,10 +435,7 @@ class SetColourMapEntries:
             raise ValueError("too many colours for one message")
 
     def encode(self) -> bytes:
-        out = [struct.pack(">BxHH", ServerMessageType.SET_COLOUR_MAP_ENTRIES, self.first,
-                           len(self.colours))]
-        out += [struct.pack(">HHH", *c) for c in self.colours]
-        return b"".join(out)
+        return server_wire.set_colour_map_entries(self.first, self.colours)
 
 
 @dataclass(frozen=True)
@@ -441,13 +443,13 @@ class ServerCutText:
     text: bytes
 
     def encode(self) -> bytes:
-        return struct.pack(">BxxxI", ServerMessageType.SERVER_CUT_TEXT, len(self.text)) + self.text
+        return server_wire.server_cut_text(self.text)
 
 
 @dataclass(frozen=True)
 class EndOfContinuousUpdates:
     def encode(self) -> bytes:
-        return bytes([ServerMessageType.END_OF_CONTINUOUS_UPDATES])
+        return server_wire.end_of_continuous_updates()
 
 
 @dataclass(frozen=True)
@@ -459,9 +461,7 @@ class ServerFence:
         _check_fence(self.flags, self.payload)
 
     def encode(self) -> bytes:
-        head = struct.pack(">BxxxIB", ServerMessageType.SERVER_FENCE, self.flags,
-                           len(self.payload))
-        return head + self.payload
+        return server_wire.server_fence(self.flags, self.payload)
 
 
 def parse_bell(buf, limits):
@@ -480,19 +480,11 @@ def parse_colour_map_entries(buf, limits):
 
 
 def parse_server_cut_text(buf, limits):
-    if len(buf) < 8:
+    parsed = _parse_cut_text_body(buf, "ServerCutText", limits.max_server_cut_text)
+    if parsed is NEED_DATA:
         return NEED_DATA
-    (length,) = struct.unpack_from(">i", buf, 4)
-    if length < 0:
-        raise RemoteProtocolError(
-            "ServerCutText: extended clipboard message, but the extended clipboard"
-            " was not negotiated")
-    if length > limits.max_server_cut_text:
-        raise RemoteProtocolError(
-            f"ServerCutText of {length} bytes exceeds the limit of {limits.max_server_cut_text}")
-    if len(buf) < 8 + length:
-        return NEED_DATA
-    return ServerCutText(bytes(buf[8:8 + length])), 8 + length
+    text, size = parsed
+    return ServerCutText(text), size
 
 
 def parse_end_of_continuous_updates(buf, limits):
@@ -505,6 +497,17 @@ def parse_server_fence(buf, limits):
         return NEED_DATA
     flags, payload, size = parsed
     return ServerFence(flags, payload), size
+
+
+#: The parser of each fixed-layout server message the client understands
+#: (FramebufferUpdate goes to the decoder instead).
+SERVER_PARSERS = {
+    server_wire.SET_COLOUR_MAP_ENTRIES: parse_colour_map_entries,
+    server_wire.BELL: parse_bell,
+    server_wire.SERVER_CUT_TEXT: parse_server_cut_text,
+    server_wire.END_OF_CONTINUOUS_UPDATES: parse_end_of_continuous_updates,
+    server_wire.SERVER_FENCE: parse_server_fence,
+}
 
 
 # -- ServerInit -------------------------------------------------------------

@@ -41,15 +41,16 @@ from typing import Callable
 
 from vncd.pixels import PixelFormat
 from vncd.rfb import vncauth
-from vncd.rfb.errors import LocalProtocolError, RemoteProtocolError
+from vncd.rfb.connection import Connection
+from vncd.rfb.errors import LocalProtocolError
 from vncd.rfb.events import (
-    CLOSED, NEED_DATA, PAUSED, AuthenticationFailed, AuthenticationSucceeded,
-    ClientInitReceived, Refused, SecurityTypeChosen, StartTLS, VersionAgreed,
+    NEED_DATA, AuthenticationFailed, AuthenticationSucceeded, ClientInitReceived, Refused,
+    SecurityTypeChosen, StartTLS, VersionAgreed,
 )
 from vncd.rfb.limits import Limits
 from vncd.rfb.messages import encode_server_init, parse_client_message
 from vncd.rfb.security import SecurityConfig, SecurityType
-from vncd.rfb.states import SERVER_TRANSITIONS, ServerInput, ServerState, StateMachine
+from vncd.rfb.states import SERVER_TRANSITIONS, ServerInput, ServerState
 from vncd.rfb.vencrypt import (
     SUBTYPE_ACCEPT, SUBTYPE_REJECT, VENCRYPT_VERSION, VERSION_ACCEPT, VERSION_REJECT,
 )
@@ -110,7 +111,7 @@ def failure_bytes(minor: int, reason: str) -> bytes:
     return head + _U32.pack(len(raw)) + raw
 
 
-class ServerConnection:
+class ServerConnection(Connection):
     """One client connection's RFB protocol state (server side).
 
     ``security`` fixes what is offered (read once, at construction) and
@@ -119,19 +120,23 @@ class ServerConnection:
     DES challenge; tests inject a deterministic one.
     """
 
+    PEER = "client"
+    FAIL = ServerInput.FAIL
+    CLOSED_STATE = ServerState.CLOSED
+    RUNNING_STATE = ServerState.RUNNING
+    TLS_STATE = ServerState.TLS_HANDSHAKE
+    PAUSED_STATES = frozenset({ServerState.TLS_HANDSHAKE, ServerState.SERVER_INIT_PENDING})
+
     def __init__(self, security: SecurityConfig, limits: Limits | None = None, *,
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+        super().__init__(SERVER_TRANSITIONS, ServerState.AWAIT_VERSION)
         self._security = security
         self._auth = security.auth
         self._limits = limits or Limits()
         self._random_bytes = random_bytes
-        self._machine = StateMachine(SERVER_TRANSITIONS, ServerState.AWAIT_VERSION)
-        self._in = bytearray()
-        self._out = bytearray(PROTOCOL_VERSION)
-        self._pending: list[object] = []
+        self._out += PROTOCOL_VERSION
         self._denial: str | None = None
         self._challenge: bytes | None = None
-        self._eof = False
         self._overflow = False
         #: RFB 3.x minor version in use, once agreed.
         self.minor: int | None = None
@@ -145,67 +150,18 @@ class ServerConnection:
             ServerState.RUNNING: self._on_message,
         }
 
-    # -- state ------------------------------------------------------------
+    # -- input limit ----------------------------------------------------------
 
-    @property
-    def state(self) -> ServerState:
-        return self._machine.state
-
-    # -- bytes in and out -------------------------------------------------
-
-    def receive_data(self, data: bytes) -> None:
-        """Buffer bytes from the peer (``b""`` means the peer closed)."""
-        state = self.state
-        if state is ServerState.TLS_HANDSHAKE:
-            raise LocalProtocolError("bytes fed to the RFB layer while TLS is being negotiated")
-        if state is ServerState.CLOSED:
-            return
-        if not data:
-            self._eof = True
-            return
+    def _buffer(self, data: bytes) -> None:
         if len(self._in) + len(data) > self._limits.max_receive_buffer:
             self._overflow = True
             return
         self._in += data
 
-    def data_to_send(self) -> bytes:
-        """Everything queued for the peer since the last call."""
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    def next_event(self):
-        """The next event, or :data:`NEED_DATA`, :data:`PAUSED`, :data:`CLOSED`.
-
-        Raises :class:`RemoteProtocolError` when the peer broke the
-        protocol; the reply the protocol prescribes is then queued in
-        :meth:`data_to_send` and the connection is ``CLOSED``.
-        """
-        while not self._pending:
-            state = self.state
-            if state is ServerState.CLOSED:
-                return CLOSED
-            if state in (ServerState.TLS_HANDSHAKE, ServerState.SERVER_INIT_PENDING):
-                return PAUSED
-            if self._overflow:
-                self._remote_error(
-                    f"more than {self._limits.max_receive_buffer} unparsed bytes from the client")
-            try:
-                progress = self._handlers[state]()
-            except RemoteProtocolError:
-                if self.state is not ServerState.CLOSED:
-                    self._machine.process(ServerInput.FAIL)
-                self._pending.clear()
-                raise
-            if progress is NEED_DATA:
-                if not self._eof:
-                    return NEED_DATA
-                if state is ServerState.RUNNING and not self._in:
-                    self._machine.process(ServerInput.FAIL)
-                    return CLOSED
-                self._remote_error(
-                    f"the client closed the connection in state {state.value}")
-        return self._pending.pop(0)
+    def _before_parsing(self) -> None:
+        if self._overflow:
+            self._remote_error(
+                f"more than {self._limits.max_receive_buffer} unparsed bytes from the client")
 
     # -- calls from the layer above ---------------------------------------
 
@@ -237,27 +193,6 @@ class ServerConnection:
         self._out += encode_server_init(width, height, pixel_format, name,
                                         self._limits.max_server_name)
         self._machine.process(ServerInput.SERVER_INIT)
-
-    def close(self) -> None:
-        """Stop: nothing more is parsed or produced (used when we drop a client)."""
-        if self.state is not ServerState.CLOSED:
-            self._machine.process(ServerInput.FAIL)
-        self._pending.clear()
-
-    # -- helpers ------------------------------------------------------------
-
-    def _take(self, n: int) -> bytes | None:
-        if len(self._in) < n:
-            return None
-        data = bytes(self._in[:n])
-        del self._in[:n]
-        return data
-
-    def _remote_error(self, reason: str, reply: bytes = b"") -> None:
-        self._out += reply
-        self._machine.process(ServerInput.FAIL)
-        self._pending.clear()
-        raise RemoteProtocolError(reason)
 
     def _refuse(self, reason: str) -> None:
         self._out += failure_bytes(self.minor, reason)
