@@ -16,8 +16,9 @@ optionally ``client-cert.pem``/``client-key.pem`` to present one.  The
 server's certificate must name ``--hostname`` (default: the host of
 ``SERVER``).  ``--anon-tls`` uses anonymous TLS (no server
 authentication).  With either, the capture refuses a server that does
-not offer the matching VeNCrypt subtypes.  The password is the first
-line of ``--password-file``.
+not offer the matching VeNCrypt subtypes.  The password is the content
+of ``--password-file`` byte for byte, as ``-object secret,file=`` reads
+it, so one file serves both ends (a trailing newline is part of it).
 
 Exit status: 0 the PNG was written; 1 no connection, protocol or I/O
 error; 2 bad command line; 3 refused or authentication failed (including
@@ -59,7 +60,7 @@ ENCODING_NAMES = {
 _PSEUDO = (encoding.DESKTOP_SIZE, encoding.EXTENDED_DESKTOP_SIZE, encoding.LAST_RECT)
 
 #: Largest password file read: VNC uses 8 bytes; a file much larger than
-#: a line is the wrong file.
+#: a password is the wrong file.
 MAX_PASSWORD_FILE = 4096
 
 #: Default seconds for the whole capture (connect, handshake, pixels).
@@ -110,7 +111,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="x509 client credentials: ca-cert.pem [client-cert.pem client-key.pem]")
     tls.add_argument("--anon-tls", action="store_true", help="anonymous TLS (no server check)")
     p.add_argument("--hostname", help="name the server certificate must carry")
-    p.add_argument("--password-file", metavar="FILE", help="file whose first line is the password")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="file holding the password (its content, as -object secret,file=)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS")
     share = p.add_mutually_exclusive_group()
     share.add_argument("--shared", dest="shared", action="store_true", default=True,
@@ -132,7 +134,7 @@ def _read_password(path: str) -> bytes:
         raise UsageError(f"cannot read password file {path}: {e.strerror}") from None
     if len(data) > MAX_PASSWORD_FILE:
         raise UsageError(f"password file {path} is larger than {MAX_PASSWORD_FILE} bytes")
-    return data.split(b"\n", 1)[0].rstrip(b"\r")
+    return data
 
 
 def _encodings(text: str) -> tuple[int, ...]:

@@ -33,7 +33,7 @@ class CaptureTests(ServiceCase):
     def password_file(self, data=PASSWORD):
         path = self.mktemp()
         with open(path, "wb") as f:
-            f.write(data + b"\n")
+            f.write(data)
         return path
 
     async def test_png_equals_framebuffer(self):
@@ -165,3 +165,22 @@ class ConsoleScriptTests(SynchronousTestCase):
                                   capture_output=True, text=True, timeout=60)
         self.assertEqual(help_run.returncode, 0)
         self.assertIn("Exit status", help_run.stdout)
+
+
+class PasswordFileTests(SynchronousTestCase):
+
+    def test_content_byte_for_byte(self):
+        """The password is the file's content, newline included, as -object secret reads it."""
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"s3cret\n")
+        self.assertEqual(capture._read_password(path), b"s3cret\n")
+
+    def test_too_large(self):
+        """A password file larger than the limit is a usage error naming it."""
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"x" * (capture.MAX_PASSWORD_FILE + 1))
+        with self.assertRaises(capture.UsageError) as cm:
+            capture._read_password(path)
+        self.assertIn(path, str(cm.exception))
