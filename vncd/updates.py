@@ -32,11 +32,9 @@ What a client is sent, and when:
   client, so clients with the same dirty tiles ask for the same
   rectangles, and :class:`EncodeCache` encodes each rectangle once per
   (generation, rectangle, encoding, parameters) for all of them.
-* Encoding choice: Tight or ZRLE, whichever the client lists first; else
-  Zlib or Hextile, whichever it lists first; else Raw.  (QEMU follows the
-  client's order except that it prefers ZRLE to Zlib; vncd prefers the
-  zlib-based tile encodings because they are both smaller and, here,
-  faster to produce.)
+* Encoding choice: the client's first encoding that vncd can produce,
+  except that Zlib gives way to Tight or ZRLE when the client lists one of
+  them too (as QEMU prefers ZRLE to Zlib); Raw when nothing fits.
 * Pseudo-encodings: DesktopSize / ExtendedDesktopSize (an update of
   their own, as rfbproto requires), Cursor, DesktopName, QEMU LED state,
   QEMU extended key event (announced when first listed), LastRect, and
@@ -189,15 +187,25 @@ ENCODERS: dict[int, Callable[..., EncodedRect]] = {
     enc.ZRLE: encode_zrle, enc.TIGHT: encode_tight,
 }
 
-_PREFERENCE_TIERS = ((enc.TIGHT, enc.ZRLE), (enc.ZLIB, enc.HEXTILE))
+#: Encodings that always beat Zlib when a client lists them too: they
+#: compress the same pixels better for similar work (QEMU prefers ZRLE to
+#: Zlib the same way).
+_BETTER_THAN_ZLIB = (enc.TIGHT, enc.ZRLE)
 
 
 def choose_encoding(encodings: Sequence[int]) -> int:
-    """The encoding vncd uses for a client that listed ``encodings``."""
-    for tier in _PREFERENCE_TIERS:
-        for number in encodings:
-            if number in tier:
-                return number
+    """The encoding vncd uses for a client that listed ``encodings``.
+
+    The client's order is its preference and is followed (RFB says so, and
+    a client may list Raw or Hextile first on purpose, to save CPU on a
+    fast link), except that Zlib gives way to Tight or ZRLE.  Raw when
+    nothing listed can be encoded.
+    """
+    usable = [number for number in encodings if number in ENCODERS]
+    for number in usable:
+        if number == enc.ZLIB and any(n in _BETTER_THAN_ZLIB for n in usable):
+            continue
+        return number
     return enc.RAW
 
 

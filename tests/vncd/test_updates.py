@@ -160,14 +160,17 @@ class RequestTests(SynchronousTestCase):
 
 class EncodingChoiceTests(SynchronousTestCase):
     def test_choice(self):
-        """Tight/ZRLE beat Zlib/Hextile, which beat Raw; the client's order decides in a tier."""
+        """The client's first usable encoding wins, except that Zlib gives way to Tight/ZRLE."""
         cases = {
-            (enc.RAW, enc.HEXTILE, enc.ZRLE): enc.ZRLE,
+            (enc.RAW, enc.HEXTILE, enc.ZRLE): enc.RAW,
+            (enc.HEXTILE, enc.RAW, enc.ZRLE): enc.HEXTILE,
             (enc.ZLIB, enc.TIGHT): enc.TIGHT,
+            (enc.ZLIB, enc.HEXTILE, enc.ZRLE): enc.HEXTILE,
             (enc.TIGHT, enc.ZRLE): enc.TIGHT,
             (enc.ZRLE, enc.TIGHT): enc.ZRLE,
             (enc.HEXTILE, enc.ZLIB): enc.HEXTILE,
             (enc.ZLIB, enc.HEXTILE, enc.RAW): enc.ZLIB,
+            (enc.CURSOR, -999, enc.ZLIB): enc.ZLIB,
             (enc.COPYRECT, enc.CURSOR): enc.RAW,
             (): enc.RAW,
         }
