@@ -25,14 +25,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+# creds configures OpenSSL when first imported, which must happen before
+# twisted.internet.endpoints loads pyOpenSSL (see creds._openssl_config).
+from creds.session import TLSSession  # isort: skip
+from creds.tlscreds import Endpoint  # isort: skip
+
 import numpy as np
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Protocol
 
-from creds.session import TLSSession
-from creds.tlscreds import Endpoint
 from vncd.encoding import (
     COPYRECT, DESKTOP_SIZE, EXTENDED_DESKTOP_SIZE, HEXTILE, LAST_RECT, RAW, TIGHT, ZLIB, ZRLE,
 )

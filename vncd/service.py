@@ -102,14 +102,6 @@ class RunningDisplay:
     #: ``(address text, websocket)`` of every listening socket.
     addresses: list[tuple[str, bool]] = field(default_factory=list)
 
-    def described(self) -> list[str]:
-        """Each address with the security it offers, as the testcard shows it."""
-        security = self.server.security
-        tls = " over TLS" if self.server.tls_session is not None else ""
-        return [f"{text}  (WebSocket{tls}, {security.for_websocket().auth.label})" if websocket
-                else f"{text}  ({security.auth.label})"
-                for text, websocket in self.addresses]
-
 
 class Service:
     """Everything :func:`start` started; :meth:`stop` undoes it."""
@@ -169,7 +161,7 @@ def start(reactor, registry: ObjectRegistry, invocation: Invocation, *, screen=N
     except BaseException:
         service.stop()
         raise
-    screen.set_listen_addresses([text for d in service.displays for text in d.described()])
+    screen.set_listen_addresses([a for d in service.displays for a, _ in d.addresses])
     screen.start()
     return service
 

@@ -324,15 +324,3 @@ class ReleaseTests(ServiceCase):
         self.addCleanup(probe.close)
         probe.bind(("127.0.0.1", good))
 
-
-class DescribedAddressesTests(ServiceCase):
-
-    def test_screen_shows_addresses_with_security(self):
-        """The screen learns every listening address with the security it offers."""
-        port, ws_port = free_port(), free_port()
-        screen = pattern_screen()
-        self.serve(display(listen=(tcp(port),), websocket=(tcp(ws_port),), tls_creds="x509n"),
-                   screen=screen)
-        self.assertEqual(screen.listen_addresses, [
-            f"127.0.0.1:{port}  (VeNCrypt X509None)",
-            f"127.0.0.1:{ws_port}  (WebSocket over TLS, None)"])
