@@ -323,4 +323,3 @@ class ReleaseTests(ServiceCase):
         probe = socket.socket()
         self.addCleanup(probe.close)
         probe.bind(("127.0.0.1", good))
-
