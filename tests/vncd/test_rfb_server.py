@@ -126,6 +126,11 @@ class NoneSecurityTests(SynchronousTestCase):
         conn.data_to_send()
         conn.send_server_init(1, 1, DEFAULT_FORMAT, "vncé-display")
         self.assertEqual(conn.data_to_send()[20:], u32(5) + "vncé".encode())
+        conn = server(limits=Limits(max_server_name=4))
+        feed(conn, version(8) + b"\x01\x01")
+        conn.data_to_send()
+        conn.send_server_init(1, 1, DEFAULT_FORMAT, "vncé-display")
+        self.assertEqual(conn.data_to_send()[20:], u32(3) + b"vnc", "never half a character")
 
 
 class VncAuthTests(SynchronousTestCase):

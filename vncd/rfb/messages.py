@@ -514,10 +514,11 @@ SERVER_PARSERS = {
 
 def encode_server_init(width: int, height: int, pixel_format: PixelFormat, name: str,
                        max_name: int) -> bytes:
-    """ServerInit; the name is UTF-8 (rfbproto's recommendation), cut to ``max_name`` bytes."""
+    """ServerInit; the name is UTF-8 (rfbproto's recommendation), cut to at most
+    ``max_name`` bytes on a character boundary."""
     _u16("framebuffer width", width)
     _u16("framebuffer height", height)
-    raw = name.encode("utf-8")[:max_name]
+    raw = name.encode("utf-8")[:max_name].decode("utf-8", "ignore").encode("utf-8")
     return (struct.pack(">HH", width, height) + pixel_format.to_bytes()
             + struct.pack(">I", len(raw)) + raw)
 
