@@ -308,11 +308,28 @@ def _resolve(host: str, port: int, families, source: str) -> list[tuple]:
     return out
 
 
+#: Errors that mean "this address family or address is not available
+#: here" (IPv6 disabled, an address not on this host): like QEMU, skip the
+#: address when the host name has others.
+_UNAVAILABLE = frozenset({errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT})
+
+
 def _bind_all(addresses, port: int):
-    """Bind every address on ``port``; on EADDRINUSE close them all and return None."""
-    bound = []
+    """Bind every usable address on ``port``.
+
+    Returns the listening sockets, or None when the port is taken
+    (EADDRINUSE) on any of them -- then none is kept.  An address that
+    cannot exist here is skipped if another one binds; other errors raise.
+    """
+    bound, skipped = [], None
     for family, host in addresses:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as e:
+            if e.errno in _UNAVAILABLE and len(addresses) > 1:
+                skipped = e
+                continue
+            raise
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
@@ -321,6 +338,9 @@ def _bind_all(addresses, port: int):
             sock.listen(LISTEN_BACKLOG)
         except OSError as e:
             sock.close()
+            if e.errno in _UNAVAILABLE and len(addresses) > 1:
+                skipped = e
+                continue
             for other in bound:
                 other.close()
             if e.errno == errno.EADDRINUSE:
@@ -328,6 +348,8 @@ def _bind_all(addresses, port: int):
             raise
         sock.setblocking(False)
         bound.append(sock)
+    if not bound and skipped is not None:
+        raise skipped
     return bound
 
 
