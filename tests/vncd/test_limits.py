@@ -285,3 +285,34 @@ class ThrottleResetTests(SynchronousTestCase):
         self.assertEqual(len(protected.throttle), 1)
         Client(protected, host="198.51.100.9", password=PASSWORD).pump()
         self.assertEqual(len(protected.throttle), 0)
+
+
+class CoalescingTests(SynchronousTestCase):
+
+    def test_client_that_stops_reading_costs_bounded_memory(self):
+        """A client that asks but stops reading holds about one update; damage is merged."""
+        import numpy as np
+
+        from vncd.rfb.security import SecurityConfig, auth_for
+        from vncd.screens.array import ArrayScreen
+        from vncd.server import DisplayServer
+        from vncd.updates import Display
+
+        reactor = MemoryReactorClock()
+        screen = ArrayScreen(256, 128)
+        display = Display(screen, reactor=reactor)
+        server = DisplayServer(display, SecurityConfig(auth_for(None, False)), reactor=reactor)
+        client = Client(server).pump()
+        client.send(m.SetEncodings((0,)), m.FramebufferUpdateRequest(False, 0, 0, 256, 128))
+        reactor.advance(0)
+        client.proto.pauseProducing()
+        frame = 256 * 128 * 4
+        rng = np.random.default_rng(7)
+        for _ in range(40):
+            screen.update(rng.integers(0, 255, (128, 256, 3), dtype=np.uint8))
+            client.send(m.FramebufferUpdateRequest(True, 0, 0, 256, 128))
+            reactor.advance(0)
+        held = client.proto.output_buffered()
+        self.assertGreaterEqual(held, frame, "at least one update was produced and held")
+        self.assertLess(held, 2 * frame + 256 * 1024)
+        self.assertFalse(client.transport.disconnecting)
