@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+from hypothesis import given, strategies as st
 from PIL import Image
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase
@@ -144,6 +145,26 @@ class ParseServerTests(SynchronousTestCase):
         for text, (kind, host, port) in cases.items():
             address = capture.parse_server(text)
             self.assertEqual((address.kind, address.host, address.port), (kind, host, port))
+
+    @given(st.text(max_size=80))
+    def test_garbage(self, text):
+        """Any SERVER text parses to an address or is a usage error, nothing else."""
+        try:
+            address = capture.parse_server(text)
+        except capture.UsageError:
+            return
+        self.assertIn(address.kind, ("tcp", "unix"))
+        if address.kind == "tcp":
+            self.assertTrue(0 < address.port <= 65535)
+
+    @given(st.text(max_size=80))
+    def test_encodings_garbage(self, text):
+        """Any --encodings text gives known encodings or a usage error."""
+        try:
+            numbers = capture._encodings(text)
+        except capture.UsageError:
+            return
+        self.assertTrue(set(numbers) - set(capture._PSEUDO) <= set(capture.ENCODING_NAMES.values()))
 
     def test_bad_forms(self):
         """Out-of-range and malformed servers are usage errors."""
