@@ -35,6 +35,7 @@ _PACKAGES = {
     "Xvfb": "xvfb",
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
+    "novnc": "novnc",
     "groff": "groff-base",
     "setpriv": "util-linux",
 }
