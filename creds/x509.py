@@ -193,15 +193,20 @@ def _readable(path: str) -> bool:
     return os.access(path, os.R_OK)
 
 
-def _trust_list(path: str) -> tuple:
-    """The CA file as the trust list, without sanity checks (QEMU's wording)."""
+def _read(path: str, message: str) -> bytes:
+    """The bytes of ``path``, or an ObjectError ``<message>: <read error>`` naming it."""
     try:
         if not _readable(path):
             raise FileReadError(READ_ERROR)
-        data = read_file(path)
+        return read_file(path)
     except FileReadError:
-        raise ObjectError(f"Cannot load CA certificate '{path}': {READ_ERROR}",
-                          hint=_READ_HINT, path=path, check="read") from None
+        raise ObjectError(f"{message}: {READ_ERROR}", hint=_READ_HINT,
+                          path=path, check="read") from None
+
+
+def _trust_list(path: str) -> tuple:
+    """The CA file as the trust list, without sanity checks (QEMU's wording)."""
+    data = _read(path, f"Cannot load CA certificate '{path}'")
     try:
         return parse_certificates(data)
     except PEMError as e:
@@ -215,13 +220,7 @@ def _trust_list(path: str) -> tuple:
 
 
 def _own_certs_for_keypair(path: str, pair: str) -> tuple:
-    try:
-        if not _readable(path):
-            raise FileReadError(READ_ERROR)
-        data = read_file(path)
-    except FileReadError:
-        raise ObjectError(f"{pair}: {READ_ERROR}", hint=_READ_HINT,
-                          path=path, check="read") from None
+    data = _read(path, pair)
     try:
         return parse_certificates(data)
     except PEMError as e:
@@ -230,13 +229,7 @@ def _own_certs_for_keypair(path: str, pair: str) -> tuple:
 
 
 def _private_key(path: str, password: bytes | None, pair: str):
-    try:
-        if not _readable(path):
-            raise FileReadError(READ_ERROR)
-        data = read_file(path)
-    except FileReadError:
-        raise ObjectError(f"{pair}: {READ_ERROR}", hint=_READ_HINT,
-                          path=path, check="read") from None
+    data = _read(path, pair)
     try:
         return parse_private_key(data, password)
     except PEMError as e:
@@ -249,13 +242,7 @@ def _private_key(path: str, password: bytes | None, pair: str):
 
 
 def _crls(path: str) -> tuple:
-    try:
-        if not _readable(path):
-            raise FileReadError(READ_ERROR)
-        data = read_file(path)
-    except FileReadError:
-        raise ObjectError(f"Cannot load CRL '{path}': {READ_ERROR}", hint=_READ_HINT,
-                          path=path, check="read") from None
+    data = _read(path, f"Cannot load CRL '{path}'")
     try:
         return parse_crls(data)
     except PEMError as e:
