@@ -1,13 +1,11 @@
 """A throw-away PKI for trying vncd: ``python -m creds.demopki DIR [--hostname NAME]...``.
 
-Writes a CA and a server and a client certificate in the layouts vncd,
-QEMU and gtk-vnc read::
+Writes a CA and a server and a client certificate in the layout of
+``tls-creds-x509`` directories (QEMU's file names)::
 
     DIR/ca/ca-cert.pem, ca-key.pem          the CA (kept to reissue)
     DIR/server/ca-cert.pem, server-cert.pem, server-key.pem
     DIR/client/ca-cert.pem, client-cert.pem, client-key.pem
-    DIR/pki/CA/cacert.pem                   gtk-vnc (copy to ~/.pki)
-    DIR/pki/gvnccapture/clientcert.pem, private/clientkey.pem
 
 The server certificate names localhost, 127.0.0.1 and ::1 plus every
 ``--hostname``.  Running it again keeps whatever is still valid for at
@@ -197,11 +195,8 @@ def ensure_pki(directory: str, hostnames: Sequence[str] = (),
         _write(path(role, f"{role}-cert.pem"), _pem(leaf[0]))
         _write(path(role, f"{role}-key.pem"), _key_pem(leaf[1]), 0o600)
 
-    for target in (path("ca", "ca-cert.pem"), path("pki", "CA", "cacert.pem")):
-        _write(target, _pem(ca_cert))
-    client_cert, client_key = leaves["client"]
-    _write(path("pki", "gvnccapture", "clientcert.pem"), _pem(client_cert))
-    _write(path("pki", "gvnccapture", "private", "clientkey.pem"), _key_pem(client_key), 0o600)
+    _write(path("ca", "ca-cert.pem"), _pem(ca_cert))
+    client_cert = leaves["client"][0]
 
     for role in ("server", "client"):
         load_x509_material(directory=path(role), server=role == "server", sanity_check=True,

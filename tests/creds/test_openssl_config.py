@@ -101,13 +101,13 @@ class TicketTests(SynchronousTestCase):
         """Importing pyOpenSSL before creds leaves tickets on, and the engine says so once."""
         env = {k: v for k, v in os.environ.items() if k != "OPENSSL_CONF"}
         code = (
-            "import OpenSSL.SSL, creds, tempfile\n"
-            "from creds import _openssl_config as c\n"
-            "from tests import certgen as g\n"
-            "r = g.ca(); d = g.write_dir(tempfile.mkdtemp(), ca=[r], server=g.server(r))\n"
+            "import OpenSSL.SSL, creds, os, tempfile\n"
+            "from creds import _openssl_config as c, demopki\n"
+            "d = tempfile.mkdtemp(); demopki.ensure_pki(d)\n"
             "reg = creds.new_registry()\n"
             "for i in range(2):\n"
-            "    reg.create('tls-creds-x509', {'id': f't{i}', 'dir': d, 'endpoint': 'server'})\n"
+            "    reg.create('tls-creds-x509', {'id': f't{i}', 'dir': os.path.join(d, 'server'),"
+            " 'endpoint': 'server'})\n"
             "print(c.STATUS, sum('session tickets' in w for w in reg.warnings))\n")
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=60)
