@@ -36,6 +36,7 @@ from compat.config import Invocation
 from compat.errors import HelpRequest, OptionError
 from compat.vnc import check_display
 from creds.objects import ObjectError, ObjectRegistry
+from creds.tlscreds import TLSCreds
 from vncd import __version__
 
 __all__ = ["main", "PROG", "PidFile", "MAX_PIDFILE_ATTEMPTS"]
@@ -192,6 +193,7 @@ def _serve(
             say(f"-pidfile {invocation.pidfile}: cannot create PID file: {err.strerror}")
             return 1
     previous_handlers = _stop_on_signals_until_running(reactor)
+    previous_handlers.update(_reload_on_sighup(reactor, registry, invocation, console))
     try:
         try:
             running = service.start(reactor, registry, invocation)
@@ -209,6 +211,46 @@ def _serve(
             signal.signal(signum, old)
         if pidfile is not None:
             pidfile.remove()
+
+
+def reload_credentials(registry: ObjectRegistry, invocation: Invocation,
+                       console: "_Console") -> int:
+    """Re-read every TLS credentials object from its files; return how many failed.
+
+    What QEMU's ``display-reload`` does for VNC, for every object at once:
+    new connections use the new files; a failing object keeps its previous
+    credentials and its error is reported in the usual one-line form,
+    located at the ``-object`` option that created it.  Connections already
+    established keep their sessions.
+    """
+    sources = {str(spec.props.get("id")): spec.source for spec in invocation.objects}
+    failed = 0
+    for obj in registry:
+        if not isinstance(obj, TLSCreds):
+            continue
+        location = sources.get(obj.id, f"object '{obj.id}'")
+        console.location = location
+        try:
+            obj.reload()
+        except ObjectError as err:
+            failed += 1
+            console.say(f"{location}: reload failed, previous credentials stay in force: {err}")
+        else:
+            console.say(f"{location}: reloaded (generation {obj.loaded.generation})")
+    return failed
+
+
+def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, invocation: Invocation,
+                      console: "_Console") -> dict[int, Any]:
+    """SIGHUP re-reads the credential files (see :func:`reload_credentials`)."""
+    call_from_thread = getattr(reactor, "callFromThread", None)
+    if call_from_thread is None or threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: Any) -> None:
+        call_from_thread(reload_credentials, registry, invocation, console)
+
+    return {signal.SIGHUP: signal.signal(signal.SIGHUP, handler)}
 
 
 def _stop_on_signals_until_running(reactor: Any) -> dict[int, Any]:

@@ -360,3 +360,79 @@ class CommandTests(SynchronousTestCase):
                                 timeout=60)
         self.assertEqual(result.returncode, 0)
         self.assertIn(b"dir=" + path + b",endpoint=server", result.stdout)
+
+
+def _read_stderr_until(proc, needle: bytes, timeout: float = 30.0) -> bytes:
+    """Read ``proc``'s stderr until ``needle`` appears (or fail after ``timeout``)."""
+    import select
+    import time
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    fd = proc.stderr.fileno()
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            raise AssertionError(f"{needle!r} not printed; stderr so far: {seen!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise AssertionError(f"stderr closed; so far: {seen!r}")
+            seen += chunk
+    return seen
+
+
+class ReloadTests(SynchronousTestCase):
+    """SIGHUP re-reads every TLS credentials object, keeping the old one on failure."""
+
+    def test_sighup_reloads_credentials(self):
+        """New files take effect on SIGHUP; a broken file is reported and the last good
+        credentials keep serving."""
+        from creds import new_registry
+        from tests import certgen
+        from tests.creds.sessionpump import vencrypt_x509none
+        from creds.session import TLSCheckError
+
+        base = os.path.abspath(self.mktemp())
+        old_ca, new_ca = certgen.ca("old CA"), certgen.ca("new CA")
+        server_dir = certgen.write_dir(
+            os.path.join(base, "server"), ca=[old_ca],
+            server=certgen.server(old_ca, "127.0.0.1", ips=["127.0.0.1"]))
+        client_dir = certgen.write_dir(os.path.join(base, "client"), ca=[new_ca])
+        client = new_registry().create("tls-creds-x509", {
+            "id": "c", "dir": client_dir, "endpoint": "client", "verify-peer": "on"})
+
+        display = free_display()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vncd",
+             "-object", f"tls-creds-x509,id=tls0,dir={server_dir},endpoint=server,"
+                        "verify-peer=off",
+             "-vnc", f"127.0.0.1:{display},tls-creds=tls0"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait(30)))
+        port = 5900 + display
+        self.assertTrue(wait_for_port("127.0.0.1", port, timeout=30, proc=proc))
+
+        # The client trusts only the new CA: the old certificate is refused.
+        err = self.assertRaises(TLSCheckError, vencrypt_x509none, port, client)
+        self.assertIn("known issuer", str(err))
+
+        certgen.write_dir(server_dir, ca=[new_ca],
+                          server=certgen.server(new_ca, "127.0.0.1", ips=["127.0.0.1"]))
+        proc.send_signal(signal.SIGHUP)
+        printed = _read_stderr_until(proc, b"reloaded (generation 2)")
+        self.assertIn(b"vncd: -object tls-creds-x509,id=tls0,", printed)
+        self.assertTrue(vencrypt_x509none(port, client))
+
+        with open(os.path.join(server_dir, "server-cert.pem"), "wb") as f:
+            f.write(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+        proc.send_signal(signal.SIGHUP)
+        printed = _read_stderr_until(proc, b"reload failed, previous credentials stay in force")
+        self.assertIn(b"server-cert.pem", printed)
+        self.assertTrue(vencrypt_x509none(port, client))
+
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
