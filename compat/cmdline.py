@@ -110,6 +110,12 @@ def help_text(registry: ObjectRegistry) -> str:
     lines += [
         "",
         "-screen KIND: " + ", ".join(SCREEN_KINDS) + " (default testcard)",
+        "  testcard; image,file=PNG; pipe,path=FILE|-,size=WxH,format=rgbx|bgrx|rgb24"
+        "[,events=PATH]",
+        "",
+        "Signals: SIGTERM and SIGINT stop vncd (exit status 0); SIGHUP re-reads the",
+        "files of every TLS credentials object (an object whose new files fail keeps",
+        "its previous credentials).  See vncd(8).",
     ]
     return "\n".join(lines) + "\n"
 
