@@ -36,9 +36,13 @@ What a client is sent, and when:
   except that Zlib gives way to Tight or ZRLE when the client lists one of
   them too (as QEMU prefers ZRLE to Zlib); Raw when nothing fits.
 * Pseudo-encodings: DesktopSize / ExtendedDesktopSize (an update of
-  their own, as rfbproto requires), Cursor, DesktopName, QEMU LED state,
-  QEMU extended key event (announced when first listed), LastRect, and
-  the compression / JPEG quality / subsampling levels.
+  their own, as rfbproto requires, followed at once by the pixels without
+  waiting for another request: every non-incremental request of an
+  ExtendedDesktopSize client gets the layout and then the pixels, and a
+  resize is followed by the whole new screen -- QEMU's order), Cursor,
+  DesktopName, QEMU LED state, QEMU extended key event (announced when
+  first listed), LastRect, and the compression / JPEG quality /
+  subsampling levels.
 * Lossy: with ``lossy=True`` and a client that sent a JPEG quality level,
   Tight may send full-colour areas as JPEG.  By default (adaptive) only
   tiles that keep changing ("hot": changed twice within
@@ -595,6 +599,10 @@ class ClientUpdates:
         self._cut_text: bytes | None = None
         self._eds: list[bytes] = []
         self._desktop_size = False
+        #: The client was told of a new framebuffer size: its next pixel
+        #: update covers the whole new screen, whatever area its requests
+        #: name (they may predate the resize and use the old size).
+        self._whole_screen_due = False
         self._cursor = False
         self._cursor_sent = False
         self._name = False
@@ -840,11 +848,13 @@ class ClientUpdates:
         self._copy = None
         if self._has(enc.EXTENDED_DESKTOP_SIZE):
             self.width, self.height = d.width, d.height
+            self._whole_screen_due = True
             if origin is not self:
                 reason = pseudo.REASON_SERVER if origin is None else pseudo.REASON_OTHER_CLIENT
                 self._add_eds(self._eds_rect(reason, pseudo.STATUS_OK))
         elif self._has(enc.DESKTOP_SIZE):
             self.width, self.height = d.width, d.height
+            self._whole_screen_due = True
             self._desktop_size = True
         for box_name in ("_requested", "_continuous"):
             box = getattr(self, box_name)
@@ -910,18 +920,25 @@ class ClientUpdates:
             return
         if self._eds or self._desktop_size:
             self._send_resize()
-            if self._continuous is None or self._blocked():
+            if self._blocked():
                 return
         self._send_data()
 
     def _send_resize(self) -> None:
+        """The layout update: DesktopSize or ExtendedDesktopSize rectangles alone.
+
+        rfbproto forbids pixel data in an update carrying either, so they
+        travel in an update of their own -- which does not answer the
+        pending request: the pixels follow at once in the next update
+        (QEMU 7.2 does the same), so every non-incremental request gets
+        pixels, and a resize is followed by the whole new screen.
+        """
         if self._eds:
             rects, self._eds = self._eds, []
         else:
             rects = [pseudo.desktop_size(self.width, self.height)]
         self._desktop_size = False
         self._write(messages.framebuffer_update(len(rects)) + b"".join(rects))
-        self._requested = None
         self.updates_sent += 1
 
     def _pseudo_rects(self) -> list[bytes]:
@@ -949,6 +966,8 @@ class ClientUpdates:
         return out
 
     def _area(self) -> tuple[int, int, int, int] | None:
+        if self._whole_screen_due:
+            return (0, 0, self.width, self.height)
         boxes = [b for b in (self._requested, self._continuous) if b is not None]
         boxes = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
         if not boxes:
@@ -997,6 +1016,7 @@ class ClientUpdates:
         if last:
             self._write(pseudo.last_rect())
         if sent_tiles is not None:
+            self._whole_screen_due = False
             ty0, tx0, ty1, tx1 = sent_tiles
             self.dirty[ty0:ty1, tx0:tx1] = False
             self.force_lossless[ty0:ty1, tx0:tx1] = False

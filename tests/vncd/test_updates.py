@@ -33,15 +33,22 @@ def same_picture(test, viewer, screen):
 
 
 def synced(client, viewer):
-    """Bring a client up to date: a full request (answered by the layout first when
-    it supports ExtendedDesktopSize), then an incremental one for the pixels."""
+    """Bring a client up to date with one full request (which a client of
+    ExtendedDesktopSize sees answered by the layout, then the pixels)."""
     client.request_update(False, 0, 0, client.width, client.height)
-    client.request_update(True, 0, 0, client.width, client.height)
     viewer.read()
 
 
 def rects(update):
     return [(e.x, e.y, e.width, e.height) for e in pixels_events(update)]
+
+
+def covered(update, width, height):
+    """Whether the pixel rectangles of ``update`` (and nothing else) cover the screen."""
+    mask = np.zeros((height, width), dtype=bool)
+    for x, y, w, h in rects(update):
+        mask[y:y + h, x:x + w] = True
+    return len(rects(update)) == len(update) and bool(mask.all())
 
 
 class DamageTests(SynchronousTestCase):
@@ -355,8 +362,9 @@ class ResizeTests(SynchronousTestCase):
         return (ext, ext_view), (plain, plain_view), (old, old_view)
 
     def test_server_resize(self):
-        """A server-side resize: ExtendedDesktopSize (reason 0) alone, DesktopSize alone, or
-        nothing for a client that cannot resize, which keeps its size, clipped."""
+        """A server-side resize: ExtendedDesktopSize (reason 0) alone, or DesktopSize alone,
+        then at once the whole new screen; a client that cannot resize keeps its size,
+        clipped."""
         st = Setup()
         (ext, ext_view), (plain, plain_view), (old, old_view) = self.clients(st)
         for c in (ext, plain, old):
@@ -365,26 +373,44 @@ class ResizeTests(SynchronousTestCase):
         st.screen.framebuffer[...] = 50
         st.screen.damage()
         st.settle()
-        self.assertEqual(ext_view.updates(), [[DesktopSizeChanged(
-            300, 100, True, 0, 0, ((0, 0, 0, 300, 100, 0),))]])
-        self.assertEqual(plain_view.updates(), [[DesktopSizeChanged(300, 100)]])
+        layout, pixels = ext_view.updates()
+        self.assertEqual(layout, [DesktopSizeChanged(
+            300, 100, True, 0, 0, ((0, 0, 0, 300, 100, 0),))])
+        self.assertTrue(covered(pixels, 300, 100))
+        size, pixels = plain_view.updates()
+        self.assertEqual(size, [DesktopSizeChanged(300, 100)])
+        self.assertTrue(covered(pixels, 300, 100))
+        for v in (ext_view, plain_view):
+            same_picture(self, v, st.screen)
         old_update, = old_view.updates()
         self.assertEqual(max(x + w for x, y, w, h in rects(old_update)), 200)
         self.assertEqual(max(y + h for x, y, w, h in rects(old_update)), 100)
-        for c, v in ((ext, ext_view), (plain, plain_view)):
-            c.request_update(True, 0, 0, 300, 100)
-            v.read()
-            same_picture(self, v, st.screen)
 
-    def test_non_incremental_request_reports_layout(self):
-        """With ExtendedDesktopSize, a non-incremental request first gets the current layout."""
+    def test_resize_after_partial_request(self):
+        """A resize answers a pending request for part of the old screen with all of the
+        new one."""
+        st = Setup()
+        (ext, ext_view), _, _ = self.clients(st)
+        ext.request_update(True, 0, 0, 10, 10)
+        st.screen.resize(400, 300)
+        st.settle()
+        layout, pixels = ext_view.updates()
+        self.assertEqual(layout[0].width, 400)
+        self.assertTrue(covered(pixels, 400, 300))
+
+    def test_non_incremental_requests_get_layout_then_pixels(self):
+        """With ExtendedDesktopSize, every non-incremental request is answered by the
+        current layout in an update of its own, then by the pixels."""
         st = Setup()
         client, sink, viewer = st.client([enc.RAW, enc.EXTENDED_DESKTOP_SIZE])
-        client.request_update(False, 0, 0, 200, 150)
-        self.assertEqual(viewer.updates(), [[DesktopSizeChanged(
-            200, 150, True, 0, 0, ((0, 0, 0, 200, 150, 0),))]])
-        client.request_update(True, 0, 0, 200, 150)
-        self.assertEqual(len(rects(viewer.updates()[0])), 3)
+        for _ in range(3):
+            client.request_update(False, 0, 0, 200, 150)
+            layout, pixels = viewer.updates()
+            self.assertEqual(layout, [DesktopSizeChanged(
+                200, 150, True, 0, 0, ((0, 0, 0, 200, 150, 0),))])
+            self.assertTrue(covered(pixels, 200, 150))
+        same_picture(self, viewer, st.screen)
+        self.assertEqual(client.updates_sent, 6)
 
     def test_refused(self):
         """SetDesktopSize on a fixed screen: reason 1, status 1 (prohibited), nothing changes."""
@@ -400,7 +426,7 @@ class ResizeTests(SynchronousTestCase):
 
     def test_accepted(self):
         """An accepted SetDesktopSize: the requester gets its request back with reason 1,
-        status 0; other clients get reason 2 or DesktopSize."""
+        status 0; other clients get reason 2 or DesktopSize; the new screen follows."""
         asked = []
         screen = ArrayScreen(200, 150, on_resize=lambda w, h: asked.append((w, h)) or True)
         st = Setup(screen=screen)
@@ -412,11 +438,14 @@ class ResizeTests(SynchronousTestCase):
         for c in (ext, plain, other):
             c.request_update(True, 0, 0, 200, 150)
         self.assertEqual(asked, [(320, 240)])
-        self.assertEqual(ext_view.updates(), [[DesktopSizeChanged(
-            320, 240, True, 1, 0, ((5, 0, 0, 320, 240, 0),))]])
-        self.assertEqual(other_view.updates(), [[DesktopSizeChanged(
-            320, 240, True, 2, 0, ((5, 0, 0, 320, 240, 0),))]])
-        self.assertEqual(plain_view.updates(), [[DesktopSizeChanged(320, 240)]])
+        expected = {
+            ext_view: DesktopSizeChanged(320, 240, True, 1, 0, ((5, 0, 0, 320, 240, 0),)),
+            other_view: DesktopSizeChanged(320, 240, True, 2, 0, ((5, 0, 0, 320, 240, 0),)),
+            plain_view: DesktopSizeChanged(320, 240)}
+        for view, change in expected.items():
+            size, pixels = view.updates()
+            self.assertEqual(size, [change])
+            self.assertTrue(covered(pixels, 320, 240))
         self.assertEqual(st.screen.layout, (ScreenArea(5, 0, 0, 320, 240),))
 
     def test_invalid_layout(self):
