@@ -20,6 +20,10 @@ each ``-vnc`` display it
    ``ipv4=``/``ipv6=``, plus the WebSocket listeners; or, with
    ``reverse=on``, connects out to the listening viewer.
 
+Each display serves the screen through its own
+:class:`~vncd.updates.Display`, which gets ``lossy``, ``non-adaptive``
+and ``key-delay-ms``.
+
 Failures raise :class:`StartupError` naming the ``-vnc`` option as typed,
 with QEMU's messages ("Failed to find an available port: Address already
 in use", "Failed to connect to 'HOST:PORT': Connection refused" ...);
@@ -194,7 +198,7 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
 
     families = _families(config)
     display = Display(service.screen, reactor=service.reactor, lossy=config.lossy,
-                      non_adaptive=config.non_adaptive)
+                      non_adaptive=config.non_adaptive, key_delay_ms=config.key_delay_ms)
     server = DisplayServer(display, security, reactor=service.reactor, tls_session=tls_session,
                            limits=limits, share=config.share, connections=config.connections,
                            throttle=throttle)

@@ -60,12 +60,19 @@ small control messages and :attr:`UpdateConfig.max_resize_replies`
 ExtendedDesktopSize replies; a client exceeding the last two is
 disconnected (it sends requests but does not read the answers).
 
+Input goes the other way: key, pointer and clipboard events reach the
+screen through the display's :class:`InputPacer`, which spaces key
+events ``key-delay-ms`` apart as QEMU does, keeps every event in the
+order it was sent, and holds at most :attr:`UpdateConfig.max_queued_input`
+of them.
+
 This module knows nothing about sockets, TLS or the RFB handshake; it
 uses :mod:`vncd.encoding` for bytes and the Screen API for pixels.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
@@ -84,13 +91,14 @@ from vncd.encoding.zlib import encode_zlib
 from vncd.encoding.zrle import encode_zrle
 from vncd.info import ConnectionInfo
 from vncd.pixels import DEFAULT_FORMAT, PixelFormat
+from compat.vnc import MAX_KEY_DELAY_MS
 from vncd.screens.base import (
     MAX_SIDE, RESIZE_INVALID_LAYOUT, RESIZE_OK, RESIZE_OUT_OF_RESOURCES, CutTextEvent,
-    KeyEvent, PointerEvent, Screen, ScreenArea,
+    InputEvent, KeyEvent, PointerEvent, Screen, ScreenArea,
 )
 
 __all__ = [
-    "Display", "ClientUpdates", "UpdateConfig", "EncodeCache", "Sink", "TILE",
+    "Display", "ClientUpdates", "UpdateConfig", "EncodeCache", "InputPacer", "Sink", "TILE",
     "choose_encoding", "ENCODERS",
 ]
 
@@ -128,6 +136,15 @@ MAX_QUEUED_MESSAGES = 64
 #: must be answered, unmerged; a client with this many unanswered is not
 #: reading.
 MAX_RESIZE_REPLIES = 16
+
+#: Input events one display holds back while ``key-delay-ms`` spaces its
+#: key events (pointer and clipboard events that arrive behind a waiting
+#: key wait with it, to keep their order).  QEMU's input queue holds 1024
+#: entries, about 340 keys (a key costs an event, a sync and a delay);
+#: 1024 events hold a 500-character paste typed by a client (two events a
+#: character), about ten seconds of typing at the default 10 ms, in well
+#: under a megabyte.  Further events are dropped, as QEMU drops them.
+MAX_QUEUED_INPUT = 1024
 
 #: Seconds within which a tile must change twice to count as "hot" (video,
 #: animation) and be allowed a lossy encoding in adaptive mode.
@@ -173,6 +190,7 @@ class UpdateConfig:
     max_resize_replies: int = MAX_RESIZE_REPLIES
     hot_window: float = HOT_WINDOW
     lossless_refresh_delay: float = LOSSLESS_REFRESH_DELAY
+    max_queued_input: int = MAX_QUEUED_INPUT
 
 
 class Sink(Protocol):
@@ -264,18 +282,127 @@ def _tile_box(x: int, y: int, w: int, h: int) -> tuple[int, int, int, int]:
     return y // TILE, x // TILE, _tiles(y + h), _tiles(x + w)
 
 
+class InputPacer:
+    """One display's input on its way to the screen, key events spaced out.
+
+    QEMU's ``key-delay-ms``: a key event goes to the screen at once when
+    nothing is waiting and the previous key event left at least ``delay``
+    seconds ago; otherwise it waits its turn, and consecutive key events
+    leave at least ``delay`` apart (whatever reads them -- a guest's
+    keyboard controller, an application polling key state -- may miss
+    keys that come faster).  Pointer and clipboard events are never
+    delayed on their own account, but one that arrives while key events
+    wait queues behind them, so the screen sees the input in the order
+    the clients sent it.  (QEMU lets pointer events overtake waiting keys,
+    which can turn Ctrl+A followed by a click into a Ctrl+click.)  Pointer
+    motion queued behind keys is merged: a position with the same buttons
+    replaces the previous one.  At most ``limit`` events wait; further
+    ones are dropped, as QEMU drops them, with one log line per overflow.
+    Events already accepted are delivered even if their client has gone
+    meanwhile, so its key releases still arrive.
+
+    ``deliver(client, handler, event)`` hands one event to the screen;
+    the timer comes from ``reactor.callLater``.
+    """
+
+    def __init__(self, reactor, delay: float, limit: int,
+                 deliver: Callable[["ClientUpdates", Callable, InputEvent], None]) -> None:
+        if delay < 0 or limit < 0:
+            raise ValueError("the key delay and the queue limit must not be negative")
+        self.reactor = reactor
+        self.delay = delay
+        self.limit = limit
+        self._deliver = deliver
+        self._waiting: collections.deque = collections.deque()
+        self._call = None
+        self._overflowing = False
+        self._closed = False
+        #: Events dropped because ``limit`` events were waiting.
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        """Events waiting."""
+        return len(self._waiting)
+
+    def submit(self, client: "ClientUpdates", handler: Callable, event: InputEvent) -> None:
+        """Deliver ``event`` (with ``handler``) now, or queue it behind what waits."""
+        if self._closed:
+            return
+        key = isinstance(event, KeyEvent)
+        if not self._waiting and (not key or self._call is None):
+            self._deliver(client, handler, event)
+            if key:
+                self._pause()
+            return
+        if isinstance(event, PointerEvent) and self._waiting:
+            last_client, _, last = self._waiting[-1]
+            if (last_client is client and isinstance(last, PointerEvent)
+                    and last.buttons == event.buttons):
+                self._waiting[-1] = (client, handler, event)
+                return
+        if len(self._waiting) >= self.limit:
+            self.dropped += 1
+            if not self._overflowing:
+                self._overflowing = True
+                log.warn("{count} input events are waiting for key-delay-ms: dropping input"
+                         " from {peer} until they drain", count=len(self._waiting),
+                         peer=client.info.peer)
+            return
+        self._waiting.append((client, handler, event))
+
+    def close(self) -> None:
+        """Drop whatever waits and stop the timer (the display is closing)."""
+        self._closed = True
+        self._waiting.clear()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _pause(self) -> None:
+        """A key event left: the next one waits ``delay``."""
+        if self.delay > 0 and not self._closed:
+            self._call = self.reactor.callLater(self.delay, self._release)
+
+    def _release(self) -> None:
+        """The pause is over: deliver the next key event and what follows it, up
+        to the key event after it."""
+        self._call = None
+        sent_key = False
+        while self._waiting and not self._closed:
+            client, handler, event = self._waiting[0]
+            if isinstance(event, KeyEvent):
+                if sent_key:
+                    break
+                sent_key = True
+            self._waiting.popleft()
+            self._deliver(client, handler, event)
+        if not self._waiting:
+            self._overflowing = False
+        if sent_key:
+            self._pause()
+
+
 class Display:
-    """One screen as served to a set of clients (see the module docstring)."""
+    """One screen as served to a set of clients (see the module docstring).
+
+    ``key_delay_ms`` spaces key events on their way to the screen
+    (:class:`InputPacer`; ``-vnc``'s ``key-delay-ms``, whose default of 10
+    the command line supplies -- a Display made directly delays nothing).
+    """
 
     def __init__(self, screen: Screen, *, reactor, name: str | None = None,
-                 lossy: bool = False, non_adaptive: bool = False,
+                 lossy: bool = False, non_adaptive: bool = False, key_delay_ms: int = 0,
                  config: UpdateConfig | None = None) -> None:
+        if not 0 <= key_delay_ms <= MAX_KEY_DELAY_MS:
+            raise ValueError(f"key_delay_ms must be 0 .. {MAX_KEY_DELAY_MS}, not {key_delay_ms}")
         self.screen = screen
         self.reactor = reactor
         self._name = name
         self.lossy = lossy
         self.non_adaptive = non_adaptive
         self.config = config or UpdateConfig()
+        self.input_pacer = InputPacer(reactor, key_delay_ms / 1000,
+                                      self.config.max_queued_input, self._deliver_input)
         #: Incremented whenever the snapshot changes.
         self.generation = 0
         self.cache = EncodeCache(self.config.cache_bytes)
@@ -342,6 +469,7 @@ class Display:
     def close(self) -> None:
         """Stop watching the screen and drop every client."""
         self.screen.remove_listener(self)
+        self.input_pacer.close()
         for call in (self._tick_call, self._refresh_call):
             if call is not None and call.active():
                 call.cancel()
@@ -539,8 +667,12 @@ class Display:
         return status
 
     def input(self, client: "ClientUpdates", handler, event) -> None:
-        """Hand an input event to the screen; a screen that fails is logged,
-        and the connection carries on."""
+        """Hand an input event to the screen through the :class:`InputPacer`."""
+        self.input_pacer.submit(client, handler, event)
+
+    def _deliver_input(self, client: "ClientUpdates", handler, event) -> None:
+        """Call the screen's handler; a screen that fails is logged, and the
+        connection carries on."""
         try:
             handler(event)
         except Exception:

@@ -18,11 +18,15 @@ from compat.config import DisplayConfig, Invocation, ListenAddress
 from tests.tools import free_display, free_port
 from tests.vncd.test_vencrypt import PASSWORD, shared_pki
 from vncd.client import ClientOptions, RFBClientError, connect, fetch_framebuffer
+from vncd.rfb import messages as m
 from vncd.screens.array import ArrayScreen
 from vncd.service import StartupError, start
 
 #: Seconds any one client operation may take in these tests.
 CLIENT_TIMEOUT = 10
+
+#: Seconds between looks at the server's state while waiting on it.
+POLL = 0.02
 
 
 def pattern_screen(width=96, height=40) -> ArrayScreen:
@@ -307,6 +311,38 @@ class StartupErrorTests(SynchronousTestCase):
         error = self.fails(display(listen=(tcp(5903, "nosuchhost.invalid"),)))
         self.assertTrue(error.message.startswith(
             "address resolution failed for nosuchhost.invalid:5903: "), error.message)
+
+
+class KeyDelayTests(ServiceCase):
+    """key-delay-ms reaches the display: a press and a release sent together arrive
+    together without a delay, and the release waits behind the press with one."""
+
+    async def keys_after_sending(self, key_delay_ms):
+        """Send a key press and release at once; wait until the display has read
+        both; the key events the screen has by then."""
+        port = free_port()
+        got = []
+        screen = pattern_screen()
+        screen.on_key = got.append
+        service = self.serve(display(listen=(tcp(port),), key_delay_ms=key_delay_ms),
+                             screen=screen)
+        pacer = service.display("default").server.display.input_pacer
+        client = await connect(reactor, tcp(port), ClientOptions(), timeout=CLIENT_TIMEOUT)
+        self.addCleanup(client.close)
+        client.send(m.KeyEvent(True, 0x61), m.KeyEvent(False, 0x61))
+        for _ in range(int(CLIENT_TIMEOUT / POLL)):
+            if len(got) + len(pacer) == 2:
+                break
+            await task.deferLater(reactor, POLL, lambda: None)
+        return [e.down for e in got]
+
+    async def test_long_delay_holds_the_release(self):
+        """With key-delay-ms=10000 the release is still waiting once the press arrived."""
+        self.assertEqual(await self.keys_after_sending(10_000), [True])
+
+    async def test_no_delay(self):
+        """With key-delay-ms=0 both key events arrive at once."""
+        self.assertEqual(await self.keys_after_sending(0), [True, False])
 
 
 class ReleaseTests(ServiceCase):
