@@ -50,7 +50,12 @@ scroll (sent as CopyRect), ``screen.resize(w, h)``, ``screen.set_name``,
 ``screen.set_clipboard(text)`` do what they say.  Input arrives at the
 callbacks as :class:`~vncd.screens.base.KeyEvent`,
 :class:`~vncd.screens.base.PointerEvent` and
-:class:`~vncd.screens.base.CutTextEvent`.
+:class:`~vncd.screens.base.CutTextEvent` (key events spaced by
+``key-delay-ms``, 10 ms unless the option says otherwise, as in QEMU).
+Once :func:`serve` returns, ``screen.listen_addresses`` lists the
+addresses alone (``127.0.0.1:5901``) and ``screen.served_addresses``
+each with the security a client meets there
+(``127.0.0.1:5901 (VeNCrypt X509None)``).
 
 This module only assembles the other parts; it knows nothing of its own
 about certificates, sockets or RFB.
@@ -66,12 +71,12 @@ from creds.objects import ObjectRegistry
 from vncd import service
 from vncd.screens.array import ArrayScreen
 from vncd.screens.base import (
-    Cursor, CutTextEvent, KeyEvent, PointerEvent, Screen, ScreenArea, ScreenError,
+    Cursor, CutTextEvent, KeyEvent, PointerEvent, Screen, ScreenArea, ScreenError, ServedAddress,
 )
 
 __all__ = [
     "serve", "ArrayScreen", "Screen", "ScreenError", "KeyEvent", "PointerEvent",
-    "CutTextEvent", "Cursor", "ScreenArea",
+    "CutTextEvent", "Cursor", "ScreenArea", "ServedAddress",
 ]
 
 

@@ -57,13 +57,14 @@ from creds.secret import lookup_secret
 from creds.session import TLSSession
 from creds.tlscreds import Endpoint, TLSCreds
 from vncd.rfb.limits import Limits
-from vncd.rfb.security import SecurityConfig, auth_for
+from vncd.rfb.security import Auth, SecurityConfig, SecurityType, auth_for
 from vncd.screens import from_spec
-from vncd.screens.base import ScreenError
+from vncd.screens.base import ScreenError, ServedAddress
 from vncd.server import AuthThrottle, DisplayServer, RFBServerFactory
 from vncd.updates import Display
 
-__all__ = ["StartupError", "Service", "start", "LISTEN_BACKLOG", "REVERSE_CONNECT_TIMEOUT"]
+__all__ = ["StartupError", "Service", "start", "security_words", "LISTEN_BACKLOG",
+           "REVERSE_CONNECT_TIMEOUT"]
 
 log = Logger(namespace="vncd.service")
 
@@ -97,6 +98,21 @@ class StartupError(Exception):
         return text
 
 
+#: How a listener without TLS is described to people.  RFB calls these
+#: security types "None" and "VNC"; on a screen, "(None)" would read as
+#: "nothing known", so the words say what a client has to do.
+_PLAIN_SECURITY_WORDS = {
+    SecurityType.NONE: "no authentication",
+    SecurityType.VNC: "VNC password",
+}
+
+
+def security_words(auth: Auth) -> str:
+    """What a client meets on a listener offering ``auth``, for people:
+    ``no authentication``, ``VNC password``, ``VeNCrypt X509None`` ..."""
+    return _PLAIN_SECURITY_WORDS.get(auth.security_type) or auth.label
+
+
 @dataclass
 class RunningDisplay:
     """One started ``-vnc`` display."""
@@ -105,6 +121,16 @@ class RunningDisplay:
     server: DisplayServer
     #: ``(address text, websocket)`` of every listening socket.
     addresses: list[tuple[str, bool]] = field(default_factory=list)
+
+    def served(self) -> list[ServedAddress]:
+        """Every address with the security a client meets there (the testcard shows them)."""
+        security = self.server.security
+        websocket_security = "WebSocket{}, {}".format(
+            " over TLS" if self.server.tls_session is not None else "",
+            security_words(security.for_websocket().auth))
+        return [ServedAddress(text, websocket_security if websocket
+                              else security_words(security.auth))
+                for text, websocket in self.addresses]
 
 
 class Service:
@@ -165,7 +191,7 @@ def start(reactor, registry: ObjectRegistry, invocation: Invocation, *, screen=N
     except BaseException:
         service.stop()
         raise
-    screen.set_listen_addresses([a for d in service.displays for a, _ in d.addresses])
+    screen.set_served_addresses([a for d in service.displays for a in d.served()])
     screen.start()
     return service
 
@@ -208,10 +234,8 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
     except BaseException:
         display.close()
         raise
-    for text, websocket in running.addresses:
-        log.info("display {id}: {kind} on {address} ({auth})", id=config.id,
-                 kind="websocket" if websocket else "VNC", address=text,
-                 auth=security.for_websocket().auth.name if websocket else security.auth.name)
+    for served in running.served():
+        log.info("display {id}: serving on {served}", id=config.id, served=str(served))
     if config.to is not None and running.addresses:
         service.notices.append(f"VNC server running on {running.addresses[0][0]}")
     return running

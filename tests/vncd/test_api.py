@@ -94,7 +94,8 @@ class ServeTests(TestCase):
             client.transport.loseConnection()
 
     async def test_plain(self):
-        """serve() with a plain -vnc string serves the screen to vncd's client."""
+        """serve() with a plain -vnc string serves the screen to vncd's client; the screen
+        learns the plain address, and separately the security offered there."""
         screen = self.screen()
         display = free_display()
         service = api.serve(screen, f"127.0.0.1:{display}", reactor=reactor)
@@ -102,6 +103,8 @@ class ServeTests(TestCase):
         got = await self.fetch(display)
         self.assertTrue(np.array_equal(got[..., :3], screen.framebuffer[..., :3]))
         self.assertEqual(screen.listen_addresses, [f"127.0.0.1:{5900 + display}"])
+        self.assertEqual([str(a) for a in screen.served_addresses],
+                         [f"127.0.0.1:{5900 + display} (no authentication)"])
 
     async def test_legacy_tls_option(self):
         """A legacy tls,x509=DIR option creates its credentials object and serves X509None."""

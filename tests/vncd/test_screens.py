@@ -14,7 +14,7 @@ from vncd.screens import from_spec
 from vncd.screens.array import ArrayScreen
 from vncd.screens.base import (
     MAX_SIDE, RESIZE_OK, RESIZE_PROHIBITED, CutTextEvent, KeyEvent, PointerEvent, Screen,
-    ScreenArea, ScreenError,
+    ScreenArea, ScreenError, ServedAddress,
 )
 from vncd.screens.image import ImageScreen
 from vncd.screens.pipe import PipeScreen
@@ -59,6 +59,17 @@ class ScreenTests(SynchronousTestCase):
         self.assertEqual((s.framebuffer.shape, s.framebuffer.dtype), ((20, 30, 4), np.uint8))
         self.assertEqual((s.width, s.height, s.name), (30, 20, "n"))
         self.assertEqual(s.layout, (ScreenArea(0, 0, 0, 30, 20),))
+
+    def test_served_addresses(self):
+        """A screen keeps the served addresses in order; listen_addresses is the plain
+        addresses alone, and each one reads "address (security)"."""
+        s = Screen(30, 20)
+        self.assertEqual(s.listen_addresses, [])
+        s.set_served_addresses([ServedAddress("[::1]:5901", "VNC password"),
+                                ServedAddress("unix:/run/v.sock", "no authentication")])
+        self.assertEqual(s.listen_addresses, ["[::1]:5901", "unix:/run/v.sock"])
+        self.assertEqual([str(a) for a in s.served_addresses],
+                         ["[::1]:5901 (VNC password)", "unix:/run/v.sock (no authentication)"])
 
     def test_size_limits(self):
         """Sizes outside 1x1 .. MAX_SIDE x MAX_SIDE are refused with a ScreenError."""

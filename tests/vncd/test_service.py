@@ -345,6 +345,37 @@ class KeyDelayTests(ServiceCase):
         self.assertEqual(await self.keys_after_sending(0), [True, False])
 
 
+class ServedAddressTests(ServiceCase):
+
+    def served(self, *displays):
+        screen = pattern_screen()
+        self.serve(*displays, screen=screen)
+        return [str(a) for a in screen.served_addresses], screen.listen_addresses
+
+    def test_x509_with_websocket(self):
+        """The screen learns each address with its security: VeNCrypt's subtype, and
+        for the WebSocket listener that it runs over TLS and what it asks."""
+        port, ws_port = free_port(), free_port()
+        served, plain = self.served(display(listen=(tcp(port),), websocket=(tcp(ws_port),),
+                                            tls_creds="x509n"))
+        self.assertEqual(served, [f"127.0.0.1:{port} (VeNCrypt X509None)",
+                                  f"127.0.0.1:{ws_port} (WebSocket over TLS, no authentication)"])
+        self.assertEqual(plain, [f"127.0.0.1:{port}", f"127.0.0.1:{ws_port}"])
+
+    def test_words_not_type_names(self):
+        """Without TLS the security is said in words ("no authentication", "VNC
+        password"), never RFB's ambiguous type name "None"."""
+        ports = free_port(), free_port(), free_port()
+        served, _ = self.served(
+            display(listen=(tcp(ports[0]),)),
+            display(id="pw", listen=(tcp(ports[1]),), websocket=(tcp(ports[2]),),
+                    password=True))
+        self.assertEqual(served, [f"127.0.0.1:{ports[0]} (no authentication)",
+                                  f"127.0.0.1:{ports[1]} (VNC password)",
+                                  f"127.0.0.1:{ports[2]} (WebSocket, VNC password)"])
+        self.assertFalse(any("None" in text for text in served))
+
+
 class ReleaseTests(ServiceCase):
 
     async def test_ports_released_after_failed_start(self):

@@ -9,7 +9,7 @@ from tests.vncd.test_updates_helpers import Setup
 from vncd import __version__
 from vncd import encoding as enc
 from vncd.info import ConnectionInfo
-from vncd.screens.base import KeyEvent, PointerEvent, ScreenError
+from vncd.screens.base import KeyEvent, PointerEvent, ScreenError, ServedAddress
 from vncd.screens.testcard import (
     AMBER, BACKGROUND, BARS, GREEN, MAX_REDRAWS_PER_SECOND, RED, TestcardScreen,
 )
@@ -56,16 +56,19 @@ def line_pixels(tc, panel_name, index, text, colour):
 
 class DrawingTests(SynchronousTestCase):
     def test_security_state_is_drawn(self):
-        """Each client's address, security type and subtype, TLS version and cipher and
-        certificate name are drawn, each line exactly where the testcard lists it."""
+        """Each listen address with its security, and each client's address, security
+        type and subtype, TLS version and cipher and certificate name are drawn, each
+        line exactly where the testcard lists it."""
         tc, clock = card()
-        tc.set_listen_addresses(["127.0.0.1:5901", "[::1]:5901"])
+        tc.set_served_addresses([ServedAddress("127.0.0.1:5901", "VeNCrypt X509None"),
+                                 ServedAddress("[::1]:5901", "VNC password")])
         for info in (SECURE, ANONYMOUS, CLEAR):
             tc.add_connection(info)
         tc.redraw()
         texts = [t for t, _ in tc.panels["info"].lines]
         expected = [
-            "Listening on:", "    127.0.0.1:5901", "    [::1]:5901", "Clients (3):",
+            "Listening on:", "    127.0.0.1:5901 (VeNCrypt X509None)",
+            "    [::1]:5901 (VNC password)", "Clients (3):",
             "192.0.2.7:50123  authenticated, shared  [verified]",
             "    security: VeNCrypt / X509None    TLS: TLSv1.3 TLS_AES_256_GCM_SHA384",
             "    peer certificate: CN=alice,O=Example,C=GB",

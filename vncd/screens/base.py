@@ -22,8 +22,8 @@ Displays (:class:`vncd.updates.Display`) listen to a screen through the
 :meth:`Screen.cut_text` and :meth:`Screen.request_resize`; subclasses
 override them (or, for :class:`vncd.screens.array.ArrayScreen`, pass
 callbacks).  The server also tells the screen who is connected
-(:meth:`Screen.add_connection`) and where it listens
-(:meth:`Screen.set_listen_addresses`), which the testcard shows.
+(:meth:`Screen.add_connection`) and where it listens, with the security
+offered there (:meth:`Screen.set_served_addresses`), which the testcard shows.
 
 This module knows nothing about RFB encodings, sockets or TLS.
 """
@@ -39,7 +39,7 @@ from creds.objects import ObjectError
 from vncd.info import ConnectionInfo
 
 __all__ = [
-    "Screen", "ScreenListener", "ScreenError", "ScreenArea", "Cursor",
+    "Screen", "ScreenListener", "ScreenError", "ScreenArea", "Cursor", "ServedAddress",
     "KeyEvent", "PointerEvent", "CutTextEvent", "InputEvent",
     "MAX_SIDE", "RESIZE_OK", "RESIZE_PROHIBITED", "RESIZE_OUT_OF_RESOURCES",
     "RESIZE_INVALID_LAYOUT", "LED_SCROLL_LOCK", "LED_NUM_LOCK", "LED_CAPS_LOCK",
@@ -102,6 +102,24 @@ class Cursor:
     rgba: np.ndarray = field(compare=False)
     hot_x: int = 0
     hot_y: int = 0
+
+
+@dataclass(frozen=True)
+class ServedAddress:
+    """Where the server takes connections for a screen, and what it asks of them.
+
+    ``address`` is the address alone (``127.0.0.1:5901``, ``[::1]:5901``,
+    ``unix:/run/vnc.sock``, ``reverse 192.0.2.4:5500``); ``security`` says
+    in words what a client must do there (``VeNCrypt X509None``,
+    ``VNC password``, ``no authentication``, ``WebSocket over TLS, VNC
+    password``).  ``str()`` is ``"<address> (<security>)"``.
+    """
+
+    address: str
+    security: str
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.security})"
 
 
 @dataclass(frozen=True)
@@ -198,8 +216,8 @@ class Screen:
         self._listeners: list[ScreenListener] = []
         #: Connections of every display showing this screen, oldest first.
         self.connections: list[ConnectionInfo] = []
-        #: Where the server listens, as text (``127.0.0.1:5901``, ``unix:/run/x``).
-        self.listen_addresses: list[str] = []
+        #: Where the server listens and the security it offers there, in order.
+        self.served_addresses: list[ServedAddress] = []
 
     # -- what it looks like ---------------------------------------------------
 
@@ -354,8 +372,15 @@ class Screen:
     def remove_connection(self, info: ConnectionInfo) -> None:
         self.connections = [c for c in self.connections if c is not info]
 
-    def set_listen_addresses(self, addresses: Sequence[str]) -> None:
-        self.listen_addresses = list(addresses)
+    @property
+    def listen_addresses(self) -> list[str]:
+        """Where the server listens, the addresses alone (``127.0.0.1:5901``,
+        ``unix:/run/x``)."""
+        return [served.address for served in self.served_addresses]
+
+    def set_served_addresses(self, addresses: Sequence[ServedAddress]) -> None:
+        """Where the server takes connections for this screen, and with what security."""
+        self.served_addresses = list(addresses)
 
     def start(self) -> None:
         """Begin producing frames (timers, readers); called once serving starts."""

@@ -5,7 +5,7 @@ What an administrator sees on connecting a viewer:
 
 * the vncd version and a UTC clock (redrawn every second);
 * colour bars and a grey ramp (a wrong pixel format shows at once);
-* the addresses the server listens on;
+* the addresses the server listens on, each with the security it offers;
 * every connected client: its address and state, the security type and
   VeNCrypt subtype, the TLS version and cipher, and the distinguished
   name of its certificate -- with a coloured mark: green for TLS with a
@@ -174,7 +174,7 @@ class TestcardScreen(Screen):
         """The lines each panel shows now: ``(text, colour)`` pairs."""
         now = self._now()
         info: list = [("Listening on:", DIM)]
-        addresses = [(f"    {a}", FOREGROUND) for a in self.listen_addresses]
+        addresses = [(f"    {served}", FOREGROUND) for served in self.served_addresses]
         info += addresses or [("    (nothing)", DIM)]
         info.append((f"Clients ({len(self.connections)}):", DIM))
         room = max(0, self.panels["info"].height // self.line_height - len(info) - 1)
@@ -262,8 +262,8 @@ class TestcardScreen(Screen):
         super().remove_connection(info)
         self._soon()
 
-    def set_listen_addresses(self, addresses) -> None:
-        super().set_listen_addresses(addresses)
+    def set_served_addresses(self, addresses) -> None:
+        super().set_served_addresses(addresses)
         self._soon()
 
     def _record(self, event) -> None:
