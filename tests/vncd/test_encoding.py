@@ -15,6 +15,7 @@ from vncd.encoding.decode import FramebufferDecoder, NEED_DATA, RectDecoded, Upd
 from vncd.encoding.hextile import encode_hextile
 from vncd.encoding.messages import framebuffer_update
 from vncd.encoding.raw import encode_raw
+from vncd.encoding import tight
 from vncd.encoding.tight import MAX_WIDTH, compact_length, encode_tight
 from vncd.encoding.zlib import encode_zlib
 from vncd.encoding.zrle import encode_zrle
@@ -382,6 +383,16 @@ class TightLayoutTests(SynchronousTestCase):
         decode_all(decoder, update_bytes([encode_tight(rare, 0, 0, 2048, 8,
                                                        EncodeParams(DEFAULT_FORMAT))], set()))
         self.assertTrue(np.array_equal(decoder.values, converter_for(DEFAULT_FORMAT).values(rare)))
+
+    def test_palette_lookup_keeps_nothing(self):
+        """The palette lookup leaves nothing behind in its process-wide table, so no
+        rectangle's encoding can depend on what was encoded before it (by another test,
+        in a full run)."""
+        few = frame_of(*[[A, B, RED, WHITE] * 8] * 4)
+        for frame in (few, picture("desktop"), picture("noise"), few):
+            h, w = frame.shape[:2]
+            encode_tight(frame, 0, 0, w, h, EncodeParams(DEFAULT_FORMAT))
+            self.assertFalse(tight._indexer._table.any())
 
     def test_jpeg_layout(self):
         """JPEG: control 0x90, compact length, a JFIF stream."""

@@ -104,9 +104,13 @@ def _distinct(keys: np.ndarray) -> np.ndarray:
 class _PaletteIndexer:
     """Maps colour keys to palette indices through a 2**24-entry table.
 
-    The table (16 MiB, allocated on first use and reused) is never
-    cleared: every lookup is checked against the palette, so entries
-    left by earlier pieces cannot leak into a result.
+    The table (16 MiB of zeros, allocated on first use; only the pages a
+    palette touches ever become resident) is cleared again after every
+    lookup, so no call sees what an earlier one wrote: a piece's path
+    through :func:`_palette` depends on its own pixels alone, never on
+    what was encoded before it in the process.  A missing key maps to 0,
+    so every result is still checked against the palette.  One table
+    serves the process: encoders run in the reactor's thread.
     """
 
     def __init__(self) -> None:
@@ -116,9 +120,13 @@ class _PaletteIndexer:
         """Indices of ``keys`` into ``colours``, or None if some key is missing."""
         if self._table is None:
             self._table = np.zeros(1 << 24, dtype=np.uint8)
-        self._table[colours] = np.arange(colours.size, dtype=np.uint8)
-        idx = self._table[keys]
-        if int(idx.max()) >= colours.size or not np.array_equal(colours[idx], keys):
+        table = self._table
+        table[colours] = np.arange(colours.size, dtype=np.uint8)
+        try:
+            idx = table[keys]
+        finally:
+            table[colours] = 0
+        if not np.array_equal(colours[idx], keys):
             return None
         return idx
 
