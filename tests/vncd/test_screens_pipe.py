@@ -179,6 +179,15 @@ class ReaderTests(TestCase):
         self.assertEqual(json.loads(line)["keysym"], 0xFF0D)
         self.assertTrue(line.endswith("\n"))
 
+    def test_stop_closes_events_of_unstarted_screen(self):
+        """stop() closes the events file even when frames were never read."""
+        events = self.mktemp()
+        s = self.screen("/nonexistent/frames", events=events)
+        s.key_event(KeyEvent(True, 0x61, None, "127.0.0.1:1"))
+        self.assertIsNotNone(s.events._fd)
+        s.stop()
+        self.assertIsNone(s.events._fd)
+
 
 class StdinTests(SynchronousTestCase):
     def test_stdin(self):

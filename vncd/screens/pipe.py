@@ -180,6 +180,8 @@ class PipeScreen(Screen):
             self._reader.start()
 
     def stop(self) -> None:
+        if self.events is not None:
+            self.events.close()
         reader, self._reader = self._reader, None
         if reader is None:
             return
@@ -187,8 +189,6 @@ class PipeScreen(Screen):
         if reader.opening and self.path != "-":
             self._release_open(reader)
         reader.join(2 * POLL_INTERVAL)
-        if self.events is not None:
-            self.events.close()
 
     def _release_open(self, reader: _Reader) -> None:
         """Unblock a reader waiting in open() for a FIFO writer."""
