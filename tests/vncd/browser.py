@@ -197,8 +197,9 @@ class StaticServer:
                 self.httpd.socket, server_side=True, do_handshake_on_connect=False)
             self.scheme = "https"
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever,
-                                         kwargs={"poll_interval": POLL_INTERVAL}, daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": POLL_INTERVAL},
+            daemon=True)
         self._thread.start()
         test.addCleanup(self.stop)
 
