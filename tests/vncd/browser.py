@@ -126,6 +126,7 @@ ALERT_OPEN = "unexpected alert open"
 #: The WebDriver error when no dialog is open.
 NO_ALERT = "no such alert"
 
+#: How ``canvas.toDataURL("image/png")`` begins.
 PNG_DATA_URL_PREFIX = "data:image/png;base64,"
 
 #: Largest canvas data URL accepted (a base64 PNG inside a response).
