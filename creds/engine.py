@@ -9,9 +9,12 @@ here, so creating a session (:mod:`creds.session`) costs one
 
 The policy mirrors QEMU's use of GnuTLS:
 
-* x509 servers always *request* a client certificate but never let the TLS
-  layer abort the handshake over it; x509 clients likewise never abort over
-  the server's certificate.  What OpenSSL found while verifying the peer is
+* x509 servers with ``verify-peer=on`` *request* a client certificate but
+  never let the TLS layer abort the handshake over it; x509 clients likewise
+  never abort over the server's certificate.  With ``verify-peer=off`` a
+  server does not ask at all: QEMU (GnuTLS) always asks, and browsers then
+  abandon wss connections (ERR_SSL_CLIENT_AUTH_CERT_NEEDED; noVNC issue
+  1144), although the answer would never be looked at.  What OpenSSL found while verifying the peer is
   recorded per connection in a :class:`VerifyRecord` and judged later by
   ``TLSSession.check_credentials()``, which applies ``verify-peer``, the
   clock, authz and the hostname (QEMU's ``check_credentials`` semantics).
@@ -142,6 +145,8 @@ def build_context(creds: Any, material: X509Material | AnonMaterial) -> SSL.Cont
         _set_dh(ctx, material)
     if isinstance(material, X509Material):
         _set_x509(ctx, server, material)
+        if server and not creds.verify_peer:
+            ctx.set_verify(SSL.VERIFY_NONE)
     else:
         ctx.set_verify(SSL.VERIFY_NONE)
     _check_ciphers(ctx, creds)
