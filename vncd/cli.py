@@ -192,7 +192,7 @@ def _serve(
         except OSError as err:
             say(f"-pidfile {invocation.pidfile}: cannot create PID file: {err.strerror}")
             return 1
-    previous_handlers = _stop_on_signals_until_running(reactor)
+    previous_handlers = _stop_on_signals(reactor)
     previous_handlers.update(_reload_on_sighup(reactor, registry, invocation, console))
     try:
         try:
@@ -204,7 +204,10 @@ def _serve(
             stderr.write(notice + "\n")
         stderr.flush()
         reactor.addSystemEventTrigger("before", "shutdown", running.stop)
-        reactor.run()
+        if previous_handlers:
+            reactor.run(installSignalHandlers=False)
+        else:
+            reactor.run()
         return 0
     finally:
         for signum, old in previous_handlers.items():
@@ -253,20 +256,25 @@ def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, invocation: Invoca
     return {signal.SIGHUP: signal.signal(signal.SIGHUP, handler)}
 
 
-def _stop_on_signals_until_running(reactor: Any) -> dict[int, Any]:
-    """Make SIGTERM/SIGINT a clean stop even before ``reactor.run()``.
+def _stop_on_signals(reactor: Any) -> dict[int, Any]:
+    """SIGTERM/SIGINT stop the reactor once, cleanly, from before it runs until it ends.
 
     The listeners open in ``service.start()``; a signal between that and
-    the reactor installing its own handlers would otherwise kill the
-    process with the signal's default action instead of exit status 0.
-    The stop is queued and runs as soon as the reactor does.  Returns the
-    previous handlers, which the caller restores when serving ends.
+    ``reactor.run()`` must not kill the process with the signal's default
+    action.  vncd keeps these handlers for the whole run (the reactor is
+    run without its own), so a second signal during shutdown is harmless.
+    Returns the previous handlers, which the caller restores; an empty dict
+    when the reactor cannot take calls from a signal handler (test fakes).
     """
     call_from_thread = getattr(reactor, "callFromThread", None)
     if call_from_thread is None or threading.current_thread() is not threading.main_thread():
         return {}
+    stopping = []
 
     def stop() -> None:
+        if stopping:
+            return
+        stopping.append(True)
         if reactor.running:
             reactor.stop()
         else:
@@ -312,4 +320,42 @@ def main(
         from vncd import service
     if reactor is None:
         from twisted.internet import reactor
+
+        start_logging(err)
     return _serve(prepared, registry, reactor, service, console)
+
+
+#: Events below this level (per-connection TLS details) are not printed.
+LOG_LEVEL = "info"
+
+
+def start_logging(stream: TextIO) -> None:
+    """Send the server's log (connections refused, authentication and TLS
+    failures, listeners) to ``stream``, one line each, as ``vncd: <text>``.
+
+    Only for the ``vncd`` command's own process: an embedding program
+    chooses its own log observers.
+    """
+    from twisted.logger import (
+        FilteringLogObserver, LogLevel, LogLevelFilterPredicate, formatEvent,
+        globalLogBeginner,
+    )
+
+    prefixes = {LogLevel.warn: "warning: ", LogLevel.error: "error: ",
+                LogLevel.critical: "error: "}
+
+    def write(event: dict) -> None:
+        text = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            text += "\n" + failure.getTraceback()
+        stream.write(f"{PROG}: {prefixes.get(event.get('log_level'), '')}{text}\n")
+        stream.flush()
+
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(LOG_LEVEL))
+    # Twisted's own start/stop chatter ("Starting factory", "Main loop
+    # terminated") is for Twisted developers; its warnings and errors stay.
+    predicate.setLogLevelForNamespace("twisted", LogLevel.warn)
+    predicate.setLogLevelForNamespace("log_legacy", LogLevel.warn)
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(write, [predicate])],
+                                     redirectStandardIO=False)

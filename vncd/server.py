@@ -250,6 +250,9 @@ class DisplayServer:
 class RFBServerFactory(Factory):
     """Builds :class:`RFBServerProtocol` for one listener of a :class:`DisplayServer`."""
 
+    #: The service logs what it listens on; Twisted's "Starting factory" is noise.
+    noisy = False
+
     def __init__(self, server: DisplayServer, *, websocket: bool = False) -> None:
         self.server = server
         self.websocket = websocket
@@ -309,6 +312,9 @@ class RFBServerProtocol(Protocol):
         self._timeout = None
         self._close_timer = None
         self._closing = False
+        #: True once vncd decided to close (and logged why); a close the
+        #: client makes is logged in connectionLost instead.
+        self._we_closed = False
         self._registered = False
 
     # -- connection lifetime ----------------------------------------------
@@ -372,6 +378,9 @@ class RFBServerProtocol(Protocol):
             updates, self.updates = self.updates, None
             updates.close()
         if self.info is not None:
+            if not self._we_closed:
+                log.info("{peer}: disconnected{during}", peer=self.info.peer,
+                         during=" during the handshake" if self.info.state == "handshake" else "")
             self.info.state = "closed"
             self.server.display.unregister(self.info)
 
@@ -439,6 +448,15 @@ class RFBServerProtocol(Protocol):
         self._timeout = None
         self.info.shared = self.share_mode is ShareMode.SHARED
         self.info.state = "authenticated"
+        info = self.info
+        security = " ".join(part for part in (info.security, info.subtype) if part)
+        if security in ("", "None"):
+            security = "no authentication"
+        tls = f", {info.tls_version} {info.tls_cipher}" if info.tls_version else ""
+        dn = f", client certificate {info.peer_dn}" if info.peer_dn else ""
+        log.info("{peer}: connected ({security}{tls}{dn}, {share})", peer=info.peer,
+                 security=security, tls=tls, dn=dn,
+                 share="shared" if info.shared else "exclusive")
         self._flush()
         self.updates = display.attach(self.info, self)
 
@@ -536,7 +554,7 @@ class RFBServerProtocol(Protocol):
         if self._outer is not None and not self._outer.closed:
             self._outer.close()
         self._flush()
-        self._closing = True
+        self._closing = self._we_closed = True
         self.server.disconnected(self)
         self.drop_reason = self.drop_reason or reason
         if self._queue:
@@ -552,7 +570,7 @@ class RFBServerProtocol(Protocol):
         if self.info is not None:
             log.info("{peer}: dropped: {reason}", peer=self.info.peer, reason=reason)
         self.drop_reason = reason
-        self._closing = True
+        self._closing = self._we_closed = True
         self.server.disconnected(self)
         self._unregister()
         self.transport.abortConnection()

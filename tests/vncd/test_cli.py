@@ -436,3 +436,49 @@ class ReloadTests(SynchronousTestCase):
 
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 0)
+
+
+class LogTests(SynchronousTestCase):
+    """The vncd command logs what an administrator needs, one line each, on stderr."""
+
+    def test_connection_log(self):
+        """Listening, a failed password, a dropped handshake and a session are logged;
+        Twisted's own chatter and the password are not."""
+        import socket
+
+        display = free_display()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vncd", "-object", "secret,id=pw,data=s3cret",
+             "-vnc", f"127.0.0.1:{display},password-secret=pw"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait(30)))
+        port = 5900 + display
+        printed = _read_stderr_until(proc, b"serving on")
+        self.assertIn(f"display default: serving on 127.0.0.1:{port} (VNC password)".encode(),
+                      printed)
+
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.recv(12)
+            s.sendall(b"RFB 003.008\n")
+            s.recv(2)
+            s.sendall(b"\x02")
+            s.recv(16)
+            s.sendall(bytes(16))
+            s.recv(64)
+        printed += _read_stderr_until(proc, b"authentication failed")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.recv(12)
+        printed += _read_stderr_until(proc, b"disconnected during the handshake")
+
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+        printed += proc.stderr.read()
+        lines = printed.decode().splitlines()
+        self.assertTrue(all(line.startswith("vncd: ") for line in lines), lines)
+        self.assertTrue(any(line.endswith("authentication failed: wrong VNC password")
+                            for line in lines), lines)
+        self.assertNotIn("s3cret", printed.decode())
+        self.assertNotIn("Starting factory", printed.decode())
+        self.assertNotIn("Main loop terminated", printed.decode())
