@@ -136,10 +136,14 @@ class RunningDisplay:
 class Service:
     """Everything :func:`start` started; :meth:`stop` undoes it."""
 
-    def __init__(self, reactor, screen) -> None:
+    def __init__(self, reactor, screen, registry: ObjectRegistry | None = None) -> None:
         self.reactor = reactor
         self.screen = screen
+        self.registry = registry
         self.displays: list[RunningDisplay] = []
+        #: ``(object id, user)`` of every object the displays hold in the
+        #: registry: they cannot be deleted while served.
+        self._held: list[tuple[str, str]] = []
         #: Lines QEMU prints on standard error at start-up ("VNC server
         #: running on ..." for displays with ``to=``); the command prints them.
         self.notices: list[str] = []
@@ -158,6 +162,9 @@ class Service:
         if self._stopped:
             return defer.succeed(None)
         self._stopped = True
+        for obj_id, user in self._held:
+            self.registry.release(obj_id, user)
+        self._held = []
         stopping = [defer.maybeDeferred(port.stopListening) for port in self._ports]
         self._ports = []
         for running in self.displays:
@@ -183,7 +190,7 @@ def start(reactor, registry: ObjectRegistry, invocation: Invocation, *, screen=N
     if screen is None:
         screen = _make_screen(reactor, invocation)
     limits = limits or Limits()
-    service = Service(reactor, screen)
+    service = Service(reactor, screen, registry)
     throttle = AuthThrottle(reactor.seconds, limits)
     try:
         for config in invocation.displays:
@@ -234,6 +241,14 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
     except BaseException:
         display.close()
         raise
+    # Credentials and the password secret are taken at start-up, as QEMU
+    # takes them, so they cannot be deleted while served; authz objects are
+    # looked up at every connection and may be replaced at run time.
+    for obj_id in (config.tls_creds, config.password_secret):
+        if obj_id is not None:
+            user = f"vnc display {config.id} of service {id(service):x}"
+            registry.hold(obj_id, user)
+            service._held.append((obj_id, user))
     for served in running.served():
         log.info("display {id}: serving on {served}", id=config.id, served=str(served))
     if config.to is not None and running.addresses:
@@ -439,6 +454,8 @@ def _listen_unix(service: Service, factory: RFBServerFactory, path: str, source:
 
 class _ReverseFactory(ClientFactory):
     """Builds the server protocol for a connection we made to a listening viewer."""
+
+    noisy = False
 
     def __init__(self, server_factory: RFBServerFactory) -> None:
         self.server_factory = server_factory

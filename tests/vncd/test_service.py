@@ -14,7 +14,9 @@ import numpy as np
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+import creds
 from compat.config import DisplayConfig, Invocation, ListenAddress
+from creds.objects import ObjectError
 from tests.tools import free_display, free_port
 from tests.vncd.test_vencrypt import PASSWORD, shared_pki
 from vncd.client import ClientOptions, RFBClientError, connect, fetch_framebuffer
@@ -184,6 +186,25 @@ class TLSTests(ServiceCase):
         self.assertEqual((info.security, info.subtype, info.peer_dn, info.rfb_version),
                          ("VeNCrypt", "X509None", "C=UK,CN=alice", "3.8"))
         self.assertIn(info.tls_version, ("TLSv1.2", "TLSv1.3"))
+
+    async def test_served_objects_cannot_be_deleted(self):
+        """Credentials and the password secret of a serving display are held in the
+        registry until the service stops; its authz object is not (looked up per client)."""
+        registry = creds.new_registry()
+        registry.create("tls-creds-x509", {"id": "tls0", "dir": self.pki.server_dir,
+                                           "endpoint": "server"})
+        registry.create("secret", {"id": "pw", "data": PASSWORD.decode()})
+        registry.create("authz-simple", {"id": "az", "identity": "C=UK,CN=alice"})
+        service = start(reactor, registry, Invocation(displays=[display(
+            listen=(tcp(free_port()),), tls_creds="tls0", password_secret="pw",
+            tls_authz="az")]), screen=pattern_screen())
+        for obj_id in ("tls0", "pw"):
+            e = self.assertRaises(ObjectError, registry.delete, obj_id)
+            self.assertEqual(str(e), f"object '{obj_id}' is in use, can not be deleted")
+        registry.delete("az")
+        await service.stop()
+        registry.delete("tls0")
+        registry.delete("pw")
 
     async def test_x509_refusals(self):
         """bob (authz), a client without certificate, and a wrong host name all fail."""
