@@ -459,6 +459,7 @@ class Display:
 
     def attach(self, info: ConnectionInfo, sink: Sink) -> "ClientUpdates":
         """Start serving updates to a connection (after its ServerInit)."""
+        self.screen.connection_ready(info)
         client = ClientUpdates(self, info, sink)
         self.clients.append(client)
         return client

@@ -5,7 +5,7 @@ from PIL import Image, ImageDraw
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.vncd.test_updates_helpers import Setup
+from tests.vncd.test_updates_helpers import RecordingSink, Setup
 from vncd import __version__
 from vncd import encoding as enc
 from vncd.info import ConnectionInfo
@@ -52,6 +52,24 @@ def line_pixels(tc, panel_name, index, text, colour):
     shown = tc.framebuffer[panel.y + y:panel.y + y + tc.line_height,
                            panel.x:panel.x + panel.width, :3]
     return box, shown
+
+
+class FirstFrameTests(SynchronousTestCase):
+    def test_ready_client_is_drawn_at_once(self):
+        """A connection that finishes its handshake is drawn with its final security state
+        before its first update, without waiting for the redraw rate limit."""
+        tc, clock = card()
+        tc.start()
+        clock.advance(0)
+        info = ConnectionInfo(peer="192.0.2.9:4000")
+        tc.add_connection(info)
+        clock.advance(1 / MAX_REDRAWS_PER_SECOND)
+        self.assertNotIn("X509None", repr(tc.panels["info"].lines))
+        info.security, info.subtype, info.state = "VeNCrypt", "X509None", "authenticated"
+        info.tls_version, info.tls_cipher = "TLSv1.3", "TLS_AES_128_GCM_SHA256"
+        setup = Setup(screen=tc)
+        setup.display.attach(info, RecordingSink())
+        self.assertIn("X509None", repr(tc.panels["info"].lines))
 
 
 class DrawingTests(SynchronousTestCase):

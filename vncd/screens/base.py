@@ -372,6 +372,13 @@ class Screen:
     def remove_connection(self, info: ConnectionInfo) -> None:
         self.connections = [c for c in self.connections if c is not info]
 
+    def connection_ready(self, info: ConnectionInfo) -> None:
+        """``info`` finished its handshake; its security fields are final.
+
+        Called just before the connection's first update is prepared, so a
+        screen that shows connections can include this one in it.
+        """
+
     @property
     def listen_addresses(self) -> list[str]:
         """Where the server listens, the addresses alone (``127.0.0.1:5901``,

@@ -262,6 +262,15 @@ class TestcardScreen(Screen):
         super().remove_connection(info)
         self._soon()
 
+    def connection_ready(self, info: ConnectionInfo) -> None:
+        """Draw the client's final security state before its first update.
+
+        Outside the rate limit: a viewer (or a one-shot capture) must see how
+        its own connection is protected in the very first frame.  The
+        connections= limit bounds how often this can happen.
+        """
+        self.redraw()
+
     def set_served_addresses(self, addresses) -> None:
         super().set_served_addresses(addresses)
         self._soon()
