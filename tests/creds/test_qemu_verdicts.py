@@ -200,8 +200,14 @@ class UnreadableFileTests(SynchronousTestCase):
         require_tool(QEMU)
         p = pki()
         real_access = os.access
+        # The unprivileged QEMU must be able to reach the directory: trial's
+        # temp directory may sit below a checkout nobody else can enter, so
+        # use the system temporary directory (world-searchable).
+        base = tempfile.mkdtemp(prefix="vncd-unreadable-")
+        self.addCleanup(shutil.rmtree, base, True)
+        os.chmod(base, 0o755)
         for name in ("ca-cert.pem", "server-cert.pem", "server-key.pem", "ca-crl.pem"):
-            d = os.path.abspath(self.mktemp())
+            d = os.path.join(base, name.replace(".pem", ""))
             certgen.write_dir(d, ca=[p.cacert], server=p.servercert, crl=p.crl_empty,
                               dh=certgen.FFDHE2048_PEM)
             target = os.path.join(d, name)
@@ -212,7 +218,7 @@ class UnreadableFileTests(SynchronousTestCase):
                 # Root reads everything: QEMU drops to nobody, and vncd is told
                 # what access(2) would have said to nobody.
                 os.chmod(target, 0o600)
-                os.chmod(os.path.dirname(d), 0o755)  # trial's mkdtemp level is 0700
+                os.chmod(d, 0o755)
                 prefix = [require_tool("setpriv"), f"--reuid={UNPRIVILEGED_UID}",
                           f"--regid={UNPRIVILEGED_UID}", "--clear-groups"]
                 self.patch(os, "access", lambda path, mode, target=target:
