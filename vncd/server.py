@@ -48,7 +48,7 @@ from vncd.rfb.limits import Limits
 from vncd.rfb.security import SECURITY_LABELS, SecurityConfig, SecurityType, VeNCryptSubtype
 from vncd.rfb.server import ServerConnection
 from vncd.rfb.stack import RFBStack, TLSEstablished
-from vncd.rfb.tls import CredentialsRejected
+from vncd.rfb.tls import CredentialsRejected, TLSFailed
 from vncd.websocket import OuterStack
 
 __all__ = [
@@ -541,7 +541,7 @@ class RFBServerProtocol(Protocol):
 
     def _failed(self, error: RemoteProtocolError) -> None:
         log.info("{peer}: {kind}: {reason}", peer=self.info.peer,
-                 kind=type(error).__name__, reason=error.reason)
+                 kind=_FAILURE_WORDS.get(type(error), "protocol error"), reason=error.reason)
         if isinstance(error, CredentialsRejected):
             self.server.throttle.failed(self._peer_host)
         self._close_after_flush(error.reason)
@@ -586,6 +586,12 @@ class RFBServerProtocol(Protocol):
             self._registered = False
             self.transport.unregisterProducer()
 
+
+#: How the log names each kind of remote failure.
+_FAILURE_WORDS: dict[type, str] = {
+    TLSFailed: "TLS failure",
+    CredentialsRejected: "certificate refused",
+}
 
 _EVENT_HANDLERS: dict[type, Callable] = {
     VersionAgreed: RFBServerProtocol._on_version,

@@ -65,7 +65,7 @@ PASSWORD_PROMPT = "Password Required:"
 
 #: What vncd logs, after the peer's address, when a browser meets anonymous
 #: credentials (QEMU's wording: noVNC issue #1144 quotes the same line).
-ANON_FAILURE = ": TLSFailed: TLS handshake failed: Could not negotiate a supported cipher suite."
+ANON_FAILURE = ": TLS failure: TLS handshake failed: Could not negotiate a supported cipher suite."
 
 #: A password vncd never has: the tests' passwords are hex digits.
 WRONG_PASSWORD = "not-it!!"
