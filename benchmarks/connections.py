@@ -1,0 +1,355 @@
+"""Connection rate end to end: vncd against QEMU 7.2, same options, real sockets.
+
+    .venv/bin/python -m benchmarks.connections [--workers 8] [--seconds 5]
+        [--cases none,vncauth,x509none,tlsnone] [--screen image|testcard]
+
+For every case both servers are started in turn on the same loopback
+display with the same ``-object``/``-vnc`` options:
+
+* ``none``      security None;
+* ``vncauth``   VNC password (``password-secret=`` naming a ``secret``
+                object read from a file, so no password is on a command line);
+* ``x509none``  VeNCrypt X509None, ``tls-creds-x509,verify-peer=on``: the
+                client verifies the server against the CA and presents its
+                own certificate (RSA 2048, generated at start by
+                tests/certgen.py into a temporary directory);
+* ``tlsnone``   VeNCrypt TLSNone, ``tls-creds-anon`` (anonymous DH, TLS 1.2).
+
+``--workers`` client processes then run complete handshakes -- connect,
+RFB 3.8, security, ClientInit, ServerInit, close -- back to back for
+``--seconds``.  The table gives, per case and server: handshakes per second
+(wall clock), the server's CPU time per handshake and the rate one core
+of it would reach at that cost (from ``/proc/PID/stat`` utime+stime of the
+server process, all threads, before and after), the server's and the
+clients' share of the machine, and failures.
+
+The client is as small as a client can be: blocking stdlib sockets, one
+``ssl.SSLContext`` built per worker before the clock starts, no session
+resumption (every TLS handshake is a full one), no pixel traffic.  Its
+cost is printed in the ``client %`` column (100 % = one core); on the 2-core
+development machine it is roughly the server's own for the TLS cases (a
+TLS client does as much public-key work as the server) and well under
+it for None and VNC authentication.  Clients and server share the same
+cores, so handshakes/s is what this machine does end to end, while CPU
+ms per handshake is the server's cost and the fairer comparison.
+
+vncd runs as ``python -m vncd`` with ``-screen image`` of QEMU's size
+(640x480, QEMU's -machine none console) so both serve a still picture;
+``--screen testcard`` measures vncd's default screen instead, which
+redraws itself for every client that connects.  vncd logs every
+connection and disconnection to stderr (here a file); the ``log/hs``
+column counts those lines per handshake, a cost QEMU (which logs nothing)
+does not pay.  Keep ``--workers`` at 16 or less: both servers allow 32
+clients at once (``connections=``) and QEMU evicts the oldest client
+beyond it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import socket
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from benchmarks import peers
+from tests import certgen
+
+#: Most concurrent clients: both servers default to ``connections=32`` and
+#: closing clients linger for a moment, so 16 keeps every handshake clear
+#: of the limit (and of QEMU's eviction of the oldest client).
+MAX_WORKERS = 16
+
+#: Longest measurement accepted, so a typo cannot tie up the shared machine.
+MAX_SECONDS = 120.0
+
+#: Distinct failure messages kept per run for the report; more are counted.
+MAX_ERROR_KINDS = 4
+
+#: Seconds a worker may run past the end of the measurement before it is
+#: declared hung: one handshake in flight may take up to the client's I/O
+#: timeout per step, a few steps at most.
+WORKER_GRACE = 4 * peers.IO_TIMEOUT
+
+#: The password of the ``vncauth`` case; a benchmark value, not a secret.
+PASSWORD = "bench"
+
+#: QEMU's console size with ``-machine none`` (what vncd's image shows).
+SCREEN_SIZE = (640, 480)
+
+CASES = ("none", "vncauth", "x509none", "tlsnone")
+
+
+@dataclass
+class Files:
+    """Everything the cases read, in one temporary directory."""
+
+    root: str
+    server_x509: str = ""
+    client_ca: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    password_file: str = ""
+    picture: str = ""
+
+
+def make_files(root: str) -> Files:
+    files = Files(root)
+    ca = certgen.ca("vncd benchmark CA")
+    srv = certgen.server(ca, "localhost", dns=["localhost"], ips=["127.0.0.1"])
+    cli = certgen.client(ca, "benchmark client")
+    files.server_x509 = certgen.write_dir(os.path.join(root, "server"), ca=[ca], server=srv)
+    client_dir = certgen.write_dir(os.path.join(root, "client"), ca=[ca], client=cli)
+    files.client_ca = os.path.join(client_dir, "ca-cert.pem")
+    files.client_cert = os.path.join(client_dir, "client-cert.pem")
+    files.client_key = os.path.join(client_dir, "client-key.pem")
+    files.password_file = os.path.join(root, "password")
+    with open(os.open(files.password_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(PASSWORD)
+    files.picture = os.path.join(root, "screen.png")
+    Image.new("RGB", SCREEN_SIZE, (0, 0, 0)).save(files.picture)
+    return files
+
+
+def server_options(case: str, files: Files, display: int) -> list[str]:
+    """The ``-object``/``-vnc`` arguments of ``case``, identical for both servers."""
+    vnc = f"127.0.0.1:{display}"
+    if case == "none":
+        return ["-vnc", vnc]
+    if case == "vncauth":
+        return ["-object", f"secret,id=pw0,file={files.password_file}",
+                "-vnc", f"{vnc},password-secret=pw0"]
+    if case == "x509none":
+        return ["-object", f"tls-creds-x509,id=tls0,endpoint=server,verify-peer=on,"
+                           f"dir={files.server_x509}",
+                "-vnc", f"{vnc},tls-creds=tls0"]
+    if case == "tlsnone":
+        return ["-object", "tls-creds-anon,id=tls0,endpoint=server",
+                "-vnc", f"{vnc},tls-creds=tls0"]
+    raise ValueError(f"unknown case {case!r}")
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """What a worker needs to build its client once (picklable, no contexts)."""
+
+    port: int
+    case: str
+    ca: str
+    cert: str
+    key: str
+
+    def context(self) -> ssl.SSLContext | None:
+        if self.case == "x509none":
+            return peers.x509_client_context(self.ca, self.cert, self.key)
+        if self.case == "tlsnone":
+            return peers.anon_client_context()
+        return None
+
+    def password(self) -> str | None:
+        return PASSWORD if self.case == "vncauth" else None
+
+
+def connect_once(spec: ClientSpec, tls: ssl.SSLContext | None) -> str:
+    """One complete handshake up to ServerInit, then close; the TLS version and
+    cipher, or '' without TLS."""
+    sock = socket.create_connection(("127.0.0.1", spec.port), timeout=peers.IO_TIMEOUT)
+    try:
+        sock, _ = peers.handshake(sock, password=spec.password(), tls=tls)
+        if isinstance(sock, ssl.SSLSocket):
+            return f"{sock.version()} {sock.cipher()[0]}"
+        return ""
+    finally:
+        sock.close()
+
+
+@dataclass
+class WorkerResult:
+    done: int = 0
+    failed: int = 0
+    errors: dict = field(default_factory=dict)
+    end: float = 0.0
+    cpu: float = 0.0
+
+
+def worker(spec: ClientSpec, go, seconds: float, out) -> None:
+    """Handshake back to back from ``go`` until ``seconds`` later; send a WorkerResult."""
+    result = WorkerResult()
+    try:
+        tls = spec.context()
+        go.wait()
+        start = time.monotonic()
+        times0 = os.times()
+        deadline = start + seconds
+        while time.monotonic() < deadline:
+            try:
+                connect_once(spec, tls)
+                result.done += 1
+            except (OSError, ssl.SSLError, peers.RFBError) as e:
+                result.failed += 1
+                text = f"{type(e).__name__}: {e}"
+                if text in result.errors or len(result.errors) < MAX_ERROR_KINDS:
+                    result.errors[text] = result.errors.get(text, 0) + 1
+        result.end = time.monotonic()
+        times1 = os.times()
+        result.cpu = (times1.user - times0.user) + (times1.system - times0.system)
+        out.send(result)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        out.close()
+
+
+@dataclass
+class Row:
+    case: str
+    server: str
+    rate: float = 0.0
+    cpu_ms: float = 0.0
+    server_pct: float = 0.0
+    client_pct: float = 0.0
+    failed: int = 0
+    tls: str = ""
+    log_per_handshake: float | None = None
+    errors: dict = field(default_factory=dict)
+    problem: str = ""
+
+
+def run_clients(spec: ClientSpec, workers: int, seconds: float,
+                server: peers.Child) -> tuple[list[WorkerResult], float, float]:
+    """Start the workers, release them together; (results, wall seconds, server CPU s)."""
+    mp = multiprocessing.get_context("fork")
+    go = mp.Event()
+    procs, pipes = [], []
+    try:
+        for _ in range(workers):
+            receive, send = mp.Pipe(duplex=False)
+            proc = mp.Process(target=worker, args=(spec, go, seconds, send), daemon=True)
+            proc.start()
+            send.close()
+            procs.append(proc)
+            pipes.append(receive)
+        cpu0 = server.cpu()
+        start = time.monotonic()
+        go.set()
+        results = []
+        for receive in pipes:
+            remaining = start + seconds + WORKER_GRACE - time.monotonic()
+            if receive.poll(max(0.0, remaining)):
+                results.append(receive.recv())
+            else:
+                results.append(WorkerResult(failed=1, errors={"worker hung": 1}, end=start))
+        spent = server.cpu() - cpu0
+        wall = max([r.end for r in results] + [start + seconds]) - start
+        return results, wall, spent
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(peers.STOP_GRACE)
+
+
+def measure(children: peers.Children, server_name: str, argv: list[str], case: str,
+            files: Files, port: int, workers: int, seconds: float) -> Row:
+    row = Row(case, server_name)
+    server = children.start(argv, name=server_name)
+    try:
+        server.wait_for_port(port)
+        spec = ClientSpec(port, case, files.client_ca, files.client_cert, files.client_key)
+        try:
+            row.tls = connect_once(spec, spec.context())
+        except (OSError, ssl.SSLError, peers.RFBError) as e:
+            row.problem = f"first handshake failed: {type(e).__name__}: {e}"
+            return row
+        lines0 = server.log_lines()
+        results, wall, spent = run_clients(spec, workers, seconds, server)
+        done = sum(r.done for r in results)
+        row.failed = sum(r.failed for r in results)
+        for r in results:
+            for text, n in r.errors.items():
+                row.errors[text] = row.errors.get(text, 0) + n
+        row.rate = done / wall
+        row.cpu_ms = 1000 * spent / done if done else float("nan")
+        row.server_pct = 100 * spent / wall
+        row.client_pct = 100 * sum(r.cpu for r in results) / wall
+        if server_name.startswith("vncd") and done:
+            row.log_per_handshake = (server.log_lines() - lines0) / done
+        if not server.running():
+            row.problem = f"{server_name} exited during the run:\n{server.tail()}"
+        return row
+    except RuntimeError as e:
+        row.problem = str(e)
+        return row
+    finally:
+        children.stop(server)
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'case':<10} {'server':<14} {'hs/s':>8} {'CPU ms/hs':>10} {'hs/s/core':>10} "
+          f"{'server %':>9} {'client %':>9} {'failed':>7} {'log/hs':>7}  tls")
+    for r in rows:
+        if r.problem:
+            print(f"{r.case:<10} {r.server:<14} -- {r.problem.splitlines()[0]}")
+            continue
+        per_core = 1000 / r.cpu_ms if r.cpu_ms > 0 else float("inf")
+        log = f"{r.log_per_handshake:7.2f}" if r.log_per_handshake is not None else f"{'-':>7}"
+        print(f"{r.case:<10} {r.server:<14} {r.rate:8.1f} {r.cpu_ms:10.2f} {per_core:10.0f} "
+              f"{r.server_pct:9.0f} {r.client_pct:9.0f} {r.failed:7d} {log}  {r.tls or '-'}")
+    for r in rows:
+        for text, n in r.errors.items():
+            print(f"  {r.case} {r.server}: {n} x {text}")
+        if r.problem and "\n" in r.problem:
+            print(f"  {r.case} {r.server}: {r.problem}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=8,
+                        help=f"concurrent client processes (1..{MAX_WORKERS})")
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="measurement time per case and server")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated subset of {', '.join(CASES)}")
+    parser.add_argument("--screen", choices=("image", "testcard"), default="image",
+                        help="what vncd shows (QEMU shows its still console)")
+    args = parser.parse_args(argv)
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        parser.error(f"--workers must be 1..{MAX_WORKERS}")
+    if not 0 < args.seconds <= MAX_SECONDS:
+        parser.error(f"--seconds must be in (0, {MAX_SECONDS:.0f}]")
+    peers.stop_on_sigterm()
+    have_qemu = peers.tool("qemu-system-x86_64") is not None
+    print(f"connection rate: {args.workers} client processes, {args.seconds:g} s per run, "
+          f"{os.cpu_count()} CPUs, load average {peers.load_average()} at start")
+    if not have_qemu:
+        print(f"  QEMU skipped: {peers.install_hint('qemu-system-x86_64')}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vncd-bench-") as root, peers.Children() as children:
+        files = make_files(root)
+        display = peers.free_display()
+        port = peers.VNC_BASE_PORT + display
+        vncd_screen = (["-screen", f"image,file={files.picture}"] if args.screen == "image"
+                       else ["-screen", "testcard"])
+        for case in cases:
+            options = server_options(case, files, display)
+            servers = [(f"vncd ({args.screen})", peers.vncd_argv(vncd_screen + options))]
+            if have_qemu:
+                servers.append(("QEMU 7.2", peers.qemu_argv(options)))
+            for name, server_argv in servers:
+                rows.append(measure(children, name, server_argv, case, files, port,
+                                    args.workers, args.seconds))
+    print_table(rows)
+    print(f"load average {peers.load_average()} at end")
+
+
+if __name__ == "__main__":
+    main()
