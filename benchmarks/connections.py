@@ -18,20 +18,30 @@ display with the same ``-object``/``-vnc`` options:
 ``--workers`` client processes then run complete handshakes -- connect,
 RFB 3.8, security, ClientInit, ServerInit, close -- back to back for
 ``--seconds``.  The table gives, per case and server: handshakes per second
-(wall clock), the server's CPU time per handshake and the rate one core
-of it would reach at that cost (from ``/proc/PID/stat`` utime+stime of the
-server process, all threads, before and after), the server's and the
-clients' share of the machine, and failures.
+(wall clock); the server's CPU time per handshake and the rate one core
+of it would reach at that cost (``/proc/PID/stat`` utime+stime of the
+server process, all threads, before and after); the server's and the
+clients' share of the machine; the 50th and 99th percentile and the
+longest handshake as a client saw it; failures (the first few messages
+are printed under the table); and ``drops``, the connections the kernel
+refused to queue because the server's listen backlog was full during the
+run (``ListenOverflows`` in /proc/net/netstat, counted system-wide).
+QEMU 7.2 listens on VNC with a backlog of 1 (``ss -ltn`` shows it), so
+with several clients connecting at once some wait for TCP's one-second
+retransmission or time out: that, not its CPU, limits its wall rate.
 
 The client is as small as a client can be: blocking stdlib sockets, one
 ``ssl.SSLContext`` built per worker before the clock starts, no session
 resumption (every TLS handshake is a full one), no pixel traffic.  Its
-cost is printed in the ``client %`` column (100 % = one core); on the 2-core
-development machine it is roughly the server's own for the TLS cases (a
-TLS client does as much public-key work as the server) and well under
-it for None and VNC authentication.  Clients and server share the same
-cores, so handshakes/s is what this machine does end to end, while CPU
-ms per handshake is the server's cost and the fairer comparison.
+cost is printed in the ``client %`` column (100 % = one core).  On the
+2-core development machine it is about half the server's for None and
+VNC authentication, about the server's own for X509None (each side signs
+once and verifies the other), and three times the server's for TLSNone
+(the anonymous-DH client does the more expensive half of the key
+exchange), so the TLSNone wall rate is the client's limit, not the
+servers'.  Clients and server share the same cores: handshakes/s is what
+this machine does end to end, CPU ms per handshake is the server's own
+cost and the fairer comparison.
 
 vncd runs as ``python -m vncd`` with ``-screen image`` of QEMU's size
 (640x480, QEMU's -machine none console) so both serve a still picture;
@@ -47,6 +57,7 @@ beyond it.
 from __future__ import annotations
 
 import argparse
+import array
 import multiprocessing
 import os
 import socket
@@ -67,6 +78,11 @@ MAX_WORKERS = 16
 
 #: Longest measurement accepted, so a typo cannot tie up the shared machine.
 MAX_SECONDS = 120.0
+
+#: Handshake durations kept per worker for the percentiles: a 2-minute run
+#: at QEMU's best rate on this machine stays below it, and 100 000 doubles
+#: are under 1 MB to send back.
+MAX_SAMPLES = 100_000
 
 #: Distinct failure messages kept per run for the report; more are counted.
 MAX_ERROR_KINDS = 4
@@ -157,13 +173,18 @@ class ClientSpec:
 
 def connect_once(spec: ClientSpec, tls: ssl.SSLContext | None) -> str:
     """One complete handshake up to ServerInit, then close; the TLS version and
-    cipher, or '' without TLS."""
-    sock = socket.create_connection(("127.0.0.1", spec.port), timeout=peers.IO_TIMEOUT)
+    cipher, or '' without TLS.  Any failure is an RFBError naming the stage."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", spec.port), timeout=peers.IO_TIMEOUT)
+    except OSError as e:
+        raise peers.RFBError(f"connect: {type(e).__name__}: {e}") from None
     try:
         sock, _ = peers.handshake(sock, password=spec.password(), tls=tls)
         if isinstance(sock, ssl.SSLSocket):
             return f"{sock.version()} {sock.cipher()[0]}"
         return ""
+    except OSError as e:
+        raise peers.RFBError(f"handshake: {type(e).__name__}: {e}") from None
     finally:
         sock.close()
 
@@ -175,6 +196,8 @@ class WorkerResult:
     errors: dict = field(default_factory=dict)
     end: float = 0.0
     cpu: float = 0.0
+    #: Seconds each successful handshake took (the first MAX_SAMPLES).
+    durations: array.array = field(default_factory=lambda: array.array("d"))
 
 
 def worker(spec: ClientSpec, go, seconds: float, out) -> None:
@@ -186,16 +209,22 @@ def worker(spec: ClientSpec, go, seconds: float, out) -> None:
         start = time.monotonic()
         times0 = os.times()
         deadline = start + seconds
-        while time.monotonic() < deadline:
+        now = start
+        while now < deadline:
             try:
                 connect_once(spec, tls)
                 result.done += 1
-            except (OSError, ssl.SSLError, peers.RFBError) as e:
+                ok = True
+            except peers.RFBError as e:
                 result.failed += 1
-                text = f"{type(e).__name__}: {e}"
+                text = str(e)
                 if text in result.errors or len(result.errors) < MAX_ERROR_KINDS:
                     result.errors[text] = result.errors.get(text, 0) + 1
-        result.end = time.monotonic()
+                ok = False
+            then, now = now, time.monotonic()
+            if ok and len(result.durations) < MAX_SAMPLES:
+                result.durations.append(now - then)
+        result.end = now
         times1 = os.times()
         result.cpu = (times1.user - times0.user) + (times1.system - times0.system)
         out.send(result)
@@ -218,6 +247,20 @@ class Row:
     log_per_handshake: float | None = None
     errors: dict = field(default_factory=dict)
     problem: str = ""
+    #: Handshake duration percentiles, ms.
+    p50: float = float("nan")
+    p99: float = float("nan")
+    worst: float = float("nan")
+    #: Connections the kernel dropped because the listen queue was full.
+    overflows: int = 0
+
+
+def listen_overflows() -> int:
+    """The kernel's count of SYNs dropped for a full listen queue (system wide)."""
+    with open("/proc/net/netstat") as f:
+        lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    names, values = lines[0], lines[1]
+    return int(values[names.index("ListenOverflows")])
 
 
 def run_clients(spec: ClientSpec, workers: int, seconds: float,
@@ -263,11 +306,17 @@ def measure(children: peers.Children, server_name: str, argv: list[str], case: s
         spec = ClientSpec(port, case, files.client_ca, files.client_cert, files.client_key)
         try:
             row.tls = connect_once(spec, spec.context())
-        except (OSError, ssl.SSLError, peers.RFBError) as e:
-            row.problem = f"first handshake failed: {type(e).__name__}: {e}"
+        except peers.RFBError as e:
+            row.problem = f"first handshake failed: {e}"
             return row
         lines0 = server.log_lines()
+        overflows0 = listen_overflows()
         results, wall, spent = run_clients(spec, workers, seconds, server)
+        row.overflows = listen_overflows() - overflows0
+        durations = sorted(d for r in results for d in r.durations)
+        if durations:
+            row.p50, row.p99, row.worst = (1000 * durations[int(q * (len(durations) - 1))]
+                                           for q in (0.5, 0.99, 1.0))
         done = sum(r.done for r in results)
         row.failed = sum(r.failed for r in results)
         for r in results:
@@ -290,16 +339,18 @@ def measure(children: peers.Children, server_name: str, argv: list[str], case: s
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"{'case':<10} {'server':<14} {'hs/s':>8} {'CPU ms/hs':>10} {'hs/s/core':>10} "
-          f"{'server %':>9} {'client %':>9} {'failed':>7} {'log/hs':>7}  tls")
+    print(f"{'case':<10} {'server':<14} {'hs/s':>7} {'CPU ms/hs':>9} {'hs/s/core':>9} "
+          f"{'server %':>8} {'client %':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+          f"{'failed':>6} {'drops':>6} {'log/hs':>6}  tls")
     for r in rows:
         if r.problem:
             print(f"{r.case:<10} {r.server:<14} -- {r.problem.splitlines()[0]}")
             continue
         per_core = 1000 / r.cpu_ms if r.cpu_ms > 0 else float("inf")
-        log = f"{r.log_per_handshake:7.2f}" if r.log_per_handshake is not None else f"{'-':>7}"
-        print(f"{r.case:<10} {r.server:<14} {r.rate:8.1f} {r.cpu_ms:10.2f} {per_core:10.0f} "
-              f"{r.server_pct:9.0f} {r.client_pct:9.0f} {r.failed:7d} {log}  {r.tls or '-'}")
+        log = f"{r.log_per_handshake:6.2f}" if r.log_per_handshake is not None else f"{'-':>6}"
+        print(f"{r.case:<10} {r.server:<14} {r.rate:7.0f} {r.cpu_ms:9.2f} {per_core:9.0f} "
+              f"{r.server_pct:8.0f} {r.client_pct:8.0f} {r.p50:7.1f} {r.p99:7.1f} "
+              f"{r.worst:7.0f} {r.failed:6d} {r.overflows:6d} {log}  {r.tls or '-'}")
     for r in rows:
         for text, n in r.errors.items():
             print(f"  {r.case} {r.server}: {n} x {text}")
@@ -352,4 +403,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    peers.run_script(main)

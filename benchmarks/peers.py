@@ -34,7 +34,7 @@ __all__ = [
     "ROOT", "VNC_BASE_PORT", "Child", "Children", "RFBError", "ServerInit", "tool",
     "install_hint", "free_display", "cpu_seconds", "qemu_argv", "vncd_argv",
     "recv_exact", "handshake", "x509_client_context", "anon_client_context",
-    "stop_on_sigterm", "load_average",
+    "stop_on_sigterm", "run_script", "load_average",
 ]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -232,6 +232,19 @@ def stop_on_sigterm() -> None:
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def run_script(main) -> None:
+    """Run a benchmark's ``main``; on Ctrl-C or SIGTERM say so briefly and exit 130.
+
+    By the time the interrupt reaches here, the ``with Children()`` block
+    inside ``main`` has stopped every child.
+    """
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; every child process was stopped\n")
+        sys.exit(130)
 
 
 def qemu_argv(args: list[str]) -> list[str]:

@@ -568,4 +568,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    peers.run_script(main)
