@@ -191,10 +191,10 @@ def connect_once(spec: ClientSpec, tls: ssl.SSLContext | None) -> str:
 
 @dataclass
 class WorkerResult:
+    #: Handshakes completed within the measured seconds.
     done: int = 0
     failed: int = 0
     errors: dict = field(default_factory=dict)
-    end: float = 0.0
     cpu: float = 0.0
     #: Seconds each successful handshake took (the first MAX_SAMPLES).
     durations: array.array = field(default_factory=lambda: array.array("d"))
@@ -211,20 +211,21 @@ def worker(spec: ClientSpec, go, seconds: float, out) -> None:
         deadline = start + seconds
         now = start
         while now < deadline:
+            then = now
             try:
                 connect_once(spec, tls)
-                result.done += 1
-                ok = True
             except peers.RFBError as e:
+                now = time.monotonic()
                 result.failed += 1
                 text = str(e)
                 if text in result.errors or len(result.errors) < MAX_ERROR_KINDS:
                     result.errors[text] = result.errors.get(text, 0) + 1
-                ok = False
-            then, now = now, time.monotonic()
-            if ok and len(result.durations) < MAX_SAMPLES:
+                continue
+            now = time.monotonic()
+            if now <= deadline:
+                result.done += 1
+            if len(result.durations) < MAX_SAMPLES:
                 result.durations.append(now - then)
-        result.end = now
         times1 = os.times()
         result.cpu = (times1.user - times0.user) + (times1.system - times0.system)
         out.send(result)
@@ -264,8 +265,11 @@ def listen_overflows() -> int:
 
 
 def run_clients(spec: ClientSpec, workers: int, seconds: float,
-                server: peers.Child) -> tuple[list[WorkerResult], float, float]:
-    """Start the workers, release them together; (results, wall seconds, server CPU s)."""
+                server: peers.Child) -> tuple[list[WorkerResult], float]:
+    """Start the workers, release them together; (results, server CPU seconds
+    within the measured time).  A handshake still in flight at the end is
+    waited for (up to WORKER_GRACE) but neither it nor the server's CPU
+    after the end is counted."""
     mp = multiprocessing.get_context("fork")
     go = mp.Event()
     procs, pipes = [], []
@@ -280,16 +284,16 @@ def run_clients(spec: ClientSpec, workers: int, seconds: float,
         cpu0 = server.cpu()
         start = time.monotonic()
         go.set()
+        time.sleep(seconds)
+        spent = server.cpu() - cpu0
         results = []
         for receive in pipes:
             remaining = start + seconds + WORKER_GRACE - time.monotonic()
             if receive.poll(max(0.0, remaining)):
                 results.append(receive.recv())
             else:
-                results.append(WorkerResult(failed=1, errors={"worker hung": 1}, end=start))
-        spent = server.cpu() - cpu0
-        wall = max([r.end for r in results] + [start + seconds]) - start
-        return results, wall, spent
+                results.append(WorkerResult(failed=1, errors={"worker hung": 1}))
+        return results, spent
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -311,7 +315,7 @@ def measure(children: peers.Children, server_name: str, argv: list[str], case: s
             return row
         lines0 = server.log_lines()
         overflows0 = listen_overflows()
-        results, wall, spent = run_clients(spec, workers, seconds, server)
+        results, spent = run_clients(spec, workers, seconds, server)
         row.overflows = listen_overflows() - overflows0
         durations = sorted(d for r in results for d in r.durations)
         if durations:
@@ -322,10 +326,10 @@ def measure(children: peers.Children, server_name: str, argv: list[str], case: s
         for r in results:
             for text, n in r.errors.items():
                 row.errors[text] = row.errors.get(text, 0) + n
-        row.rate = done / wall
+        row.rate = done / seconds
         row.cpu_ms = 1000 * spent / done if done else float("nan")
-        row.server_pct = 100 * spent / wall
-        row.client_pct = 100 * sum(r.cpu for r in results) / wall
+        row.server_pct = 100 * spent / seconds
+        row.client_pct = 100 * sum(r.cpu for r in results) / seconds
         if server_name.startswith("vncd") and done:
             row.log_per_handshake = (server.log_lines() - lines0) / done
         if not server.running():

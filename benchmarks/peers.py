@@ -148,11 +148,6 @@ class Child:
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
 
-    def log_bytes(self) -> int:
-        """How much the child has written to its log so far."""
-        self.log.flush()
-        return os.fstat(self.log.fileno()).st_size
-
     def log_lines(self) -> int:
         self.log.flush()
         self.log.seek(0)
@@ -297,13 +292,12 @@ def _reason(sock: socket.socket) -> str:
     return recv_exact(sock, n).decode("utf-8", "replace")
 
 
-def x509_client_context(ca: str, cert: str | None = None, key: str | None = None,
-                        hostname_check: bool = True) -> ssl.SSLContext:
+def x509_client_context(ca: str, cert: str | None = None,
+                        key: str | None = None) -> ssl.SSLContext:
     """A client context that verifies the server against ``ca`` and presents
     ``cert``/``key`` when given.  Built once per worker, used for every handshake."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(ca)
-    ctx.check_hostname = hostname_check
     if cert:
         ctx.load_cert_chain(cert, key)
     return ctx

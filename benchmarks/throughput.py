@@ -22,14 +22,16 @@ server sends should cover the whole screen.
 * x11vnc (``apt-get install -y x11vnc``; the column is skipped when it is
   missing) serves an Xvfb 1920x1080x24 display.  The painter (``--role
   paint``) writes the same frames straight into Xvfb's framebuffer, which
-  Xvfb keeps in a shared memory-mapped file (``-fbdir``): no X requests,
-  one copy per frame, as a GPU scanning out.  x11vnc sees the changes by
+  Xvfb keeps in a shared memory-mapped file (``-fbdir``, on /dev/shm): no
+  X requests, one copy per frame, as a GPU scanning out.  x11vnc sees the changes by
   polling (``-noxdamage``: the X DAMAGE extension would report nothing,
   as nothing is drawn through X); ``-nonap -nowait_bog`` keep it from
   slowing its polls down, ``-nonc`` keeps the framebuffer 1920x1080.
   Row ``x11vnc`` keeps x11vnc's pacing (``-wait 20 -defer 20``, what its
   users get), row ``x11vnc-fast`` cuts both to 1 ms (its best throughput).
-  The ``source %`` column is Xvfb's and the painter's CPU.
+  Column ``Xvfb %`` is Xvfb's CPU, nearly all of it spent answering
+  x11vnc's XShmGetImage polls (so it is part of what x11vnc costs);
+  ``paint %`` is the painter's.
 
 The client is a bare RFB 3.8 client (None security, the server's own
 pixel format) in this process: SetEncodings with the one encoding of the
@@ -40,7 +42,8 @@ Zlib/ZRLE: a length; Tight: its compact lengths; Hextile: tile by tile
 in Python, so the client may limit that row -- see ``client %``).  After
 the first full update it counts, for ``--seconds``: full-screen updates
 per second (rectangles covering all 1920x1080 pixels), all updates, MB/s
-received, and the CPU of server, source and client (100 % = one core).
+received, and the CPU of server, Xvfb, painter and client (100 % = one
+core).
 A row marked ``(paint rate)`` delivered nearly every frame painted: the
 source, not the server, was the limit there -- run again with a higher
 ``--fps`` to find the server's.
@@ -98,6 +101,12 @@ XWD_HEADER_SIZE = 100
 
 #: Largest XWD colour map accepted (entries); TrueColor Xvfb writes 256.
 MAX_XWD_COLORS = 65536
+
+#: Where Xvfb's framebuffer file goes: a memory-backed tmpfs, so the
+#: painter's 500 MB/s of writes never turn into disk writeback (on a disk
+#: file system the kernel's flushing would cost CPU that no column shows).
+#: None (the default temporary directory) when the machine has no /dev/shm.
+FRAMEBUFFER_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 #: Seconds to wait for Xvfb's display number and frame file.
 XVFB_TIMEOUT = 30.0
@@ -404,12 +413,13 @@ class Result:
     wall: float = 0.0
     client_cpu: float = 0.0
     server_cpu: float = 0.0
-    source_cpu: float = 0.0
+    #: CPU of the helper processes: Xvfb and the painter (x11vnc only).
+    helper_cpu: tuple[float, ...] = ()
     problem: str = ""
 
 
 def stream(port: int, encoding: int, seconds: float, server: peers.Child,
-           sources: list[peers.Child]) -> Result:
+           helpers: list[peers.Child]) -> Result:
     """Connect, ask for ``encoding`` and count full-screen updates for ``seconds``."""
     result = Result()
     sock = socket.create_connection(("127.0.0.1", port), timeout=peers.IO_TIMEOUT)
@@ -432,7 +442,7 @@ def stream(port: int, encoding: int, seconds: float, server: peers.Child,
             if time.monotonic() > warmup_end:
                 result.problem = f"no full-screen update within {WARMUP_TIMEOUT:.0f} s"
                 return result
-        cpu0 = server.cpu(), sum(s.cpu() for s in sources), time.process_time()
+        cpu0 = server.cpu(), [h.cpu() for h in helpers], time.process_time()
         bytes0 = reader.received
         start = time.monotonic()
         deadline = start + seconds
@@ -447,7 +457,7 @@ def stream(port: int, encoding: int, seconds: float, server: peers.Child,
         result.wall = time.monotonic() - start
         result.bytes = reader.received - bytes0
         result.server_cpu = server.cpu() - cpu0[0]
-        result.source_cpu = sum(s.cpu() for s in sources) - cpu0[1]
+        result.helper_cpu = tuple(h.cpu() - c for h, c in zip(helpers, cpu0[1]))
         result.client_cpu = time.process_time() - cpu0[2]
         return result
     except (OSError, peers.RFBError) as e:
@@ -475,7 +485,7 @@ def run_vncd(children: peers.Children, args, encodings: list[str]) -> list[tuple
 
 def run_x11vnc(children: peers.Children, args, encodings: list[str],
                flavour: str) -> list[tuple]:
-    with tempfile.TemporaryDirectory(prefix="vncd-bench-xvfb-") as fbdir:
+    with tempfile.TemporaryDirectory(prefix="vncd-bench-xvfb-", dir=FRAMEBUFFER_DIR) as fbdir:
         xvfb = Xvfb(children, fbdir)
         painter = children.start(
             [sys.executable, "-m", "benchmarks.throughput", "--role", "paint",
@@ -503,9 +513,10 @@ def print_rows(server: str, rows: list[tuple], fps: float) -> None:
             continue
         wall = r.wall or float("nan")
         capped = "  (paint rate)" if r.full / wall > 0.95 * fps else ""
+        helpers = [f"{100 * cpu / wall:.0f}" for cpu in r.helper_cpu] or ["-", "-"]
         print(f"{server:<11} {name:<8} {r.full / wall:9.1f} {r.updates / wall:9.1f} "
               f"{r.bytes / wall / 1e6:8.1f} {r.bytes / max(r.updates, 1) / 1e3:9.0f} "
-              f"{100 * r.server_cpu / wall:9.0f} {100 * r.source_cpu / wall:9.0f} "
+              f"{100 * r.server_cpu / wall:9.0f} {helpers[0]:>7} {helpers[1]:>8} "
               f"{100 * r.client_cpu / wall:9.0f}{capped}")
 
 
@@ -548,7 +559,7 @@ def main(argv=None) -> None:
     print(f"vncd's feeder: one frame copy = {paint_ms:.2f} ms "
           f"= {paint_ms * args.fps / 10:.1f} % of a core at {args.fps:g} fps (in 'server %')")
     print(f"{'server':<11} {'encoding':<8} {'full/s':>9} {'updates/s':>9} {'MB/s':>8} "
-          f"{'KB/update':>9} {'server %':>9} {'source %':>9} {'client %':>9}")
+          f"{'KB/update':>9} {'server %':>9} {'Xvfb %':>7} {'paint %':>8} {'client %':>9}")
     with peers.Children() as children:
         for server in servers:
             missing = [t for t in ("x11vnc", "Xvfb") if peers.tool(t) is None]
