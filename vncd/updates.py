@@ -459,7 +459,6 @@ class Display:
 
     def attach(self, info: ConnectionInfo, sink: Sink) -> "ClientUpdates":
         """Start serving updates to a connection (after its ServerInit)."""
-        self.screen.connection_ready(info)
         client = ClientUpdates(self, info, sink)
         self.clients.append(client)
         return client
@@ -594,6 +593,14 @@ class Display:
                         plan.append((x, y, w, h, row[a] == 2, ty, first, end))
         return plan
 
+    def catch_up(self) -> None:
+        """Take in the screen's pending damage now instead of on the next tick."""
+        if self._compare_box is None:
+            return
+        if self._tick_call is not None and self._tick_call.active():
+            self._tick_call.cancel()
+        self._tick()
+
     def _tick(self) -> None:
         self._tick_call = None
         live = self.screen.framebuffer
@@ -709,6 +716,9 @@ class ClientUpdates:
         self.sink = sink
         self.config = display.config
         self.closed = False
+        #: Whether the screen was told this connection is ready (on its
+        #: first request, so a client that leaves at once costs no redraw).
+        self._announced = False
         self.pf: PixelFormat = DEFAULT_FORMAT
         self.encodings: tuple[int, ...] = ()
         #: The pixel encoding in use.
@@ -805,6 +815,11 @@ class ClientUpdates:
     @_message
     def request_update(self, incremental: bool, x: int, y: int, w: int, h: int) -> None:
         """FramebufferUpdateRequest."""
+        if not self._announced:
+            self._announced = True
+            self.display.screen.connection_ready(self.info)
+            # What the screen drew for this connection goes into its first update.
+            self.display.catch_up()
         box = self._clip(x, y, w, h)
         if not incremental:
             if box is not None:

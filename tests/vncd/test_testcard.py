@@ -3,9 +3,10 @@
 import numpy as np
 from PIL import Image, ImageDraw
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.vncd.test_updates_helpers import RecordingSink, Setup
+from tests.vncd.test_updates_helpers import RecordingSink, Setup, Viewer
 from vncd import __version__
 from vncd import encoding as enc
 from vncd.info import ConnectionInfo
@@ -68,8 +69,19 @@ class FirstFrameTests(SynchronousTestCase):
         info.security, info.subtype, info.state = "VeNCrypt", "X509None", "authenticated"
         info.tls_version, info.tls_cipher = "TLSv1.3", "TLS_AES_128_GCM_SHA256"
         setup = Setup(screen=tc)
-        setup.display.attach(info, RecordingSink())
+        sink = RecordingSink()
+        client = setup.display.attach(info, sink)
+        self.assertNotIn("X509None", repr(tc.panels["info"].lines))
+        client.request_update(False, 0, 0, tc.width, tc.height)
         self.assertIn("X509None", repr(tc.panels["info"].lines))
+        # The first update this client receives already shows it.
+        setup.settle()
+        viewer = Viewer(sink, tc.width, tc.height)
+        self.assertTrue(viewer.read(), "no update was sent")
+        panel = tc.panels["info"]
+        self.assertTrue(np.array_equal(
+            viewer.decoder.rgbx()[panel.y:panel.y + panel.height, :, :3],
+            tc.framebuffer[panel.y:panel.y + panel.height, :, :3]))
 
 
 class DrawingTests(SynchronousTestCase):
@@ -208,3 +220,41 @@ class DisplayTests(SynchronousTestCase):
         st.display.unregister(client.info)
         clock.advance(1)
         self.assertEqual(tc.panels["info"].lines[2][0], "Clients (0):")
+
+
+class OverSocketsTests(TestCase):
+    """The testcard served for real: a client's first frame shows that client."""
+
+    timeout = 30
+
+    async def test_first_frame_shows_the_client(self):
+        """vncd's own client, capturing once over loopback, finds its own address and
+        security verdict drawn in the frame it receives."""
+        from twisted.internet import reactor
+
+        from compat.config import DisplayConfig, Invocation, ListenAddress
+        from creds import new_registry
+        from tests.tools import free_port
+        from vncd.client import ClientOptions, connect, fetch_framebuffer
+        from vncd.screens.testcard import client_lines, protection
+        from vncd.service import start
+
+        port = free_port()
+        address = ListenAddress("tcp", "127.0.0.1", port)
+        tc = TestcardScreen(reactor=reactor)
+        service = start(reactor, new_registry(), Invocation(displays=[DisplayConfig(
+            id="default", source=f"-vnc 127.0.0.1:{port - 5900}", listen=(address,))]),
+            screen=tc)
+        self.addCleanup(service.stop)
+        client = await connect(reactor, address, ClientOptions(), timeout=20)
+        self.addCleanup(client.close)
+        rgbx = await Deferred.fromCoroutine(fetch_framebuffer(client))
+        [info] = tc.connections
+        self.assertEqual(info.peer, f"127.0.0.1:{client.transport.getHost().port}")
+        # The client's line sits after "Listening on:", the address and "Clients (1):".
+        text, colour = client_lines(info)[0], protection(info)[1]
+        expected, _ = line_pixels(tc, "info", 3, text, colour)
+        panel = tc.panels["info"]
+        y = panel.y + tc.margin // 2 + 3 * tc.line_height
+        got = rgbx[y:y + tc.line_height, panel.x:panel.x + panel.width, :3]
+        self.assertTrue(np.array_equal(got, expected), text)

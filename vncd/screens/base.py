@@ -375,8 +375,9 @@ class Screen:
     def connection_ready(self, info: ConnectionInfo) -> None:
         """``info`` finished its handshake; its security fields are final.
 
-        Called just before the connection's first update is prepared, so a
-        screen that shows connections can include this one in it.
+        Called when the connection asks for its first update, before that
+        update is prepared, so a screen that shows connections can include
+        this one in it.
         """
 
     @property

@@ -28,7 +28,7 @@ Knows nothing about RFB or TLS beyond the strings in
 from __future__ import annotations
 
 import datetime
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +52,11 @@ MIN_HEIGHT = 240
 
 #: Panel redraws per second at most (input can arrive far faster).
 MAX_REDRAWS_PER_SECOND = 4
+
+#: Rendered text lines kept for reuse: the lines of a few dozen clients and
+#: events (a line is width x line height x 3 bytes, ~66 KiB at 1024 wide,
+#: so at most ~8 MiB).
+LINE_CACHE_SIZE = 128
 
 #: Input events listed.
 EVENTS_SHOWN = 6
@@ -151,6 +156,8 @@ class TestcardScreen(Screen):
         self.events: deque = deque(maxlen=EVENTS_SHOWN)
         self._timer = None
         self._redraw_call = None
+        self._line_cache: OrderedDict = OrderedDict()
+        self._stopped = False
         self._last_redraw = float("-inf")
         self._framebuffer[...] = (*BACKGROUND, 0)
         self._draw_bars()
@@ -197,20 +204,66 @@ class TestcardScreen(Screen):
             "events": tuple(events),
         }
 
-    def _render(self, panel: Panel, lines: tuple) -> None:
-        image = Image.new("RGB", (panel.width, panel.height), BACKGROUND)
-        draw = ImageDraw.Draw(image)
-        big = panel.name in ("title", "clock")
-        font = self.title_font if big else self.font
-        size = getattr(font, "size", self.line_height)
-        y = self.margin // 2 if not big else (panel.height - size) // 2
-        for text, colour in lines:
-            draw.text((self.margin, y), text, fill=colour, font=font)
-            y += self.line_height
-        self._framebuffer[panel.y:panel.y + panel.height, panel.x:panel.x + panel.width, :3] = \
-            np.asarray(image)
+    def _line_pixels(self, text: str, colour: tuple[int, int, int]) -> np.ndarray:
+        """One rendered line of the small font, ``(line_height, width, 4)`` RGBX, cached.
+
+        Text rendering is most of a redraw's cost; with the cache a new
+        client costs the rendering of its own three lines only.
+        """
+        key = (text, colour)
+        pixels = self._line_cache.get(key)
+        if pixels is not None:
+            self._line_cache.move_to_end(key)
+            return pixels
+        image = Image.new("RGB", (self.width, self.line_height), BACKGROUND)
+        ImageDraw.Draw(image).text((self.margin, 0), text, fill=colour, font=self.font)
+        pixels = np.zeros((self.line_height, self.width, 4), dtype=np.uint8)
+        pixels[..., :3] = np.asarray(image)
+        self._line_cache[key] = pixels
+        if len(self._line_cache) > LINE_CACHE_SIZE:
+            self._line_cache.popitem(last=False)
+        return pixels
+
+    def _render(self, panel: Panel, lines: tuple, force: bool = False) -> None:
+        region = self._framebuffer[panel.y:panel.y + panel.height,
+                                   panel.x:panel.x + panel.width]
+        if panel.name in ("title", "clock"):
+            image = Image.new("RGB", (panel.width, panel.height), BACKGROUND)
+            draw = ImageDraw.Draw(image)
+            size = getattr(self.title_font, "size", self.line_height)
+            y = (panel.height - size) // 2
+            for text, colour in lines:
+                draw.text((self.margin, y), text, fill=colour, font=self.title_font)
+                y += self.line_height
+            region[..., :3] = np.asarray(image)
+            panel.lines = lines
+            self.damage(panel.x, panel.y, panel.width, panel.height)
+            return
+        # Text panels: only the lines that changed are written and damaged.
+        old = () if force else panel.lines
+        if force:
+            region[...] = (*BACKGROUND, 0)
+        top = self.margin // 2
+        first = last = None
+        for index in range(max(len(lines), len(old))):
+            line = lines[index] if index < len(lines) else None
+            if index < len(old) and old[index] == line:
+                continue
+            y = top + index * self.line_height
+            rows = min(self.line_height, panel.height - y)
+            if rows <= 0:
+                break
+            if line is None:
+                region[y:y + rows] = (*BACKGROUND, 0)
+            else:
+                region[y:y + rows] = self._line_pixels(*line)[:rows, :panel.width]
+            first = y if first is None else first
+            last = y + rows
         panel.lines = lines
-        self.damage(panel.x, panel.y, panel.width, panel.height)
+        if force:
+            self.damage(panel.x, panel.y, panel.width, panel.height)
+        elif first is not None:
+            self.damage(panel.x, panel.y + first, panel.width, last - first)
 
     def redraw(self, force: bool = False) -> list[str]:
         """Redraw the panels whose text changed; returns their names."""
@@ -219,13 +272,13 @@ class TestcardScreen(Screen):
         for name, lines in self.panel_text().items():
             panel = self.panels[name]
             if force or lines != panel.lines:
-                self._render(panel, lines)
+                self._render(panel, lines, force)
                 drawn.append(name)
         return drawn
 
     def _soon(self) -> None:
-        """Redraw now, or as soon as the rate limit allows."""
-        if self._redraw_call is not None or self.reactor is None:
+        """Redraw now, or as soon as the rate limit allows (never once stopped)."""
+        if self._redraw_call is not None or self.reactor is None or self._stopped:
             return
         wait = max(0.0, self._last_redraw + 1 / MAX_REDRAWS_PER_SECOND - self.reactor.seconds())
         self._redraw_call = self.reactor.callLater(wait, self._delayed_redraw)
@@ -243,10 +296,12 @@ class TestcardScreen(Screen):
 
     def start(self) -> None:
         """Start the clock (its first redraw runs once the reactor does)."""
+        self._stopped = False
         if self._timer is None:
             self._timer = self.reactor.callLater(0, self._tick)
 
     def stop(self) -> None:
+        self._stopped = True
         for call in (self._timer, self._redraw_call):
             if call is not None and call.active():
                 call.cancel()
