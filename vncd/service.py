@@ -121,15 +121,18 @@ class RunningDisplay:
     server: DisplayServer
     #: ``(address text, websocket)`` of every listening socket.
     addresses: list[tuple[str, bool]] = field(default_factory=list)
+    #: Whether clients must present a certificate (x509 with verify-peer=on).
+    client_certificates: bool = False
 
     def served(self) -> list[ServedAddress]:
         """Every address with the security a client meets there (the testcard shows them)."""
         security = self.server.security
+        required = ", client certificate required" if self.client_certificates else ""
         websocket_security = "WebSocket{}, {}".format(
-            " over TLS" if self.server.tls_session is not None else "",
+            f" over TLS{required}" if self.server.tls_session is not None else "",
             security_words(security.for_websocket().auth))
         return [ServedAddress(text, websocket_security if websocket
-                              else security_words(security.auth))
+                              else security_words(security.auth) + required)
                 for text, websocket in self.addresses]
 
 
@@ -235,7 +238,8 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
     server = DisplayServer(display, security, reactor=service.reactor, tls_session=tls_session,
                            limits=limits, share=config.share, connections=config.connections,
                            throttle=throttle)
-    running = RunningDisplay(config, server)
+    running = RunningDisplay(config, server, client_certificates=(
+        creds is not None and creds.kind == "x509" and creds.verify_peer))
     try:
         _open(service, running, families)
     except BaseException:

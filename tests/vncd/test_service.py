@@ -383,6 +383,16 @@ class ServedAddressTests(ServiceCase):
                                   f"127.0.0.1:{ws_port} (WebSocket over TLS, no authentication)"])
         self.assertEqual(plain, [f"127.0.0.1:{port}", f"127.0.0.1:{ws_port}"])
 
+    def test_client_certificates_required(self):
+        """x509 with verify-peer=on says that clients need a certificate, on both listeners."""
+        port, ws_port = free_port(), free_port()
+        served, _ = self.served(display(listen=(tcp(port),), websocket=(tcp(ws_port),),
+                                        tls_creds="x509v"))
+        self.assertEqual(served, [
+            f"127.0.0.1:{port} (VeNCrypt X509None, client certificate required)",
+            f"127.0.0.1:{ws_port} (WebSocket over TLS, client certificate required,"
+            " no authentication)"])
+
     def test_words_not_type_names(self):
         """Without TLS the security is said in words ("no authentication", "VNC
         password"), never RFB's ambiguous type name "None"."""
