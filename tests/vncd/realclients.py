@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from PIL import Image
 from twisted.trial.unittest import FailTest, SkipTest
 
-from tests.tools import QEMU, ROOT, require_tool
+from tests.tools import QEMU, ROOT, free_display, require_tool
 
 __all__ = [
     "Proc", "launch", "start_server", "qemu_command", "vncd_command", "require_vncd",
@@ -1007,3 +1007,42 @@ class RfbTap:
 
 if __name__ == "__main__":
     sys.exit(_vncdo_main())
+
+
+class PictureServerMixin:
+    """For real-client test cases: run QEMU 7.2 or vncd with one ``-vnc`` display.
+
+    The case sets ``server`` (``"qemu"`` or ``"vncd"``), ``dir`` and
+    ``picture_path`` (the PNG vncd shows).  QEMU gets a second, plain
+    display (``self.plain``) so its screen can be captured without any
+    security layer as the reference picture.
+    """
+
+    server = ""
+
+    def start_display(self, vnc_options: str, objects: tuple[str, ...] = ()) -> int:
+        """Start the server with ``-vnc 127.0.0.1:N,<options>``; returns N."""
+        display = free_display()
+        spec = f"127.0.0.1:{display}" + (f",{vnc_options}" if vnc_options else "")
+        args = [*objects, "-vnc", spec]
+        ports = [5900 + display]
+        if self.server == "qemu":
+            self.plain = free_display()
+            while self.plain == display:
+                self.plain = free_display()
+            args += ["-vnc", f"127.0.0.1:{self.plain},id=plain"]
+            ports.append(5900 + self.plain)
+            argv = qemu_command(args)
+        else:
+            argv = vncd_command(args + ["-screen", f"image,file={self.picture_path}"])
+        start_server(self, argv, ports, name=self.server)
+        return display
+
+    def expected(self) -> np.ndarray:
+        """What the server shows: vncd's picture, or QEMU's screen captured in the clear."""
+        if self.server == "vncd":
+            return read_png(self.picture_path)
+        reference = os.path.join(self.dir, "reference.png")
+        run = gvnccapture("127.0.0.1", self.plain, reference)
+        self.assertTrue(run.ok, f"reference capture failed: {run.output}")
+        return read_png(reference)

@@ -30,7 +30,7 @@ from tests.vncd.realclients import GvncPki
 PASSWORD = "pa55word"
 
 
-class GvncCaptureMixin:
+class GvncCaptureMixin(realclients.PictureServerMixin):
     """The tests; subclasses say which server runs them."""
 
     #: ``qemu`` or ``vncd``.
@@ -59,35 +59,8 @@ class GvncCaptureMixin:
     # -- serving -----------------------------------------------------------
 
     def serve(self, vnc_options: str, objects: tuple[str, ...] = ()) -> int:
-        """Start the server with one ``-vnc 127.0.0.1:N,<options>``; returns N.
-
-        For QEMU a second, plain display is added so the test can capture
-        QEMU's screen without any security layer as the reference.
-        """
-        display = free_display()
-        spec = f"127.0.0.1:{display}" + (f",{vnc_options}" if vnc_options else "")
-        args = [*objects, "-vnc", spec]
-        ports = [5900 + display]
-        if self.server == "qemu":
-            self.plain = free_display()
-            while self.plain == display:
-                self.plain = free_display()
-            args += ["-vnc", f"127.0.0.1:{self.plain},id=plain"]
-            ports.append(5900 + self.plain)
-            argv = realclients.qemu_command(args)
-        else:
-            argv = realclients.vncd_command(
-                args + ["-screen", f"image,file={self.picture_path}"])
-        realclients.start_server(self, argv, ports, name=self.server)
-        return display
-
-    def expected(self):
-        if self.server == "vncd":
-            return realclients.read_png(self.picture_path)
-        reference = os.path.join(self.dir, "reference.png")
-        run = realclients.gvnccapture("127.0.0.1", self.plain, reference)
-        self.assertTrue(run.ok, f"reference capture failed: {run.output}")
-        return realclients.read_png(reference)
+        """Start the server with one ``-vnc 127.0.0.1:N,<options>``; returns N."""
+        return self.start_display(vnc_options, objects)
 
     def x509(self, verify: bool) -> tuple[str, ...]:
         return ("-object", f"tls-creds-x509,id=tls0,endpoint=server,dir={self.creds_dir},"

@@ -25,7 +25,7 @@ from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests import certgen
-from tests.tools import free_display, require_tool
+from tests.tools import require_tool
 from tests.vncd import realclients
 from tests.vncd.realclients import TapError, XwdError, first_encoding, parse_xwd
 
@@ -47,7 +47,7 @@ VIEW_TIMEOUT = 20.0
 FAIL_TIMEOUT = 20.0
 
 
-class TigerVncMixin:
+class TigerVncMixin(realclients.PictureServerMixin):
     """The tests; subclasses say which server runs them."""
 
     server = ""
@@ -74,30 +74,7 @@ class TigerVncMixin:
 
     def serve(self, vnc_options: str, objects: tuple[str, ...] = ()) -> int:
         """Start the server with ``-vnc 127.0.0.1:N,<options>``; returns the port."""
-        display = free_display()
-        spec = f"127.0.0.1:{display}" + (f",{vnc_options}" if vnc_options else "")
-        args = [*objects, "-vnc", spec]
-        ports = [5900 + display]
-        if self.server == "qemu":
-            self.plain = free_display()
-            while self.plain == display:
-                self.plain = free_display()
-            args += ["-vnc", f"127.0.0.1:{self.plain},id=plain"]
-            ports.append(5900 + self.plain)
-            argv = realclients.qemu_command(args)
-        else:
-            argv = realclients.vncd_command(
-                args + ["-screen", f"image,file={self.picture_path}"])
-        realclients.start_server(self, argv, ports, name=self.server)
-        return 5900 + display
-
-    def expected(self) -> np.ndarray:
-        if self.server == "vncd":
-            return realclients.read_png(self.picture_path)
-        reference = os.path.join(self.dir, "reference.png")
-        run = realclients.gvnccapture("127.0.0.1", self.plain, reference)
-        self.assertTrue(run.ok, f"reference capture failed: {run.output}")
-        return realclients.read_png(reference)
+        return 5900 + self.start_display(vnc_options, objects)
 
     def password_file(self, password: str) -> str:
         path = os.path.join(self.dir, "passwd")
