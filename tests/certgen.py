@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from cryptography import x509
