@@ -22,11 +22,11 @@ import errno
 import json
 import os
 import re
-import stat
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Mapping
 
 from creds.objects import ObjectError, Prop, UserCreatable
+from creds.pem import FileReadError, read_regular_file
 
 __all__ = [
     "QAuthZ",
@@ -513,35 +513,11 @@ class AuthzListFile(QAuthZ):
     # -- loading ----------------------------------------------------------
 
     def _read(self) -> tuple[bytes, tuple[int, ...]]:
-        name = self.filename
         try:
-            # O_NONBLOCK: opening a FIFO must not wait for a writer.
-            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        except OSError as e:
-            raise self._unreadable(os.strerror(e.errno or errno.EIO)) from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise self._unreadable("not a regular file")
-            if st.st_size > MAX_LIST_FILE_SIZE:
-                raise self._unreadable(
-                    f"the file is {st.st_size} bytes; the limit is {MAX_LIST_FILE_SIZE}"
-                )
-            chunks = []
-            size = 0
-            while size <= MAX_LIST_FILE_SIZE:
-                chunk = os.read(fd, MAX_LIST_FILE_SIZE + 1 - size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            if size > MAX_LIST_FILE_SIZE:
-                raise self._unreadable(f"the file grew beyond {MAX_LIST_FILE_SIZE} bytes")
-        except OSError as e:
-            raise self._unreadable(os.strerror(e.errno or errno.EIO)) from None
-        finally:
-            os.close(fd)
-        return b"".join(chunks), _signature(st)
+            data, st = read_regular_file(self.filename, MAX_LIST_FILE_SIZE)
+        except FileReadError as e:
+            raise self._unreadable(e.reason) from None
+        return data, _signature(st)
 
     def _unreadable(self, reason: str) -> ObjectError:
         return ObjectError(f"Unable to read '{self.filename}': {reason}",

@@ -35,7 +35,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from creds.dn import certificate_dn
 from creds.objects import ObjectError
-from creds.pem import PEMError, parse_certificates, parse_private_key
+from creds.pem import (
+    FileReadError, PEMError, parse_certificates, parse_private_key, read_file,
+)
 from creds.sanity import EXPIRY_WARNING
 from creds.x509 import load_x509_material
 
@@ -104,11 +106,9 @@ def _general_name(host: str) -> x509.GeneralName:
 def _load(cert_path: str, key_path: str):
     """(certificate, key) from files, or None when missing or unreadable."""
     try:
-        with open(cert_path, "rb") as f:
-            cert = parse_certificates(f.read())[0]
-        with open(key_path, "rb") as f:
-            key = parse_private_key(f.read(), None)
-    except (OSError, PEMError):
+        cert = parse_certificates(read_file(cert_path))[0]
+        key = parse_private_key(read_file(key_path), None)
+    except (FileReadError, PEMError):
         return None
     pub = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER
@@ -139,10 +139,9 @@ def _write(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` atomically, only if it changed (re-runs leave files alone)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
-        with open(path, "rb") as f:
-            if f.read() == data and (os.stat(path).st_mode & 0o777) == mode:
-                return
-    except OSError:
+        if read_file(path) == data and (os.stat(path).st_mode & 0o777) == mode:
+            return
+    except (FileReadError, OSError):
         pass
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)

@@ -1,9 +1,10 @@
 """Reading credential files and decoding the PEM blocks in them.
 
-Everything :mod:`creds.x509`, :mod:`creds.anon` and :mod:`creds.secret`
-read from disk goes through here: QEMU's rule for finding a file in the
-credentials directory (:func:`credential_path`), bounded file reading
-with GLib's wording for failures (:func:`read_file`), and strict decoders
+Everything :mod:`creds.x509`, :mod:`creds.anon`, :mod:`creds.secret` and
+:mod:`creds.authz` read from disk goes through here: QEMU's rule for
+finding a file in the credentials directory (:func:`credential_path`),
+bounded, never-blocking reading of regular files only, with GLib's
+wording for failures (:func:`read_file`), and strict decoders
 for certificates, CRLs, private keys (PKCS#8 or traditional, RSA / EC /
 EdDSA, encrypted or not) and finite-field DH parameters.
 
@@ -27,6 +28,7 @@ import enum
 import errno
 import os
 import re
+import stat
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -40,8 +42,8 @@ from creds.objects import ObjectError
 
 __all__ = [
     "MAX_FILE_SIZE", "MAX_BLOCK_SIZE", "MAX_BLOCKS", "MAX_CERTS", "MAX_DH_BITS",
-    "PEMError", "Fault", "PemBlock", "FileReadError",
-    "credential_path", "read_file", "split_pem",
+    "PEMError", "Fault", "PemBlock", "FileReadError", "NotRegularFileError",
+    "credential_path", "read_file", "read_regular_file", "split_pem",
     "parse_certificates", "parse_crls", "parse_private_key", "parse_dh_params",
     "gnutls_reason", "SUPPORTED_KEY_TYPES", "load_dh_params_file", "READ_ERROR",
     "MAX_PBKDF2_ITERATIONS",
@@ -130,11 +132,27 @@ class PEMError(Exception):
 
 
 class FileReadError(Exception):
-    """A file could not be read; ``str()`` is GLib's wording (as QEMU prints it)."""
+    """A file could not be read; ``str()`` is GLib's wording (as QEMU prints it).
 
-    def __init__(self, message: str, errno_value: int | None = None) -> None:
+    ``reason`` is the fault alone, without the file name (``No such file
+    or directory``, ``Is a directory`` ...), for messages worded otherwise.
+    """
+
+    def __init__(self, message: str, errno_value: int | None = None, *,
+                 reason: str | None = None) -> None:
         super().__init__(message)
         self.errno = errno_value
+        self.reason = reason if reason is not None else message.rpartition(": ")[2]
+
+
+class NotRegularFileError(FileReadError):
+    """The file is a FIFO, a device or a socket: never read (it could block
+    or never end).  ``what`` says which (``a named pipe (FIFO)`` ...)."""
+
+    def __init__(self, path: str, what: str) -> None:
+        reason = f"Is {what}, not a regular file"
+        super().__init__(f"Error reading file “{path}”: {reason}", reason=reason)
+        self.what = what
 
 
 @dataclass(frozen=True)
@@ -183,19 +201,48 @@ def credential_path(directory: str | None, name: str, required: bool) -> str | N
 
 
 def read_file(path: str, limit: int = MAX_FILE_SIZE) -> bytes:
-    """The content of ``path``, at most ``limit`` bytes.
+    """The content of regular file ``path``, at most ``limit`` bytes.
 
     Raises :class:`FileReadError` with GLib's ``g_file_get_contents``
     wording (``Failed to open file “P”: …``, ``Error reading file “P”: …``),
-    which is what QEMU prints, or with vncd's own text when the file is
-    larger than ``limit``.
+    which is what QEMU prints, or with vncd's own text for what GLib would
+    block on or read without end (see :func:`read_regular_file`).
+    """
+    return read_regular_file(path, limit)[0]
+
+
+def read_regular_file(path: str, limit: int = MAX_FILE_SIZE) -> tuple[bytes, os.stat_result]:
+    """The content of regular file ``path`` and the status of what was read.
+
+    Never blocks: the file is opened with ``O_NONBLOCK`` (a FIFO without
+    writer would otherwise hold ``open()`` forever) and without becoming
+    a controlling terminal, and the *open descriptor* is checked, so a
+    file swapped between a check and the open cannot slip through.  A
+    directory gives GLib's ``Is a directory``; a FIFO, device or socket
+    :class:`NotRegularFileError`; a file over ``limit`` bytes (by its size,
+    or by what could be read) vncd's own message.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as e:
+        if e.errno == errno.ENXIO:  # a socket (or a device without driver)
+            what = _special_kind(path)
+            if what is not None:
+                raise NotRegularFileError(path, what) from None
         raise FileReadError(f"Failed to open file “{path}”: {os.strerror(e.errno or 0)}",
                             e.errno) from None
     try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise FileReadError(f"Error reading file “{path}”: {os.strerror(errno.EISDIR)}",
+                                errno.EISDIR)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(path, _FILE_KINDS.get(stat.S_IFMT(st.st_mode),
+                                                            "not a regular file"))
+        if st.st_size > limit:
+            raise FileReadError(f"File “{path}” is larger than the limit of {limit} bytes",
+                                errno.EFBIG,
+                                reason=f"the file is {st.st_size} bytes; the limit is {limit}")
         chunks: list[bytes] = []
         total = 0
         while True:
@@ -207,13 +254,30 @@ def read_file(path: str, limit: int = MAX_FILE_SIZE) -> bytes:
             if total > limit:
                 raise FileReadError(
                     f"File “{path}” is larger than the limit of {limit} bytes",
-                    errno.EFBIG)
-        return b"".join(chunks)
+                    errno.EFBIG, reason=f"the file grew beyond {limit} bytes")
+        return b"".join(chunks), st
     except OSError as e:
         raise FileReadError(f"Error reading file “{path}”: {os.strerror(e.errno or 0)}",
                             e.errno) from None
     finally:
         os.close(fd)
+
+
+#: What a file that is not a regular file is, in messages.
+_FILE_KINDS = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _special_kind(path: str) -> str | None:
+    """What ``path`` is when it is a FIFO, device or socket (``None`` otherwise)."""
+    try:
+        return _FILE_KINDS.get(stat.S_IFMT(os.stat(path).st_mode))
+    except OSError:
+        return None
 
 
 # -- PEM framing -----------------------------------------------------------

@@ -48,8 +48,9 @@ from creds import sanity
 from creds.material import X509Material
 from creds.objects import ObjectError, Prop
 from creds.pem import (
-    READ_ERROR, Fault, FileReadError, PEMError, credential_path, gnutls_reason,
-    load_dh_params_file, parse_certificates, parse_crls, parse_private_key, read_file,
+    READ_ERROR, Fault, FileReadError, NotRegularFileError, PEMError, credential_path,
+    gnutls_reason, load_dh_params_file, parse_certificates, parse_crls, parse_private_key,
+    read_file,
 )
 from creds.secret import lookup_secret
 from creds.tlscreds import BASE_PROPS, Endpoint, TLSCreds
@@ -194,11 +195,19 @@ def _readable(path: str) -> bool:
 
 
 def _read(path: str, message: str) -> bytes:
-    """The bytes of ``path``, or an ObjectError ``<message>: <read error>`` naming it."""
+    """The bytes of ``path``, or an ObjectError ``<message>: <read error>`` naming it.
+
+    GnuTLS words every read failure alike (QEMU's message); a FIFO, device
+    or socket, on which QEMU would block or read without end, is named as
+    what it is.
+    """
     try:
         if not _readable(path):
             raise FileReadError(READ_ERROR)
         return read_file(path)
+    except NotRegularFileError as e:
+        raise ObjectError(f"{message}: {e}", hint=_READ_HINT, path=path,
+                          check="read") from None
     except FileReadError:
         raise ObjectError(f"{message}: {READ_ERROR}", hint=_READ_HINT,
                           path=path, check="read") from None

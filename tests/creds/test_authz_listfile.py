@@ -144,11 +144,12 @@ class ErrorTests(ListFileCase):
         e = self.assertCreateError(f"Unable to read '{missing}': No such file or directory",
                                    filename=missing)
         self.assertEqual(e.path, missing)
-        self.assertCreateError(f"Unable to read '{self.dir}': not a regular file",
+        self.assertCreateError(f"Unable to read '{self.dir}': Is a directory",
                                filename=self.dir)
         fifo = os.path.join(self.dir, "fifo")
         os.mkfifo(fifo)
-        self.assertCreateError(f"Unable to read '{fifo}': not a regular file", filename=fifo)
+        self.assertCreateError(f"Unable to read '{fifo}': Is a named pipe (FIFO), not a"
+                               " regular file", filename=fifo)
 
     def test_not_an_object(self):
         """JSON that is not an object gives QEMU's message."""
