@@ -4,8 +4,8 @@ QEMU's ``-object secret,id=ID,data=...|file=...[,format=raw|base64]
 [,keyid=KEYID,iv=IV]``.  With ``keyid`` the data is AES-256-CBC
 ciphertext (PKCS#7 padded) under the 32-byte key held by the secret
 ``KEYID`` and the base64 ``iv``; with ``format=base64`` the data (or the
-ciphertext) is base64 text, decoded by QEMU's rules (GLib's lenient
-decoder behind a strict character check).
+ciphertext) is base64 text, checked by QEMU's rules and then by vncd's
+stricter ones (:func:`qbase64_decode`).
 
 Other objects find secrets with :func:`lookup_secret` and read them with
 :meth:`Secret.get_bytes` / :meth:`Secret.get_text`.  The data never
@@ -15,6 +15,9 @@ This module knows nothing about TLS or VNC.
 """
 
 from __future__ import annotations
+
+import base64
+import re
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -35,43 +38,45 @@ _BLOCK_SIZE = 16
 #: The characters QEMU's ``qbase64_decode`` lets through to GLib.
 _BASE64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n")
 
-_RANK = {c: i for i, c in enumerate(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
-_RANK[ord("=")] = 0
+#: One whole base64 text, newlines removed: complete groups of four
+#: characters, ``=`` only as the padding of the last group.
+_WELL_FORMED = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?\Z")
 
 
 def qbase64_decode(data: bytes, *, check_nul: bool = True) -> bytes:
-    """Decode base64 exactly as QEMU does.
+    """Decode base64 text: QEMU's checks, then vncd's stricter ones.
 
     QEMU first refuses embedded NUL bytes (when the input has a length,
     i.e. came from a file or ``data=``) and any character outside
-    ``A-Z a-z 0-9 + / =`` and newline, then lets GLib decode: complete
-    groups of four characters only (a trailing partial group is dropped),
-    ``=`` counting as a zero digit that suppresses output bytes.
+    ``A-Z a-z 0-9 + / =`` and newline -- with QEMU's messages -- and then
+    lets GLib decode whatever is left, which silently drops an incomplete
+    last group, reads ``=`` anywhere as a zero digit, and turns text such as
+    ``x`` or ``=====`` into nothing.  vncd refuses those instead: once the
+    newlines are dropped, the text must be whole groups of four characters
+    with ``=`` only as padding at its end, and it must not be empty.  Text
+    that passes decodes exactly as GLib decodes it.
     """
     if check_nul and b"\0" in data:
         raise ObjectError("Base64 data contains embedded NUL characters")
     if not _BASE64_CHARS.issuperset(data):
         raise ObjectError("Base64 data contains invalid characters",
                           hint="base64 uses A-Z, a-z, 0-9, '+', '/', '=' and newlines")
-    out = bytearray()
-    value = 0
-    count = 0
-    last = [0, 0]
-    for c in data:
-        if c == 0x0A:
-            continue
-        last = [c, last[0]]
-        value = ((value << 6) | _RANK[c]) & 0xFFFFFF
-        count += 1
-        if count == 4:
-            out.append(value >> 16)
-            if last[1] != 0x3D:
-                out.append((value >> 8) & 0xFF)
-            if last[0] != 0x3D:
-                out.append(value & 0xFF)
-            count = 0
-    return bytes(out)
+    text = data.replace(b"\n", b"")
+    if not text:
+        raise ObjectError("Base64 data is empty",
+                          hint="format=base64 expects the base64 text of a non-empty value")
+    if len(text) % 4:
+        raise ObjectError(
+            f"Base64 data has {len(text)} characters (newlines aside), not a whole "
+            "number of 4-character groups",
+            hint="the text looks cut short; QEMU would silently drop the incomplete group")
+    if not _WELL_FORMED.match(text):
+        raise ObjectError(
+            f"Base64 padding '=' at character {text.index(b'=') + 1} of {len(text)} is "
+            "not at the end",
+            hint="'=' may only pad the last group ('xx==' or 'xxx='); QEMU would read "
+                 "it as a zero digit")
+    return base64.b64decode(text, validate=True)
 
 
 def lookup_secret(registry: ObjectRegistry, secret_id: str) -> "Secret":

@@ -12,7 +12,8 @@ each ``-vnc`` display it
    anonymous credentials or with ``verify-peer=off``);
 2. derives the offered security from the credentials kind and the
    password (:func:`vncd.rfb.security.auth_for`), taking the password from
-   ``password-secret`` or leaving it unset for ``password=on``;
+   ``password-secret`` (refusing an empty one, which QEMU accepts) or
+   leaving it unset for ``password=on``;
 3. listens on every address -- ``host:port`` on each address the host
    resolves to (every interface for an empty host, IPv6 sockets
    v6-only), ``[v6]:port``, ``unix:PATH``, nothing for ``none`` -- trying
@@ -297,15 +298,24 @@ def _check_effective(config: DisplayConfig, creds) -> None:
 
 
 def _security(registry: ObjectRegistry, config: DisplayConfig, creds) -> SecurityConfig:
+    """The display's security; an empty password from ``password-secret`` stops the start
+    (QEMU 7.2 starts and then admits an empty login)."""
     password = None
     if config.password_secret is not None:
         try:
-            password = lookup_secret(registry, config.password_secret).get_bytes()
+            # QEMU reads the password as UTF-8 text (qcrypto_secret_lookup_as_utf8).
+            password = lookup_secret(registry, config.password_secret).get_text().encode()
         except ObjectError as e:
             raise StartupError(config.source, e.message, hint=e.hint) from None
     wants_password = config.password or config.password_secret is not None
     kind = creds.kind if creds is not None else None
-    return SecurityConfig(auth_for(kind, wants_password), password)
+    try:
+        return SecurityConfig(auth_for(kind, wants_password), password)
+    except ValueError as e:
+        raise StartupError(
+            config.source, f"secret '{config.password_secret}' (password-secret): {e}",
+            hint="put the password in the secret, e.g. -object secret,id=ID,file=FILE with"
+                 " the password in FILE") from None
 
 
 def _websocket_last_port(config: DisplayConfig, address: ListenAddress) -> int | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from vncd.rfb.security import (
-    AUTH_TABLE, CREDS_KINDS, SecurityConfig, SecurityType, VeNCryptSubtype, auth_for,
+    AUTH_TABLE, CREDS_KINDS, EMPTY_PASSWORD, SecurityConfig, SecurityType, VeNCryptSubtype,
+    auth_for,
 )
 
 
@@ -70,6 +71,19 @@ class SecurityConfigTests(SynchronousTestCase):
         self.assertEqual(ws.password, b"later")
         ws.set_password(None)
         self.assertIsNone(cfg.password)
+
+    def test_empty_password_refused(self):
+        """An empty (or all-NUL) password is refused when built and when set at run time,
+        with a message the monitor can show; the password in force stays."""
+        for empty in (b"", b"\0", b"\0" * 8 + b"after the key"):
+            e = self.assertRaises(ValueError, SecurityConfig, auth_for(None, True), empty)
+            self.assertEqual(str(e), EMPTY_PASSWORD)
+            cfg = SecurityConfig(auth_for("x509", True), b"secret")
+            e = self.assertRaises(ValueError, cfg.set_password, empty)
+            self.assertEqual(str(e), EMPTY_PASSWORD)
+            self.assertEqual(cfg.password, b"secret")
+            self.assertRaises(ValueError, cfg.for_websocket().set_password, empty)
+        self.assertIn("anyone could log in", EMPTY_PASSWORD)
 
     def test_password_never_printed(self):
         """repr() says whether a password is set, never what it is."""

@@ -191,6 +191,23 @@ class VncAuthTests(SynchronousTestCase):
         self.assertEqual(events, [AuthenticationFailed("no VNC password is set")])
         self.assertEqual(conn.data_to_send()[:4], u32(1))
 
+    def test_empty_password_refused_by_the_core(self):
+        """Were an empty password ever supplied, the core refuses every response,
+        the empty password's included (defence in depth behind SecurityConfig)."""
+
+        class LeakySecurity:
+            auth = auth_for(None, True)
+            password = b""
+
+        for password in (b"", b"\0" * 8):
+            LeakySecurity.password = password
+            conn = ServerConnection(LeakySecurity(), random_bytes=lambda n: CHALLENGE)
+            feed(conn, version(8) + b"\x02")
+            conn.data_to_send()
+            events = feed(conn, vncauth.challenge_response(b"", CHALLENGE))
+            self.assertEqual(events, [AuthenticationFailed("the VNC password is empty")])
+            self.assertEqual(conn.data_to_send()[:4], u32(1))
+
     def test_password_set_at_run_time(self):
         """A password set on the SecurityConfig applies to the next response checked."""
         security = SecurityConfig(auth_for(None, True), None)

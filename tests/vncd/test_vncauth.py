@@ -21,7 +21,8 @@ class VncAuthTests(SynchronousTestCase):
         self.assertEqual(vncauth.des_key(b"passwordXYZ"), vncauth.des_key(b"password"))
         self.assertEqual(vncauth.des_key(b"ab"), bytes([0x86, 0x46, 0, 0, 0, 0, 0, 0]))
 
-    @given(st.binary(max_size=12), st.binary(min_size=16, max_size=16))
+    @given(st.binary(max_size=12).filter(lambda p: not vncauth.is_empty_password(p)),
+           st.binary(min_size=16, max_size=16))
     def test_check_accepts_only_the_right_response(self, password, challenge):
         """check_response accepts the true response and rejects any other."""
         good = vncauth.challenge_response(password, challenge)
@@ -30,6 +31,22 @@ class VncAuthTests(SynchronousTestCase):
         self.assertFalse(vncauth.check_response(password, challenge, bad))
         self.assertFalse(vncauth.check_response(None, challenge, good))
         self.assertFalse(vncauth.check_response(password, challenge, good[:15]))
+
+    @given(st.integers(min_value=0, max_value=8), st.binary(max_size=4),
+           st.binary(min_size=16, max_size=16))
+    def test_empty_password_never_matches(self, nuls, tail, challenge):
+        """An empty password, or one whose first 8 bytes are NUL, matches no response,
+        not even its own (which is what a client with an empty password sends)."""
+        password = b"\0" * nuls + (tail if nuls == 8 else b"")
+        self.assertTrue(vncauth.is_empty_password(password))
+        for sent in (password, b""):
+            response = vncauth.challenge_response(sent, challenge)
+            self.assertFalse(vncauth.check_response(password, challenge, response))
+
+    def test_nul_led_password_is_not_empty(self):
+        """A password with any non-NUL byte among its first 8 is a real password."""
+        self.assertFalse(vncauth.is_empty_password(b"\0\0\0\0\0\0\0x"))
+        self.assertTrue(vncauth.is_empty_password(b"\0\0\0\0\0\0\0\0x"))
 
     def test_challenge_size(self):
         """A challenge of the wrong size is a programming error."""

@@ -22,10 +22,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from vncd.rfb.vncauth import is_empty_password
+
 __all__ = [
     "SecurityType", "VeNCryptSubtype", "Auth", "AUTH_TABLE", "auth_for",
-    "SecurityConfig", "CREDS_KINDS",
+    "SecurityConfig", "CREDS_KINDS", "EMPTY_PASSWORD",
 ]
+
+#: Why an empty VNC password is refused (the monitor shows it as is).
+EMPTY_PASSWORD = ("the VNC password is empty (or only NUL bytes, which VNC treats as"
+                  " empty): anyone could log in")
 
 
 class SecurityType(enum.IntEnum):
@@ -164,7 +170,9 @@ class SecurityConfig:
     ``password`` is the VNC password (bytes; only the first 8 count, as
     in every VNC implementation) or ``None`` when none is set, in which
     case every VNC-authentication attempt fails -- QEMU's behaviour for
-    ``password=on`` without a password.  :meth:`set_password` changes it
+    ``password=on`` without a password.  An empty password is refused
+    with :class:`ValueError` (:data:`EMPTY_PASSWORD`): QEMU 7.2 accepts
+    one and then admits anyone.  :meth:`set_password` changes the password
     for connections that authenticate afterwards.  Listeners of one
     display share the password through :meth:`for_websocket`.
     """
@@ -172,6 +180,7 @@ class SecurityConfig:
     def __init__(self, auth: Auth, password: bytes | None = None) -> None:
         if auth.inner is SecurityType.SASL:
             raise ValueError("vncd does not implement SASL authentication")
+        _check_password(password)
         self.auth = auth
         self._password = _PasswordBox(password)
 
@@ -192,14 +201,26 @@ class SecurityConfig:
         return self._password.value
 
     def set_password(self, password: bytes | None) -> None:
-        """Set (bytes) or clear (``None``) the VNC password at run time."""
-        if password is not None and not isinstance(password, bytes):
-            raise TypeError("the VNC password must be bytes")
+        """Set (bytes) or clear (``None``) the VNC password at run time.
+
+        An empty password raises :class:`ValueError` with a message for
+        the person who asked and leaves the password as it was.
+        """
+        _check_password(password)
         self._password.value = password
 
     def __repr__(self) -> str:
         state = "set" if self._password.value is not None else "unset"
         return f"<SecurityConfig {self.auth.name} password {state}>"
+
+
+def _check_password(password: bytes | None) -> None:
+    if password is None:
+        return
+    if not isinstance(password, bytes):
+        raise TypeError("the VNC password must be bytes")
+    if is_empty_password(password):
+        raise ValueError(EMPTY_PASSWORD)
 
 
 class _PasswordBox:

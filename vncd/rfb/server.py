@@ -315,6 +315,10 @@ class ServerConnection(Connection):
         challenge, self._challenge = self._challenge, None
         if password is None:
             reason = "no VNC password is set"
+        elif vncauth.is_empty_password(password):
+            # SecurityConfig refuses empty passwords; this holds whatever
+            # supplies the password.
+            reason = "the VNC password is empty"
         elif not vncauth.check_response(password, challenge, response):
             reason = "wrong VNC password"
         else:

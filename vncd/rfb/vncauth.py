@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 __all__ = [
     "CHALLENGE_SIZE", "PASSWORD_BYTES", "des_key", "challenge_response",
-    "check_response",
+    "check_response", "is_empty_password",
 ]
 
 #: Length of the challenge and of the response (two DES blocks).
@@ -32,6 +32,13 @@ CHALLENGE_SIZE = 16
 PASSWORD_BYTES = 8
 
 _REVERSED = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
+
+
+def is_empty_password(password: bytes) -> bool:
+    """True when ``password`` gives the empty password's key (no byte but NUL
+    among the first :data:`PASSWORD_BYTES`): any client that sends an empty
+    password would pass."""
+    return not password[:PASSWORD_BYTES].strip(b"\0")
 
 
 def des_key(password: bytes) -> bytes:
@@ -51,8 +58,10 @@ def challenge_response(password: bytes, challenge: bytes) -> bytes:
 def check_response(password: bytes | None, challenge: bytes, response: bytes) -> bool:
     """True when ``response`` proves knowledge of ``password`` (constant time).
 
-    ``password=None`` (none set) never matches.
+    ``password=None`` (none set) and an empty password (see
+    :func:`is_empty_password`) never match: proving knowledge of nothing
+    proves nothing.
     """
-    if password is None or len(response) != CHALLENGE_SIZE:
+    if password is None or is_empty_password(password) or len(response) != CHALLENGE_SIZE:
         return False
     return hmac.compare_digest(challenge_response(password, challenge), response)
