@@ -365,6 +365,13 @@ def parse_vnc(
     def flag(name: str) -> bool | None:
         return _parse_bool(by_key[name][-1], source) if name in by_key else None
 
+    if "vnc" not in by_key:
+        # QEMU 7.2 starts such a display (-vnc "", -vnc password=on) and
+        # listens nowhere without a word; "none" says that on purpose.
+        raise OptionError(
+            source, "no listen address: give [HOST]:N, [IPV6]:N, unix:PATH, or none",
+            hint="QEMU 7.2 would run without listening; write 'none' for a display"
+                 " that listens nowhere")
     reverse = bool(flag("reverse"))
     to = _in_range(by_key, "to", 0, MAX_DISPLAY_NUMBER, 0, source)
     listen, websocket = _addresses(by_key, reverse=reverse, to=to, source=source)

@@ -25,10 +25,13 @@ import io
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -42,6 +45,7 @@ from tests.tools import QEMU, ROOT, free_display, free_port, require_tool, wait_
 from tests.vncd.qemuprobe import ClientKind, ProbeError, run_probe
 from vncd.cli import main
 from vncd.rfb.limits import AUTH_FAILURES_BEFORE_BLOCK
+from vncd.rfb.security import EMPTY_PASSWORD
 
 #: QEMU processes alive at once: each takes ~50 MB and a share of 2 busy cores.
 BATCH = 8
@@ -188,8 +192,13 @@ REFUSED = [
          "Unable to access credentials {caonly}/server-cert.pem: No such file or directory"),
 ]
 
+#: vncd.service refuses an empty VNC password; QEMU 7.2 starts and admits an empty login.
+EMPTY_PASSWORD_ERROR = f"secret 'sec0' (password-secret): {EMPTY_PASSWORD}"
+
 DIFFERENT = [
     Case("sasl", vnc("{addr},sasl=on"), None, vncd_differs=True, vncd_error=SASL_MESSAGE),
+    Case("empty password-secret", vnc("{addr},password-secret=sec0", "secret,id=sec0,data="),
+         None, vncd_differs=True, vncd_error=EMPTY_PASSWORD_ERROR, service_only=True),
     Case("anon + authz", vnc("{addr},tls-creds=tls0,tls-authz=authz0", AUTHZ, ANON), None,
          vncd_differs=True, vncd_error=AUTHZ_ANON, service_only=True),
     Case("x509 off + authz", vnc("{addr},tls-creds=tls0,tls-authz=authz0", AUTHZ, X509_OFF),
@@ -473,3 +482,78 @@ class QemuCompareTests(SynchronousTestCase):
     def test_legacy_as_translated(self):
         """A legacy line run by vncd behaves like QEMU 7.2 running vncd's translation of it."""
         self.compare(LEGACY, qemu_args=translated, warnings=False)
+
+
+#: -vnc arguments without a listen address: QEMU 7.2 runs, serving nothing.
+NO_ADDRESS_ARGS = ("", "password=on")
+
+#: vncd's message for them (it refuses to start).
+NO_ADDRESS_ERROR = "no listen address: give [HOST]:N, [IPV6]:N, unix:PATH, or none"
+
+
+def qmp_answers(path: str, commands: list[str], proc: subprocess.Popen) -> list:
+    """Run ``commands`` on QEMU's QMP socket at ``path``; their ``return`` values.
+
+    QEMU answers on QMP only once every command-line option has been
+    processed, so the answers describe the configuration it runs with.
+    """
+    if not wait_for_unix(path, VERDICT_TIMEOUT, proc):
+        raise AssertionError(f"QEMU gave no QMP socket: {proc.stderr.read()!r}")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(VERDICT_TIMEOUT)
+        sock.connect(path)
+        stream = sock.makefile("rw", encoding="utf-8")
+        json.loads(stream.readline())
+        answers = []
+        for command in ["qmp_capabilities", *commands]:
+            stream.write(json.dumps({"execute": command}) + "\n")
+            stream.flush()
+            answers.append(json.loads(stream.readline())["return"])
+        return answers[1:]
+
+
+def wait_for_unix(path: str, timeout: float, proc: subprocess.Popen) -> bool:
+    """Whether a UNIX socket at ``path`` accepts within ``timeout`` (while ``proc`` runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(path)
+                return True
+            except OSError:
+                time.sleep(0.05)
+    return False
+
+
+class NoListenAddressTests(SynchronousTestCase):
+    """A -vnc option without an address: QEMU 7.2 runs serving nothing; vncd refuses."""
+
+    def test_qemu_runs_without_listening(self):
+        """QEMU 7.2 starts, prints nothing, and reports VNC disabled with no server socket."""
+        qemu = require_tool(QEMU)
+        for arg in NO_ADDRESS_ARGS:
+            path = os.path.join(tempfile.mkdtemp(prefix="vncd-qmp-"), "qmp.sock")
+            self.addCleanup(shutil.rmtree, os.path.dirname(path), True)
+            proc = subprocess.Popen(
+                [qemu, "-machine", "none", "-nodefaults", "-display", "none", "-monitor",
+                 "none", "-serial", "none", "-vnc", arg, "-qmp",
+                 f"unix:{path},server=on,wait=off"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                vnc_info, servers = qmp_answers(path, ["query-vnc", "query-vnc-servers"], proc)
+            finally:
+                stop(proc)
+                stderr = proc.stderr.read().decode("utf-8", "replace")
+                proc.stderr.close()
+            self.assertEqual(vnc_info, {"enabled": False}, arg)
+            self.assertEqual([s["server"] for s in servers], [[]], arg)
+            self.assertEqual(last_message(stderr, QEMU_PREFIX), "", arg)
+
+    def test_vncd_refuses(self):
+        """vncd exits with status 1 and says how to give an address (or 'none')."""
+        for arg in NO_ADDRESS_ARGS:
+            outcome = run_vncd_in_process(["-vnc", arg])
+            self.assertEqual(outcome.exit_status, 1, arg)
+            self.assertFalse(outcome.started, arg)
+            self.assertTrue(outcome.stderr.startswith(f"vncd: -vnc {arg}: {NO_ADDRESS_ERROR}"),
+                            outcome.stderr)
