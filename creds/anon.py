@@ -15,10 +15,12 @@ This module knows nothing about TLS sessions or VNC.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from creds.material import AnonMaterial
 from creds.objects import Prop
 from creds.pem import credential_path, load_dh_params_file
-from creds.tlscreds import BASE_PROPS, Endpoint, TLSCreds
+from creds.tlscreds import BASE_PROPS, Endpoint, KeyLoader, TLSCreds
 
 __all__ = ["TLSCredsAnon", "DH_PARAMS"]
 
@@ -35,7 +37,8 @@ class TLSCredsAnon(TLSCreds):
              help="historic; credentials are always loaded on creation"),
     )
 
-    def load_material(self) -> AnonMaterial:
+    def load_material(self, *, warn: Callable[[str], None],
+                      key_loader: KeyLoader | None) -> AnonMaterial:
         """Find and check ``dh-params.pem`` (server endpoint with ``dir`` only)."""
         if self.endpoint is not Endpoint.SERVER:
             return AnonMaterial(dh_params_pem=None)

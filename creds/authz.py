@@ -377,7 +377,7 @@ class AuthzList(QAuthZ):
             return _DottedRuleProp(name, "str")
         return spec
 
-    def complete(self) -> None:
+    def complete(self, **load_options) -> None:
         dotted = {k: v for k, v in self._values.items() if _DOTTED_RULE_KEY.match(k)}
         if dotted:
             if self.is_set("rules"):
@@ -498,7 +498,7 @@ class AuthzListFile(QAuthZ):
     def filename(self) -> str:
         return self.get("filename")
 
-    def complete(self) -> None:
+    def complete(self, **load_options) -> None:
         if not self.get("filename"):
             raise ObjectError("filename not provided")
         self._list, self._loaded_signature = self._load()

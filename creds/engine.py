@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from cryptography import x509
 from OpenSSL import SSL, crypto
@@ -113,8 +113,13 @@ def _verify_callback(conn: SSL.Connection, cert: crypto.X509, errno: int,
 # -- context construction ---------------------------------------------------
 
 
-def build_context(creds: Any, material: X509Material | AnonMaterial) -> SSL.Context:
+def build_context(creds: Any, material: X509Material | AnonMaterial, *,
+                  warn: Callable[[str], None] | None = None) -> SSL.Context:
     """A fully configured ``SSL.Context`` for ``creds`` with ``material``.
+
+    ``warn`` receives the warnings (priority tokens that cannot be
+    honoured, session tickets that cannot be turned off); by default the
+    registry of ``creds`` does.
 
     Raises :class:`ObjectError` when the material cannot be used (the
     certificate and key do not match, unreadable DH parameters, a priority
@@ -122,10 +127,13 @@ def build_context(creds: Any, material: X509Material | AnonMaterial) -> SSL.Cont
     """
     endpoint = creds.endpoint
     server = endpoint is Endpoint.SERVER
+    if warn is None:
+        registry = getattr(creds, "registry", None)
+        warn = registry.warn if registry is not None else _ignore
     policy = parse_priority(creds.priority, anon=creds.kind == "anon")
-    _report_notes(creds, policy)
+    _report_notes(creds, policy, warn)
     if server and creds.kind == "x509":
-        _warn_if_tickets(creds)
+        _warn_if_tickets(warn)
     if creds.kind == "anon":
         if not isinstance(material, AnonMaterial):
             raise TypeError(f"anon credentials need AnonMaterial, got {type(material).__name__}")
@@ -156,28 +164,25 @@ def build_context(creds: Any, material: X509Material | AnonMaterial) -> SSL.Cont
 _tickets_warned = False
 
 
-def _warn_if_tickets(creds: Any) -> None:
+def _ignore(message: str) -> None:
+    """Where warnings go for credentials outside any registry."""
+
+
+def _warn_if_tickets(warn: Callable[[str], None]) -> None:
     """Say once per process when TLS 1.3 session tickets could not be turned off."""
     global _tickets_warned
     if _openssl_config.STATUS != "too-late" or _tickets_warned:
         return
-    registry = getattr(creds, "registry", None)
-    if registry is None:
-        return
     _tickets_warned = True
-    registry.warn(
-        "TLS 1.3 session tickets cannot be turned off: OpenSSL was initialised"
-        " before the creds package was imported (import creds first); some"
-        " viewers, such as TigerVNC 1.12, stall on them")
+    warn("TLS 1.3 session tickets cannot be turned off: OpenSSL was initialised"
+         " before the creds package was imported (import creds first); some"
+         " viewers, such as TigerVNC 1.12, stall on them")
 
 
-def _report_notes(creds: Any, policy: TLSPolicy) -> None:
-    """Pass the priority tokens vncd accepts but cannot honour to the warning channel."""
-    registry = getattr(creds, "registry", None)
-    if registry is None:
-        return
+def _report_notes(creds: Any, policy: TLSPolicy, warn: Callable[[str], None]) -> None:
+    """Pass the priority tokens vncd accepts but cannot honour to ``warn``."""
     for note in policy.notes:
-        registry.warn(f"object '{creds.id}': priority {policy.priority}: {note}")
+        warn(f"object '{creds.id}': priority {policy.priority}: {note}")
 
 
 def _set_versions(ctx: SSL.Context, creds: Any, policy: TLSPolicy) -> None:

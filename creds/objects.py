@@ -6,7 +6,10 @@ values the user gave (strings from ``key=value`` lists or native JSON
 values), rejects unknown properties and bad values with QEMU's wording,
 then calls the object's :meth:`UserCreatable.complete` hook, which loads
 and checks whatever the object stands for.  An object that fails to
-complete is never added.
+complete is never added.  Creation can be split in two
+(:meth:`ObjectRegistry.prepare` anywhere, :meth:`ObjectRegistry.add` on
+the registry's own thread) so that a server loads new objects without
+pausing.
 
 This module knows nothing about TLS, VNC or the command line.
 """
@@ -149,6 +152,9 @@ class UserCreatable:
         self.id = obj_id
         self._values = dict(values)
         self._users: set[str] = set()
+        #: Warnings raised before the registry holds the object (``None``
+        #: once it does): the registry reports them when it adds the object.
+        self._held_warnings: list[str] | None = []
 
     # -- properties -------------------------------------------------------
 
@@ -177,8 +183,28 @@ class UserCreatable:
 
     # -- lifecycle --------------------------------------------------------
 
-    def complete(self) -> None:
-        """Load and check; raise :class:`ObjectError` on any fault."""
+    def complete(self, **load_options: Any) -> None:
+        """Load and check; raise :class:`ObjectError` on any fault.
+
+        Runs before the object is registered, possibly off the caller's
+        thread (:meth:`ObjectRegistry.prepare`): it may read other
+        registered objects but changes nothing outside this object, and
+        reports warnings through :meth:`warn`.  ``load_options`` are
+        passed on from :meth:`ObjectRegistry.prepare`; a type ignores
+        those it has no use for (``key_loader``: see
+        :class:`creds.tlscreds.TLSCreds`).
+        """
+
+    def warn(self, message: str) -> None:
+        """Report a warning about this object (never containing secret data).
+
+        Until the registry holds the object the warning waits; the
+        registry reports it when it adds the object.
+        """
+        if self._held_warnings is not None:
+            self._held_warnings.append(message)
+        else:
+            self.registry.warn(message)
 
     def unparent(self) -> None:
         """Called when the object is deleted; release what it holds."""
@@ -285,18 +311,57 @@ class ObjectRegistry:
         return cls, obj_id, values
 
     def create(self, qom_type: str, props: Mapping[str, Any]) -> UserCreatable:
-        """Create, complete and add an object.
+        """Create, complete and add an object (:meth:`prepare`, then :meth:`add`).
 
         ``props`` holds ``id`` and the type's properties, as strings or
-        JSON values.  Raises :class:`ObjectError` in QEMU's wording.
+        JSON values.  Raises :class:`ObjectError` in QEMU's wording; the
+        warnings raised before a failure are reported all the same.
         """
+        obj = self._new(qom_type, props)
+        try:
+            obj.complete()
+        finally:
+            self._report_held(obj)
+        return self.add(obj)
+
+    def prepare(self, qom_type: str, props: Mapping[str, Any],
+                **load_options: Any) -> UserCreatable:
+        """A created and completed object, not yet registered.
+
+        The expensive, side-effect-free half of :meth:`create`: safe to
+        run off the thread that owns the registry (it reads registered
+        objects, e.g. a secret a credentials object names, and changes
+        nothing).  ``load_options`` go to the object's
+        :meth:`~UserCreatable.complete`.  Its warnings wait for
+        :meth:`add`.  Raises :class:`ObjectError`.
+        """
+        obj = self._new(qom_type, props)
+        obj.complete(**load_options)
+        return obj
+
+    def add(self, obj: UserCreatable) -> UserCreatable:
+        """Register an object from :meth:`prepare` and report its warnings.
+
+        The id is checked again: another object may have taken it since.
+        """
+        if obj.registry is not self:
+            raise ValueError(f"object {obj.id!r} was prepared by another registry")
+        if obj.id in self._objects:
+            raise ObjectError(f"Duplicate ID '{obj.id}' for object")
+        self._objects[obj.id] = obj
+        self._report_held(obj)
+        return obj
+
+    def _new(self, qom_type: str, props: Mapping[str, Any]) -> UserCreatable:
         cls, obj_id, values = self.check(qom_type, props)
         if obj_id in self._objects:
             raise ObjectError(f"Duplicate ID '{obj_id}' for object")
-        obj = cls(self, obj_id, values)
-        obj.complete()
-        self._objects[obj_id] = obj
-        return obj
+        return cls(self, obj_id, values)
+
+    def _report_held(self, obj: UserCreatable) -> None:
+        held, obj._held_warnings = obj._held_warnings, None
+        for message in held or ():
+            self.warn(message)
 
     def get(self, obj_id: str) -> UserCreatable | None:
         return self._objects.get(obj_id)

@@ -116,6 +116,8 @@ class Fault(enum.Enum):
     UNSUPPORTED = "unsupported"
     #: A block or the number of blocks is over a named limit.
     LIMIT = "limit"
+    #: The key could not be checked at all (the checking process failed).
+    CHECK = "check"
 
 
 class PEMError(Exception):

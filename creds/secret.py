@@ -110,7 +110,7 @@ class Secret(UserCreatable):
         super().__init__(registry, obj_id, values)
         self._data: bytes | None = None
 
-    def complete(self) -> None:
+    def complete(self, **load_options) -> None:
         raw = self._load()
         if self.get("keyid") is not None:
             value = self._decrypt(raw)

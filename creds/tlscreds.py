@@ -7,18 +7,27 @@ failed reload leaves the previous credentials in force.  Sessions take a
 reference to the loaded credentials when they are created, so a reload
 never changes a session already under way.
 
+A reload is two steps, so that a server can do the slow one elsewhere:
+:meth:`TLSCreds.prepare_reload` reads and checks the files and builds the
+context without touching the object (safe on any thread);
+:meth:`TLSCreds.commit_reload` installs the result (on the thread that
+serves).  Checking a private key is the slow part of loading and holds
+the interpreter lock; a ``key_loader`` (:data:`KeyLoader`, e.g.
+:func:`creds.keycheck.check_in_child`) can do it in another process.
+
 Network services use credentials only through :mod:`creds.session`.
 """
 
 from __future__ import annotations
 
 import enum
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from creds.objects import ObjectError, Prop, UserCreatable
 
-__all__ = ["Endpoint", "TLSCreds", "LoadedCreds"]
+__all__ = ["Endpoint", "TLSCreds", "LoadedCreds", "KeyLoader"]
 
 
 class Endpoint(enum.Enum):
@@ -34,7 +43,19 @@ class LoadedCreds:
 
     material: Any
     context: Any
+    #: 1 for the credentials loaded on creation, one more for every reload
+    #: committed; 0 while prepared by :meth:`TLSCreds.prepare_reload` and
+    #: not yet committed.
     generation: int
+    #: Warnings found while loading, reported when the reload is committed.
+    warnings: tuple[str, ...] = ()
+
+
+#: Parses and checks the private key in a key file's bytes, decrypting it
+#: with the password (``None``: not encrypted), as
+#: :func:`creds.pem.parse_private_key` does; raises
+#: :class:`~creds.pem.PEMError`.
+KeyLoader = Callable[[bytes, bytes | None], Any]
 
 
 #: Properties every TLS credentials type has (QEMU's ``tls-creds`` base class).
@@ -54,6 +75,9 @@ class TLSCreds(UserCreatable):
     Subclasses set ``kind`` (``"x509"`` or ``"anon"``) and implement
     :meth:`load_material`, which reads and checks every file and returns
     an immutable material object, raising :class:`ObjectError`.
+    :meth:`~creds.objects.UserCreatable.complete` (creation) and
+    :meth:`reload` each load one generation; ``key_loader`` is the
+    load option they take.
     """
 
     kind: ClassVar[str] = ""
@@ -90,25 +114,55 @@ class TLSCreds(UserCreatable):
 
     # -- loading ----------------------------------------------------------
 
-    def load_material(self) -> Any:
+    def load_material(self, *, warn: Callable[[str], None],
+                      key_loader: KeyLoader | None) -> Any:
+        """Read and check every file; report warnings to ``warn``.
+
+        ``key_loader`` replaces :func:`creds.pem.parse_private_key` for
+        private keys (``None``: that function, here).  Changes nothing on
+        the object.
+        """
         raise NotImplementedError
 
-    def _build(self) -> LoadedCreds:
+    def _prepare(self, warn: Callable[[str], None], key_loader: KeyLoader | None) -> LoadedCreds:
         from creds import engine
 
-        material = self.load_material()
-        context = engine.build_context(self, material)
-        generation = 1 if self._loaded is None else self._loaded.generation + 1
-        return LoadedCreds(material=material, context=context, generation=generation)
+        material = self.load_material(warn=warn, key_loader=key_loader)
+        context = engine.build_context(self, material, warn=warn)
+        return LoadedCreds(material=material, context=context, generation=0)
 
-    def complete(self) -> None:
-        self._loaded = self._build()
+    def complete(self, *, key_loader: KeyLoader | None = None, **load_options: Any) -> None:
+        loaded = self._prepare(self.warn, key_loader)
+        self._loaded = dataclasses.replace(loaded, generation=1)
+
+    def prepare_reload(self, *, key_loader: KeyLoader | None = None) -> LoadedCreds:
+        """Re-read and check the files into new credentials, without installing them.
+
+        Safe on any thread: the object is not changed.  Raises
+        :class:`ObjectError` as creation does.
+        """
+        if not self.supports_reload:
+            raise ObjectError(f"{self.qom_type} does not support reloading credentials")
+        warnings: list[str] = []
+        loaded = self._prepare(warnings.append, key_loader)
+        return dataclasses.replace(loaded, warnings=tuple(warnings))
+
+    def commit_reload(self, loaded: LoadedCreds) -> None:
+        """Install credentials from :meth:`prepare_reload` as the next generation.
+
+        New sessions use them; sessions under way keep theirs.  The
+        warnings found while loading are reported now.
+        """
+        if loaded.generation != 0:
+            raise ValueError("these credentials were already committed")
+        self._loaded = dataclasses.replace(loaded, generation=self.loaded.generation + 1,
+                                           warnings=())
+        for message in loaded.warnings:
+            self.warn(message)
 
     def reload(self) -> None:
         """Re-read the files; on any error keep the current credentials and raise."""
-        if not self.supports_reload:
-            raise ObjectError(f"{self.qom_type} does not support reloading credentials")
-        self._loaded = self._build()
+        self.commit_reload(self.prepare_reload())
 
     @property
     def loaded(self) -> LoadedCreds:

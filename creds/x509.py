@@ -53,7 +53,7 @@ from creds.pem import (
     read_file,
 )
 from creds.secret import lookup_secret
-from creds.tlscreds import BASE_PROPS, Endpoint, TLSCreds
+from creds.tlscreds import BASE_PROPS, Endpoint, KeyLoader, TLSCreds
 
 __all__ = [
     "TLSCredsX509", "load_x509_material",
@@ -80,12 +80,14 @@ def load_x509_material(
     sanity_check: bool,
     get_password: Callable[[], bytes | None],
     now: datetime.datetime,
+    key_loader: KeyLoader = parse_private_key,
 ) -> tuple[X509Material, list[str]]:
     """Load and check a credentials directory as QEMU 7.2 does.
 
     ``get_password`` is called (only) when a key is about to be loaded, as
-    QEMU looks the secret up at that point.  Returns the material and the
-    warnings to report; raises :class:`ObjectError` with QEMU's message.
+    QEMU looks the secret up at that point; ``key_loader`` parses and
+    checks the key.  Returns the material and the warnings to report;
+    raises :class:`ObjectError` with QEMU's message.
     """
     role = "server" if server else "client"
     ca_path = credential_path(directory, CA_CERT, True)
@@ -127,7 +129,7 @@ def load_x509_material(
         password = get_password()
         if not chain:
             chain = _own_certs_for_keypair(cert_path, pair)
-        key = _private_key(key_path, password, pair)
+        key = _private_key(key_path, password, pair, key_loader)
         if _public_der(key) != _public_der(chain[0]):
             raise ObjectError(
                 f"{pair}: The certificate and the given key do not match.",
@@ -237,10 +239,10 @@ def _own_certs_for_keypair(path: str, pair: str) -> tuple:
                           hint=_pem_hint(e), path=path, check="pem") from None
 
 
-def _private_key(path: str, password: bytes | None, pair: str):
+def _private_key(path: str, password: bytes | None, pair: str, key_loader: KeyLoader):
     data = _read(path, pair)
     try:
-        return parse_private_key(data, password)
+        return key_loader(data, password)
     except PEMError as e:
         hint = _pem_hint(e)
         if e.kind is Fault.DECRYPT:
@@ -299,17 +301,19 @@ class TLSCredsX509(TLSCreds):
              help="historic; credentials are always loaded on creation"),
     )
 
-    def load_material(self) -> X509Material:
-        """Read and check the directory; warnings go to the registry."""
+    def load_material(self, *, warn: Callable[[str], None],
+                      key_loader: KeyLoader | None) -> X509Material:
+        """Read and check the directory; warnings go to ``warn``."""
         material, warnings = load_x509_material(
             directory=self.directory,
             server=self.endpoint is Endpoint.SERVER,
             sanity_check=bool(self.get("sanity-check")),
             get_password=self._password,
             now=self.registry.clock(),
+            key_loader=key_loader or parse_private_key,
         )
         for message in warnings:
-            self.registry.warn(message)
+            warn(message)
         return material
 
     def _password(self) -> bytes | None:

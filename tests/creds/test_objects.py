@@ -18,7 +18,9 @@ class Thing(UserCreatable):
     )
     completed = 0
 
-    def complete(self):
+    def complete(self, **load_options):
+        if self.get("colour") == "green":
+            self.warn(f"thing {self.id} is green")
         if self.get("name") == "broken":
             raise ObjectError("Thing cannot be broken")
         Thing.completed += 1
@@ -80,6 +82,23 @@ class RegistryTests(SynchronousTestCase):
         self.assertObjectError("Thing cannot be broken", "thing", {"id": "a", "name": "broken"}, r)
         self.assertNotIn("a", r)
         r.create("thing", {"id": "a", "name": "fine"})
+
+    def test_warnings_wait_for_the_registry(self):
+        """Warnings from complete() reach the registry when the object is added, or
+        before create() raises; those of a prepared object that is never added, never."""
+        r = registry()
+        obj = r.prepare("thing", {"id": "a", "name": "x", "colour": "green"})
+        self.assertEqual(r.warnings, [])
+        r.add(obj)
+        self.assertEqual(r.warnings, ["thing a is green"])
+        obj.warn("later")
+        self.assertEqual(r.warnings, ["thing a is green", "later"])
+        self.assertObjectError("Thing cannot be broken", "thing",
+                               {"id": "b", "name": "broken", "colour": "green"}, r)
+        self.assertEqual(r.warnings[-1], "thing b is green")
+        self.assertRaises(ObjectError, r.prepare, "thing",
+                          {"id": "c", "name": "broken", "colour": "green"})
+        self.assertEqual(len(r.warnings), 3)
 
     def test_in_use_cannot_be_deleted(self):
         """An object held by a service cannot be deleted until released."""
