@@ -125,18 +125,22 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Child:
-    """A child process in its own session, its output in a temporary file."""
+    """A child process in its own session, its output in a temporary file.
+
+    It runs in ``root`` (default: this checkout) with ``root`` first on
+    its ``PYTHONPATH``, so ``python -m vncd`` there is that tree's vncd.
+    """
 
     def __init__(self, argv: list[str], *, name: str, pass_fds: tuple[int, ...] = (),
-                 env: dict | None = None) -> None:
+                 env: dict | None = None, root: str = ROOT) -> None:
         self.name = name
         self.argv = argv
         self.log = tempfile.TemporaryFile()
         child_env = dict(os.environ if env is None else env)
-        child_env["PYTHONPATH"] = ROOT + os.pathsep + child_env.get("PYTHONPATH", "")
+        child_env["PYTHONPATH"] = root + os.pathsep + child_env.get("PYTHONPATH", "")
         self.popen = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            cwd=ROOT, env=child_env, pass_fds=pass_fds, start_new_session=True)
+            cwd=root, env=child_env, pass_fds=pass_fds, start_new_session=True)
 
     @property
     def pid(self) -> int:
@@ -147,6 +151,14 @@ class Child:
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
+
+    def log_text(self) -> str:
+        """Everything the child printed so far."""
+        self.log.flush()
+        self.log.seek(0)
+        text = self.log.read().decode("utf-8", "replace")
+        self.log.seek(0, os.SEEK_END)
+        return text
 
     def log_lines(self) -> int:
         self.log.flush()
@@ -205,8 +217,8 @@ class Children:
         self._children: list[Child] = []
 
     def start(self, argv: list[str], *, name: str, pass_fds: tuple[int, ...] = (),
-              env: dict | None = None) -> Child:
-        child = Child(argv, name=name, pass_fds=pass_fds, env=env)
+              env: dict | None = None, root: str = ROOT) -> Child:
+        child = Child(argv, name=name, pass_fds=pass_fds, env=env, root=root)
         self._children.append(child)
         return child
 

@@ -36,7 +36,6 @@ from compat.config import Invocation
 from compat.errors import HelpRequest, OptionError
 from compat.vnc import check_display
 from creds.objects import ObjectError, ObjectRegistry
-from creds.tlscreds import TLSCreds
 from vncd import __version__
 
 __all__ = ["main", "PROG", "PidFile", "MAX_PIDFILE_ATTEMPTS"]
@@ -216,42 +215,56 @@ def _serve(
             pidfile.remove()
 
 
-def reload_credentials(registry: ObjectRegistry, invocation: Invocation,
-                       console: "_Console") -> int:
-    """Re-read every TLS credentials object from its files; return how many failed.
-
-    What QEMU's ``display-reload`` does for VNC, for every object at once:
-    new connections use the new files; a failing object keeps its previous
-    credentials and its error is reported in the usual one-line form,
-    located at the ``-object`` option that created it.  Connections already
-    established keep their sessions.
-    """
-    sources = {str(spec.props.get("id")): spec.source for spec in invocation.objects}
-    failed = 0
-    for obj in registry:
-        if not isinstance(obj, TLSCreds):
-            continue
-        location = sources.get(obj.id, f"object '{obj.id}'")
-        console.location = location
-        try:
-            obj.reload()
-        except ObjectError as err:
-            failed += 1
-            console.say(f"{location}: reload failed, previous credentials stay in force: {err}")
-        else:
-            console.say(f"{location}: reloaded (generation {obj.loaded.generation})")
-    return failed
-
-
 def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, invocation: Invocation,
                       console: "_Console") -> dict[int, Any]:
-    """SIGHUP re-reads the credential files (see :func:`reload_credentials`)."""
+    """SIGHUP re-reads every TLS credentials object from its files.
+
+    What QEMU's ``display-reload`` does for VNC, for every object at once,
+    through a :class:`vncd.reload.Reloader`: the files are read and checked
+    off the reactor thread, so clients are served meanwhile, and SIGHUPs
+    arriving while a reload waits its turn join it.  New connections use
+    the new files; established ones keep their sessions.  Each object's
+    outcome is one line located at the ``-object`` option that created
+    it: ``reloaded (generation N)``, or ``reload failed, previous
+    credentials stay in force: <error>``.
+    """
     call_from_thread = getattr(reactor, "callFromThread", None)
     if call_from_thread is None or threading.current_thread() is not threading.main_thread():
         return {}
+    from vncd.reload import Reloader
+
+    sources = {str(spec.props.get("id")): spec.source for spec in invocation.objects}
+
+    def location(obj: Any) -> str:
+        return sources.get(obj.id, f"object '{obj.id}'")
+
+    def point_at(obj: Any) -> None:
+        console.location = location(obj)
+
+    reported: list = [None]
+
+    def report(results: list) -> None:
+        # Every SIGHUP that joined a run gets the same results: print them once.
+        if results is reported[0]:
+            return
+        reported[0] = results
+        for result in results:
+            if result.error is None:
+                console.say(f"{location(result.obj)}: reloaded (generation {result.generation})")
+            else:
+                console.say(f"{location(result.obj)}: reload failed, previous credentials"
+                            f" stay in force: {result.error}")
+
+    def failed(failure: Any) -> None:
+        console.say(f"error: reload failed: {failure.getErrorMessage()}")
+
+    reloader = Reloader(reactor, before_commit=point_at)
+
+    def reload() -> None:
+        reloader.reload_all(registry).addCallbacks(report, failed)
 
     def handler(signum: int, frame: Any) -> None:
-        call_from_thread(reload_credentials, registry, invocation, console)
+        call_from_thread(reload)
 
     return {signal.SIGHUP: signal.signal(signal.SIGHUP, handler)}
 

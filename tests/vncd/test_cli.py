@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
@@ -436,6 +438,66 @@ class ReloadTests(SynchronousTestCase):
 
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 0)
+
+
+#: SIGHUPs in the storm test (50 in half a second once ran 18 reloads in a
+#: row and stalled every client), and the pause between two.  Signals sent
+#: back to back merge in the kernel; a millisecond apart each arrives on
+#: its own, while the whole storm stays shorter than one reload.
+SIGHUP_STORM = 50
+SIGHUP_SPACING = 0.001
+
+#: Seconds the capture during the storm, and the first reload report, may take.
+STORM_TIMEOUT = 60.0
+
+
+class ReloadStormTests(SynchronousTestCase):
+    """A burst of SIGHUPs is coalesced and does not stop vncd serving."""
+
+    def test_sighup_storm(self):
+        """50 SIGHUPs in a burst cause at most two reloads, and meanwhile an x509 client
+        (vncd-capture) gets the screen pixel for pixel."""
+        from tests import certgen
+        from tests.vncd import realclients
+
+        realclients.require_vncd()
+        base = os.path.abspath(self.mktemp())
+        ca = certgen.ca("storm CA")
+        server_dir = certgen.write_dir(
+            os.path.join(base, "server"), ca=[ca],
+            server=certgen.server(ca, "localhost", dns=["localhost"], ips=["127.0.0.1"]))
+        client_dir = certgen.write_dir(os.path.join(base, "client"), ca=[ca],
+                                       client=certgen.client(ca, "storm client"))
+        picture = realclients.make_picture()
+        png = realclients.write_png(os.path.join(base, "picture.png"), picture)
+        display = free_display()
+        port = 5900 + display
+        proc = realclients.start_server(self, [
+            sys.executable, "-m", "vncd",
+            "-object", f"tls-creds-x509,id=tls0,dir={server_dir},endpoint=server",
+            "-vnc", f"127.0.0.1:{display},tls-creds=tls0",
+            "-screen", f"image,file={png}"], [port], name="vncd under a SIGHUP storm")
+
+        for _ in range(SIGHUP_STORM):
+            os.kill(proc.popen.pid, signal.SIGHUP)
+            time.sleep(SIGHUP_SPACING)
+        out = os.path.join(base, "capture.png")
+        capture = subprocess.run(
+            [sys.executable, "-m", "vncd.capture", "--tls-creds-dir", client_dir,
+             "--hostname", "localhost", f"127.0.0.1::{port}", out],
+            cwd=ROOT, capture_output=True, text=True, timeout=STORM_TIMEOUT)
+        self.assertEqual(capture.returncode, 0, capture.stderr)
+        realclients.assert_same_pixels(self, realclients.read_png(out), picture,
+                                       "capture during a SIGHUP storm")
+
+        self.assertTrue(realclients.wait_until(
+            lambda: "reloaded (generation 2)" in proc.output(), STORM_TIMEOUT),
+            proc.describe())
+        self.assertEqual(proc.stop(), 0)
+        log = proc.output()
+        reloads = re.findall(r": reloaded \(generation (\d+)\)", log)
+        self.assertIn(reloads, (["2"], ["2", "3"]), log)
+        self.assertNotIn("reload failed", log)
 
 
 class LogTests(SynchronousTestCase):
