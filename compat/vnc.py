@@ -116,7 +116,8 @@ VNC_KEYS: dict[str, VncKey] = {
     k.name: k
     for k in (
         VncKey("vnc", "str", "vncd",
-               "listen address: [HOST]:N, [IPV6]:N, unix:PATH or none (the implied key)",
+               "listen address: [HOST]:N, [IPV6]:N, unix:PATH or none (the implied key;"
+               " required)",
                repeat=True),
         VncKey("websocket", "str", "vncd",
                "extra WebSocket listener: on (port 5700+N), PORT or HOST:PORT", repeat=True),
