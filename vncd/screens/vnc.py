@@ -135,6 +135,10 @@ UPSTREAM_ENCODINGS = (
 #: 64 KiB reason string (the client's defaults).
 UPSTREAM_LIMITS = Limits(max_client_framebuffer_pixels=MAX_SIDE * MAX_SIDE)
 
+#: Longest UNIX socket path: ``sun_path`` holds 108 bytes on Linux,
+#: including the terminating NUL.
+MAX_UNIX_PATH = 107
+
 _HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 
 
@@ -187,6 +191,9 @@ def parse_server(text: str, source: str | None = None) -> ListenAddress:
         if len(text) == 5:
             raise ScreenError("Parameter 'server' has an empty UNIX socket path",
                               source=source)
+        if len(text[5:].encode("utf-8", "surrogateescape")) > MAX_UNIX_PATH:
+            raise ScreenError(f"Parameter 'server' has a UNIX socket path longer than "
+                              f"{MAX_UNIX_PATH} bytes", source=source)
         return ListenAddress("unix", text[5:])
     host, sep, port = text.rpartition(":")
     if not sep or not _HOST.fullmatch(host) or not port.isdigit() or len(port) > 5:
