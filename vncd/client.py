@@ -158,6 +158,10 @@ class RFBClient(Protocol):
     # -- Twisted --------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        # Input events are a few bytes each: Nagle's algorithm would hold
+        # them for the server's delayed ACK (40 ms on Linux).
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         opts = self.options
         rfb = ClientConnection(opts.security(), shared=opts.shared, max_minor=opts.max_minor,
                                limits=opts.limits)

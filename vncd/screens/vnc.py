@@ -272,6 +272,7 @@ class VncScreen(Screen):
         self._client: RFBClient | None = None
         self._mirroring = False
         self._ext_keys = False
+        self._decoded: list[tuple[int, int, int, int]] = []
         self._delay = RETRY_INITIAL_DELAY
         self._retry_call = None
         self._redraw_call = None
@@ -348,6 +349,7 @@ class VncScreen(Screen):
         self.connections_made += 1
         self._mirroring = False
         self._ext_keys = False
+        self._decoded = []
         tls = client.tls_info
         security = (f"VeNCrypt {client.connection.subtype.label}, {tls.protocol_version}"
                     if tls is not None
@@ -464,8 +466,13 @@ class VncScreen(Screen):
             return
         if isinstance(event, RectDecoded):
             if self._mirroring:
-                self.damage(event.x, event.y, event.width, event.height)
+                self._decoded.append((event.x, event.y, event.width, event.height))
         elif isinstance(event, UpdateComplete):
+            # Damage is reported once the whole update is in, so downstream
+            # clients get the upstream's frames whole, never half decoded.
+            decoded, self._decoded = self._decoded, []
+            for rect in decoded:
+                self.damage(*rect)
             if not self._mirroring:
                 self._start_mirroring(client)
             fb = client.framebuffer
