@@ -99,10 +99,11 @@ class FirmwareThroughX509Tests(SynchronousTestCase):
             if realclients.pixel_mismatch(before, after) is not None:
                 continue                       # the firmware drew meanwhile: again
             problem = realclients.pixel_mismatch(realclients.read_png(out), before)
-            break
+            if problem is None:
+                break
+            # The text cursor blinks: vncd's copy may be one blink behind.
         else:
-            self.fail("QEMU's screen never held still for a capture")
-        self.assertIsNone(problem, problem)
+            self.fail(f"no capture through vncd matched QEMU's screen: {problem}")
         self.assertGreater(int(before.max()), 0, "QEMU showed a black screen")
         self.assertIn("connected: 720x400", vncd.output())
 
