@@ -44,7 +44,7 @@ MAX_DISPLAYS = 64
 MAX_OBJECTS = 1024
 
 #: The screens vncd has (the screens module validates their properties).
-SCREEN_KINDS = ("testcard", "image", "pipe")
+SCREEN_KINDS = ("testcard", "image", "pipe", "vnc")
 
 Warn = Callable[[str], None]
 
@@ -112,6 +112,9 @@ def help_text(registry: ObjectRegistry) -> str:
         "-screen KIND: " + ", ".join(SCREEN_KINDS) + " (default testcard)",
         "  testcard; image,file=PNG; pipe,path=FILE|-,size=WxH,format=rgbx|bgrx|rgb24"
         "[,events=PATH]",
+        "  vnc,server=unix:PATH|HOST:PORT[,password-secret=ID][,tls-creds=ID]",
+        "      [,tls-hostname=NAME][,shared=on|off]: mirror an existing VNC server",
+        "      (vncd is its client; tls-creds must have endpoint=client)",
         "",
         "Signals: SIGTERM and SIGINT stop vncd (exit status 0); SIGHUP re-reads the",
         "files of every TLS credentials object (an object whose new files fail keeps",

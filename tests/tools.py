@@ -38,6 +38,8 @@ _PACKAGES = {
     "novnc": "novnc",
     "groff": "groff-base",
     "setpriv": "util-linux",
+    "x11vnc": "x11vnc",
+    "xev": "x11-utils",
 }
 
 QEMU = "qemu-system-x86_64"

@@ -22,6 +22,7 @@ This module never looks inside a certificate; TLS goes through
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -33,7 +34,7 @@ from creds.tlscreds import Endpoint  # isort: skip
 import numpy as np
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectError
+from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.protocol import Protocol
 
 from vncd.encoding import (
@@ -71,16 +72,21 @@ class RFBClientError(Exception):
 
     KINDS = ("connect", "refused", "auth", "security", "tls", "protocol", "closed", "timeout")
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, *, certificate: bool = False) -> None:
         if kind not in self.KINDS:
             raise ValueError(f"unknown error kind {kind!r}")
         super().__init__(message)
         self.kind = kind
         self.message = message
+        #: For ``tls``: the handshake completed but the server's certificate
+        #: was rejected (the message is the creds check's text).
+        self.certificate = certificate
 
 
 def _classify(error: RemoteProtocolError) -> RFBClientError:
-    if isinstance(error, (TLSFailed, CredentialsRejected)):
+    if isinstance(error, CredentialsRejected):
+        return RFBClientError("tls", error.reason, certificate=True)
+    if isinstance(error, TLSFailed):
         return RFBClientError("tls", error.reason)
     if isinstance(error, SecurityNegotiationError):
         return RFBClientError("security", error.reason)
@@ -126,7 +132,7 @@ class RFBClient(Protocol):
                  on_event: Callable[[object], None] | None = None) -> None:
         self.options = options
         self.on_event = on_event
-        self.ready: defer.Deferred = defer.Deferred()
+        self.ready: defer.Deferred = defer.Deferred(self._cancel_ready)
         self.closed: defer.Deferred = defer.Deferred()
         self.server_init: ServerInitReceived | None = None
         #: The TLS session's details once VeNCrypt established it.
@@ -144,9 +150,18 @@ class RFBClient(Protocol):
         """The decoder holding the framebuffer (``rgbx()``, ``width``, ``height``)."""
         return self._stack.rfb.framebuffer
 
+    @property
+    def error(self) -> RFBClientError | None:
+        """Why the connection failed or was given up, once it has."""
+        return self._error
+
     # -- Twisted --------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        # Input events are a few bytes each: Nagle's algorithm would hold
+        # them for the server's delayed ACK (40 ms on Linux).
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         opts = self.options
         rfb = ClientConnection(opts.security(), shared=opts.shared, max_minor=opts.max_minor,
                                limits=opts.limits)
@@ -188,6 +203,19 @@ class RFBClient(Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.loseConnection()
+
+    def abort(self, error: RFBClientError) -> None:
+        """Give up on the connection now (a timeout, a stop): :attr:`ready`
+        fails with ``error`` if it has not fired, and the socket is dropped."""
+        if self._error is None:
+            self._error = error
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def _cancel_ready(self, _deferred) -> None:
+        """``ready.cancel()``: stop the handshake (the connection goes too)."""
+        if self.transport is not None:
+            self.transport.abortConnection()
 
     # -- internals ------------------------------------------------------------
 
@@ -233,10 +261,16 @@ class RFBClient(Protocol):
 
 
 def connect(reactor, address, options: ClientOptions, *, timeout: float = 30,
-            on_event=None) -> defer.Deferred:
+            handshake_timeout: float | None = None, on_event=None) -> defer.Deferred:
     """Connect to ``address`` (a :class:`compat.config.ListenAddress`-like
     object with ``kind``, ``host``, ``port``) and fire with the
-    :class:`RFBClient` once ServerInit has arrived."""
+    :class:`RFBClient` once ServerInit has arrived.
+
+    ``timeout`` bounds the TCP (or UNIX) connect; ``handshake_timeout``,
+    when given, the time from connected to ServerInit (a server that
+    accepts and then says nothing fails with kind ``timeout``).
+    Cancelling the Deferred drops the connection at whatever stage it is.
+    """
     if address.kind == "unix":
         endpoint = UNIXClientEndpoint(reactor, address.host, timeout=timeout)
     else:
@@ -247,12 +281,24 @@ def connect(reactor, address, options: ClientOptions, *, timeout: float = 30,
     client = RFBClient(options, on_event=on_event)
 
     def connected(_):
+        if handshake_timeout is not None:
+            timer = reactor.callLater(handshake_timeout, client.abort, RFBClientError(
+                "timeout", f"no ServerInit from {address} within {handshake_timeout:g} s"))
+
+            def disarm(result):
+                if timer.active():
+                    timer.cancel()
+                return result
+
+            client.ready.addBoth(disarm)
         return client.ready.addCallback(lambda _: client)
 
     def not_connected(failure):
-        failure.trap(ConnectError)
-        raise RFBClientError("connect", f"cannot connect to {address}: "
-                                        f"{failure.value.osError or failure.value}")
+        failure.trap(ConnectError, DNSLookupError)
+        error = failure.value
+        osError = getattr(error, "osError", None)
+        reason = os.strerror(osError) if isinstance(osError, int) else str(error).rstrip(".")
+        raise RFBClientError("connect", f"cannot connect to {address}: {reason}")
 
     d = connectProtocol(endpoint, client)
     d.addCallbacks(connected, not_connected)

@@ -192,7 +192,7 @@ def start(reactor, registry: ObjectRegistry, invocation: Invocation, *, screen=N
     Raises :class:`StartupError`.
     """
     if screen is None:
-        screen = _make_screen(reactor, invocation)
+        screen = _make_screen(reactor, invocation, registry)
     limits = limits or Limits()
     service = Service(reactor, screen, registry)
     throttle = AuthThrottle(reactor.seconds, limits)
@@ -207,9 +207,9 @@ def start(reactor, registry: ObjectRegistry, invocation: Invocation, *, screen=N
     return service
 
 
-def _make_screen(reactor, invocation: Invocation):
+def _make_screen(reactor, invocation: Invocation, registry: ObjectRegistry):
     try:
-        return from_spec(invocation.screen, reactor)
+        return from_spec(invocation.screen, reactor, registry)
     except ScreenError as e:
         raise StartupError(e.source or invocation.screen.source, e.message) from None
 

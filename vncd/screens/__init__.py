@@ -3,11 +3,15 @@
 * :mod:`~vncd.screens.testcard` -- ``-screen testcard`` (the default);
 * :mod:`~vncd.screens.image` -- ``-screen image,file=PNG``;
 * :mod:`~vncd.screens.pipe` -- ``-screen pipe,path=...,size=WxH,format=...``;
+* :mod:`~vncd.screens.vnc` -- ``-screen vnc,server=...``: another VNC
+  server's screen, through vncd's RFB client;
 * :mod:`~vncd.screens.array` -- the embedding API's screen.
 
 :func:`from_spec` builds a screen from a parsed ``-screen`` option; its
 errors are :class:`~vncd.screens.base.ScreenError` naming the option.
-This package knows nothing about RFB, sockets or TLS.
+Apart from the vnc screen, which is an RFB client, this package knows
+nothing about RFB or sockets; none of it knows TLS beyond handing a
+credentials object to that client.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from __future__ import annotations
 import re
 
 from compat.config import ScreenSpec
+from creds.objects import ObjectError, ObjectRegistry
+from creds.secret import lookup_secret
+from creds.tlscreds import Endpoint, TLSCreds
 from vncd.screens.base import MAX_SIDE, Screen, ScreenError
 
 __all__ = ["from_spec", "create_screen", "KINDS"]
@@ -24,7 +31,11 @@ KINDS = {
     "testcard": ((), ("size", "name")),
     "image": (("file",), ("name",)),
     "pipe": (("path", "size", "format"), ("events", "name")),
+    "vnc": (("server",), ("password-secret", "tls-creds", "tls-hostname", "shared", "name")),
 }
+
+_TRUE = frozenset({"on", "yes", "true", "y"})
+_FALSE = frozenset({"off", "no", "false", "n"})
 
 _SIZE = re.compile(r"([0-9]{1,5})x([0-9]{1,5})\Z")
 
@@ -40,8 +51,80 @@ def _size(value: str, source: str) -> tuple[int, int]:
     return width, height
 
 
-def from_spec(spec: ScreenSpec, reactor) -> Screen:
-    """The screen a ``-screen`` option asks for (raises :class:`ScreenError`)."""
+def _bool(props, key: str, default: bool, source: str) -> bool:
+    value = props.get(key)
+    if value is None:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ScreenError(f"Parameter '{key}' expects 'on' or 'off'", source=source)
+
+
+def _upstream_creds(registry: ObjectRegistry, creds_id: str, source: str) -> TLSCreds:
+    """The ``tls-creds`` of ``-screen vnc``: client-endpoint x509 or anon credentials."""
+    obj = registry.get(creds_id)
+    if obj is None:
+        raise ScreenError(f"No TLS credentials with id '{creds_id}'", source=source)
+    if not isinstance(obj, TLSCreds):
+        raise ScreenError(f"Object with id '{creds_id}' is not TLS credentials", source=source)
+    if obj.endpoint is not Endpoint.CLIENT:
+        raise ScreenError("Expected TLS credentials for a client endpoint (vncd is the"
+                          f" upstream server's client; '{creds_id}' has endpoint=server)",
+                          source=source)
+    if obj.kind not in ("x509", "anon"):
+        raise ScreenError(f"Unsupported TLS cred type {obj.qom_type}", source=source)
+    return obj
+
+
+def _vnc_screen(spec: ScreenSpec, reactor, registry: ObjectRegistry | None) -> Screen:
+    """``-screen vnc``: every check that can be made before connecting."""
+    from vncd.client import ClientOptions
+    from vncd.screens.vnc import VncScreen, parse_server
+
+    props, source = spec.props, spec.source
+    registry = registry if registry is not None else ObjectRegistry()
+    address = parse_server(props["server"], source)
+    shared = _bool(props, "shared", True, source)
+    password = None
+    if "password-secret" in props:
+        try:
+            password = lookup_secret(registry, props["password-secret"]).get_bytes()
+        except ObjectError as e:
+            raise ScreenError(e.message, source=source) from None
+    creds = hostname = None
+    if "tls-creds" in props:
+        creds = _upstream_creds(registry, props["tls-creds"], source)
+        hostname = props.get("tls-hostname") or None
+        if hostname is None:
+            if address.kind == "unix" and creds.kind == "x509" and creds.verify_peer:
+                raise ScreenError(
+                    "a unix: server with x509 credentials needs tls-hostname=NAME, the name"
+                    " its certificate must carry", source=source)
+            hostname = address.host if address.kind == "tcp" else None
+    elif "tls-hostname" in props:
+        raise ScreenError("'tls-hostname' cannot take effect without 'tls-creds'",
+                          source=source)
+    user = f"-screen vnc to {address}"
+    held = [obj_id for obj_id in (props.get("password-secret"), props.get("tls-creds"))
+            if obj_id is not None]
+    for obj_id in held:
+        registry.hold(obj_id, user)
+    releases = tuple(lambda obj_id=obj_id: registry.release(obj_id, user) for obj_id in held)
+    options = ClientOptions(password=password, tls_creds=creds, hostname=hostname,
+                            shared=shared)
+    return VncScreen(address, options, reactor=reactor, name=props.get("name"),
+                     on_stop=releases)
+
+
+def from_spec(spec: ScreenSpec, reactor, registry: ObjectRegistry | None = None) -> Screen:
+    """The screen a ``-screen`` option asks for (raises :class:`ScreenError`).
+
+    ``registry`` holds the objects ``-screen vnc`` names (``password-secret``,
+    ``tls-creds``); the screen holds them, so they cannot be deleted while
+    it runs.
+    """
     kinds = KINDS.get(spec.kind)
     if kinds is None:
         raise ScreenError(f"unknown screen kind '{spec.kind}' (expected "
@@ -63,6 +146,8 @@ def from_spec(spec: ScreenSpec, reactor) -> Screen:
                              else (DEFAULT_WIDTH, DEFAULT_HEIGHT))
             extra = {} if name is None else {"name": name}
             return TestcardScreen(width, height, reactor=reactor, **extra)
+        if spec.kind == "vnc":
+            return _vnc_screen(spec, reactor, registry)
         if spec.kind == "image":
             from vncd.screens.image import ImageScreen
 
