@@ -20,7 +20,9 @@ This module knows nothing about certificates, sockets or Twisted.
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 from vncd.rfb.vncauth import is_empty_password
 
@@ -177,24 +179,33 @@ class SecurityConfig:
     display share the password through :meth:`for_websocket`.
     """
 
-    def __init__(self, auth: Auth, password: bytes | None = None) -> None:
+    def __init__(self, auth: Auth, password: bytes | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
         if auth.inner is SecurityType.SASL:
             raise ValueError("vncd does not implement SASL authentication")
         _check_password(password)
         self.auth = auth
         self._password = _PasswordBox(password)
+        self._clock = clock
 
     @classmethod
-    def _sharing(cls, auth: Auth, box: "_PasswordBox") -> "SecurityConfig":
+    def _sharing(cls, auth: Auth, box: "_PasswordBox",
+                 clock: Callable[[], float]) -> "SecurityConfig":
         cfg = cls.__new__(cls)
         cfg.auth = auth
         cfg._password = box
+        cfg._clock = clock
         return cfg
 
     def for_websocket(self) -> "SecurityConfig":
         """The same display's security for a WebSocket listener (no VeNCrypt)."""
         ws_auth = auth_for(None, self.auth.inner is SecurityType.VNC)
-        return SecurityConfig._sharing(ws_auth, self._password)
+        return SecurityConfig._sharing(ws_auth, self._password, self._clock)
+
+    @property
+    def uses_password(self) -> bool:
+        """True when clients must prove the VNC password (directly or inside TLS)."""
+        return self.auth.inner is SecurityType.VNC
 
     @property
     def password(self) -> bytes | None:
@@ -208,6 +219,25 @@ class SecurityConfig:
         """
         _check_password(password)
         self._password.value = password
+
+    @property
+    def password_expires(self) -> float | None:
+        """When the password stops working (UNIX time), or None for never."""
+        return self._password.expires
+
+    def expire_password(self, when: float | None) -> None:
+        """Make the password stop working at ``when`` (UNIX time; None: never).
+
+        QEMU's ``expire_password``: an expired password refuses every
+        login until a new password or expiry time is set; connected
+        clients stay.
+        """
+        self._password.expires = when
+
+    def password_expired(self) -> bool:
+        """True once the expiry time has passed."""
+        expires = self._password.expires
+        return expires is not None and self._clock() >= expires
 
     def __repr__(self) -> str:
         state = "set" if self._password.value is not None else "unset"
@@ -226,10 +256,11 @@ def _check_password(password: bytes | None) -> None:
 class _PasswordBox:
     """Holder shared by every listener of one display (never printed)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "expires")
 
     def __init__(self, value: bytes | None) -> None:
         self.value = value
+        self.expires: float | None = None
 
     def __repr__(self) -> str:
         return "<password>"

@@ -319,6 +319,8 @@ class ServerConnection(Connection):
             # SecurityConfig refuses empty passwords; this holds whatever
             # supplies the password.
             reason = "the VNC password is empty"
+        elif self._security.password_expired():
+            reason = "the VNC password has expired"
         elif not vncauth.check_response(password, challenge, response):
             reason = "wrong VNC password"
         else:
