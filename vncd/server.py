@@ -247,6 +247,7 @@ class LineKind(enum.Enum):
     CONNECTED = "connections"
     DISCONNECTED = "disconnections"
     REFUSED = "refusals"
+    TOO_MANY = "refusals (too many clients connecting)"
     AUTHENTICATION_FAILED = "refusals (authentication failed)"
     TLS_FAILURE = "TLS failures"
     CERTIFICATE_REFUSED = "refusals (certificate refused)"
@@ -270,7 +271,7 @@ class ConnectionLog:
                                    max_tracked=limits.log_max_tracked)
         self._timer = None
 
-    def line(self, source: str, kind: LineKind, text: str, *, detail: str = "",
+    def line(self, source: str, kind: LineKind, text: str, /, *, detail: str = "",
              **fields) -> None:
         """Log ``text`` (a Twisted format string over ``fields``) unless it is a
         repeat of ``kind`` from ``source``; ``detail`` (a bounded, server-chosen
@@ -349,6 +350,8 @@ class DisplayServer:
         #: with this server and the connection's ConnectionInfo.
         self.observers: list = []
         self._failed_observers: list = []
+        #: Unfinished handshakes per source (kept by the clients' life transitions).
+        self._handshakes: collections.Counter[str] = collections.Counter()
 
     def factory(self, *, websocket: bool = False) -> "RFBServerFactory":
         """A protocol factory for one listener (plain RFB, or ``websocket``) of this display."""
@@ -363,18 +366,36 @@ class DisplayServer:
 
     # -- QEMU's connection and share rules -------------------------------
 
+    def accepts(self, address) -> bool:
+        """Whether a connection from ``address`` may start a handshake: not when
+        its source already holds :attr:`Limits.max_handshakes_per_source`
+        unfinished ones (it is then closed at once, with a log line, before
+        anything else is spent on it)."""
+        source = source_of(address, self.limits)
+        limit = self.limits.max_handshakes_per_source
+        if self._handshakes.get(source, 0) < limit:
+            return True
+        self.connection_log.line(
+            source, LineKind.TOO_MANY, "{peer}: refused: more than {limit} clients from"
+            " {source} are connecting", peer=peer_text(address), limit=limit, source=source)
+        return False
+
     def connected(self, client: "RFBServerProtocol") -> None:
         """A client was accepted: announce it, then make room if too many negotiate."""
         self.clients.append(client)
+        self._handshakes[client.source] += 1
         self._notify("client_connected", client.info)
-        handshaking = [c for c in self.clients if c.share_mode is ShareMode.CONNECTING]
-        same_source = [c for c in handshaking if c.source == client.source]
-        per_source = self.limits.max_handshakes_per_source
-        if len(same_source) > per_source:
-            same_source[0].drop(f"more than {per_source} clients from {client.source}"
-                                " are connecting")
-        elif len(handshaking) > self.connections:
+        if sum(self._handshakes.values()) > self.connections:
+            handshaking = [c for c in self.clients if c.life in HANDSHAKE]
             _fair_victim(handshaking).drop(f"more than {self.connections} clients are connecting")
+
+    def handshake_ended(self, client: "RFBServerProtocol") -> None:
+        """A client left the handshake (ServerInit sent, or gone): its source holds one less."""
+        left = self._handshakes[client.source] - 1
+        if left:
+            self._handshakes[client.source] = left
+        else:
+            del self._handshakes[client.source]
 
     def admit(self, client: "RFBServerProtocol", shared: bool) -> bool:
         """Apply the share policy to a ClientInit; False means drop ``client``."""
@@ -444,6 +465,8 @@ class RFBServerFactory(Factory):
         self.websocket = websocket
 
     def buildProtocol(self, addr):
+        if not self.server.accepts(addr):
+            return None
         proto = RFBServerProtocol(self.server, websocket=self.websocket)
         proto.factory = self
         return proto
@@ -546,6 +569,7 @@ class RFBServerProtocol(Protocol):
         after = self._life.process(event)
         if before in HANDSHAKE and after not in HANDSHAKE:
             self._cancel_handshake_timer()
+            self.server.handshake_ended(self)
         if event is LifeInput.ACCEPTED:
             self.server.connected(self)
         elif event is LifeInput.SERVER_INIT_SENT:
@@ -553,7 +577,7 @@ class RFBServerProtocol(Protocol):
         elif before in LIVE and after not in LIVE:
             self.server.disconnected(self)
 
-    def _log(self, kind: LineKind, text: str, *, detail: str = "", **fields) -> None:
+    def _log(self, kind: LineKind, text: str, /, *, detail: str = "", **fields) -> None:
         self.server.connection_log.line(self.source, kind, "{peer}: " + text, detail=detail,
                                         peer=self.info.peer, **fields)
 

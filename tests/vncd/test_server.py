@@ -34,14 +34,17 @@ class Client:
         self.transport = StringTransport(
             peerAddress=address or IPv4Address("TCP", host, port),
             hostAddress=local or IPv4Address("TCP", "127.0.0.1", 5900))
-        self.proto = server.factory().buildProtocol(None)
         self.rfb = ClientConnection(ClientSecurity(tls=tls, password=password), shared=shared,
                                     max_minor=max_minor)
         if tls_session is not None:
             self.rfb = RFBStack(self.rfb, tls_session)
         self.events = []
         self.error = None
-        self.proto.makeConnection(self.transport)
+        self.proto = server.factory().buildProtocol(self.transport.getPeer())
+        #: True when the factory refused the connection at accept.
+        self.refused = self.proto is None
+        if not self.refused:
+            self.proto.makeConnection(self.transport)
 
     def pump(self, rounds=20):
         for _ in range(rounds):
@@ -77,7 +80,7 @@ class Client:
 
     @property
     def dropped(self):
-        return self.transport.disconnecting
+        return self.refused or self.transport.disconnecting
 
 
 def display_server(password=False, **kw):
@@ -447,17 +450,26 @@ class FairEvictionTests(SynchronousTestCase):
         self.assertFalse(legit.dropped)
         self.assertEqual(sum(not c.dropped for c in flood), 3)
         self.assertEqual([c.dropped for c in flood[-3:]], [False] * 3, "the newest stay")
+        self.assertFalse(any(c.refused for c in flood), "connections=4 acts before the"
+                                                        " per-source limit of 16")
         legit.pump()
         self.assertEqual(len([e for e in legit.events if isinstance(e, ServerInitReceived)]), 1)
 
     def test_per_source_limit(self):
-        """Beyond max_handshakes_per_source, that source's oldest handshake is dropped."""
+        """A source holding max_handshakes_per_source handshakes has further ones refused
+        at accept (no protocol is built); other sources are unaffected."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         server = display_server(limits=Limits(max_handshakes_per_source=3))
-        other = Client(server, host="192.0.2.1")
         same = [Client(server, host="198.51.100.9", port=p) for p in range(5)]
-        self.assertEqual([c.dropped for c in same], [True, True, False, False, False])
-        self.assertIn("more than 3 clients from 198.51.100.9", same[0].proto.drop_reason)
+        other = Client(server, host="192.0.2.1")
+        self.assertEqual([c.refused for c in same], [False, False, False, True, True])
+        self.assertFalse(any(c.dropped for c in same[:3]))
         self.assertFalse(other.dropped)
+        texts = [e["log_format"].format(**e) for e in observer]
+        self.assertIn("198.51.100.9:3: refused: more than 3 clients from 198.51.100.9"
+                      " are connecting", texts)
+        same[0].lose()
+        self.assertFalse(Client(server, host="198.51.100.9", port=9).refused)
 
     def test_finished_handshakes_do_not_count(self):
         """Clients past ServerInit from the same address do not use up its handshakes."""
@@ -476,8 +488,7 @@ class FairEvictionTests(SynchronousTestCase):
         """Every UNIX-socket peer counts as the same source."""
         server = display_server(limits=Limits(max_handshakes_per_source=2))
         clients = [Client(server, address=UNIXAddress(None)) for _ in range(3)]
-        self.assertEqual([c.dropped for c in clients], [True, False, False])
-        self.assertIn("from unix", clients[0].proto.drop_reason)
+        self.assertEqual([c.refused for c in clients], [False, False, True])
 
     def test_ipv6_network_is_one_source(self):
         """IPv6 peers in one /64 count as one source; another /64 is another source."""
@@ -485,7 +496,7 @@ class FairEvictionTests(SynchronousTestCase):
         same = [Client(server, address=IPv6Address("TCP", f"2001:db8:1:2::{i}", 1))
                 for i in (0xa, 0xb, 0xc)]
         other = Client(server, address=IPv6Address("TCP", "2001:db8:1:3::1", 1))
-        self.assertEqual([c.dropped for c in same], [True, False, False])
+        self.assertEqual([c.refused for c in same], [False, False, True])
         self.assertFalse(other.dropped)
         self.assertEqual(same[1].proto.source, "2001:db8:1:2::/64")
 
