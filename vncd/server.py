@@ -779,10 +779,17 @@ class RFBServerProtocol(Protocol):
 
     # -- output and closing -------------------------------------------------
 
-    def _wire_bytes(self) -> bytes:
+    def _wire_bytes(self, *, closing: bool = False) -> bytes:
+        """Everything queued for the wire; with ``closing``, the layers' closing
+        bytes too (TLS close_notify, a WebSocket close frame), after the RFB
+        bytes they carry."""
+        if closing:
+            self._stack.close()
         data = self._stack.data_to_send()
         if self._outer is not None:
             self._outer.send(data)
+            if closing and not self._outer.closed:
+                self._outer.close()
             data = self._outer.data_to_send()
         return data
 
@@ -826,10 +833,7 @@ class RFBServerProtocol(Protocol):
     def _close_after_flush(self, reason: str, event: LifeInput = LifeInput.WE_CLOSE) -> None:
         if self._life.state not in LIVE:
             return
-        self._stack.close()
-        if self._outer is not None and not self._outer.closed:
-            self._outer.close()
-        last = self._wire_bytes()
+        last = self._wire_bytes(closing=True)
         self.drop_reason = self.drop_reason or reason
         self._fire(event)
         self.transport.unregisterProducer()

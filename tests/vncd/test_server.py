@@ -691,3 +691,31 @@ class TLSGroupTests(SynchronousTestCase):
         self.assertTrue(any(isinstance(e, ServerInitReceived) for e in client.events))
         self.assertIsNotNone(proto.info.tls_group)
         self.assertEqual(proto.info.tls_group, client.tls.session.group_name)
+
+
+class WebSocketCloseTests(SynchronousTestCase):
+
+    def test_refusal_reason_before_close_frame(self):
+        """A wrong password over ws: the client reads the failure reason, then the close frame."""
+        from tests.vncd.test_websocket import WSClient
+        from vncd.rfb.events import AuthenticationFailed
+
+        server = display_server(password=True)
+        proto = server.factory(websocket=True).buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.5", 1000))
+        proto.makeConnection(transport)
+        client = WSClient(password=b"wrong")
+        for _ in range(20):
+            data = client.wire_out()
+            if data:
+                proto.dataReceived(data)
+            out = transport.value()
+            transport.clear()
+            if out:
+                client.wire_in(out)
+            if not data and not out:
+                break
+        self.assertTrue(transport.disconnecting)
+        failed = [e for e in client.events if isinstance(e, AuthenticationFailed)]
+        self.assertEqual(len(failed), 1, client.events)
+        self.assertIn("Authentication failed", failed[0].reason)
