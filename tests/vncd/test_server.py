@@ -335,7 +335,8 @@ class ObserverTests(SynchronousTestCase):
         return server, recorder
 
     def test_session(self):
-        """connected at accept (before any byte), initialized after ServerInit, disconnected once."""
+        """connected at accept (before any byte), initialized after ServerInit, then
+        disconnected once."""
         server, recorder = self.observed()
         client = Client(server, port=1)
         self.assertEqual(recorder.names(), [("connected", "192.0.2.10:1")])
