@@ -420,6 +420,15 @@ class TLSSession:
         return self._conn.get_cipher_bits() if self._handshake_done else None
 
     @property
+    def group_name(self) -> str | None:
+        """OpenSSL's name of the negotiated key-exchange group once the
+        handshake completed: ``"X25519MLKEM768"`` (hybrid post-quantum, when
+        the peer offers it), ``"x25519"``, ``"secp256r1"``, ``"ffdhe2048"``
+        ...; ``None`` when the key exchange used no named group (TLS 1.2
+        with DH parameters of the credentials' own)."""
+        return self._conn.get_group_name() if self._handshake_done else None
+
+    @property
     def key_size(self) -> int | None:
         """Key size of the negotiated cipher in bytes, as QEMU's ``get_key_size()``."""
         bits = self.cipher_bits

@@ -1,8 +1,10 @@
-"""What the server knows about one client connection's security, for display.
+"""What the server knows about one client connection, for display and the monitor.
 
 Filled in by the protocol layer as the handshake progresses; read by the
-testcard screen and by monitor queries.  Values are plain strings so no
-reader needs to know about TLS.
+testcard screen, the log and monitor queries.  Values are plain strings
+so no reader needs to know about sockets or TLS.  The structured address
+fields are QEMU's ``VncBasicInfo``: ``host``, ``service`` (the port as a
+string, or the socket path) and ``family``, one of :data:`FAMILIES`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["ConnectionInfo"]
+__all__ = ["ConnectionInfo", "FAMILIES"]
+
+#: QEMU's ``NetworkAddressFamily`` words.
+FAMILIES = ("ipv4", "ipv6", "unix", "unknown")
 
 
 @dataclass
@@ -21,6 +26,16 @@ class ConnectionInfo:
     local: str = ""
     websocket: bool = False
     connected_at: float = field(default_factory=time.time)
+    #: The peer's address: ``127.0.0.1`` or ``::1`` (``""`` for UNIX sockets).
+    host: str = ""
+    #: The peer's port as a string (for UNIX sockets its path, usually ``""``).
+    service: str = ""
+    #: The peer's address family, one of :data:`FAMILIES`.
+    family: str = "unknown"
+    #: The listener's address, port (or socket path) and family, as above.
+    local_host: str = ""
+    local_service: str = ""
+    local_family: str = "unknown"
     rfb_version: str | None = None
     #: ``None``, ``VncAuth``, ``VeNCrypt`` ... once chosen.
     security: str | None = None
@@ -28,6 +43,10 @@ class ConnectionInfo:
     subtype: str | None = None
     tls_version: str | None = None
     tls_cipher: str | None = None
+    #: The TLS key-exchange group: ``X25519MLKEM768``, ``x25519``,
+    #: ``secp256r1``, ``ffdhe2048`` ... (None without TLS, or for DH
+    #: parameters of the credentials' own).
+    tls_group: str | None = None
     #: Distinguished name of the client's certificate, as authz matches it.
     peer_dn: str | None = None
     #: ``handshake``, ``authenticated``, ``closed``.

@@ -6,16 +6,61 @@
 sans-I/O :class:`~vncd.rfb.stack.RFBStack` (RFB, then VeNCrypt TLS, then
 RFB inside it), turns the events into calls on the display's
 ``ClientUpdates`` after ServerInit, and is the ``sink`` those updates
-write to.  It is a streaming producer for its transport: when the
-transport's buffer is full it stops reading the client and holds further
-output in its own queue, and when the transport drains it tells the
+write to.  Where the connection stands -- handshaking, serving, paused
+because the transport's buffer is full, closing, cut, closed -- is one
+:class:`~vncd.rfb.states.StateMachine` over :data:`vncd.lifecycle.TRANSITIONS`;
+everything the protocol does once per connection happens on a transition
+of it.  It is a streaming producer for its transport: when the transport's
+buffer is full it stops reading the client and holds further output in
+one :class:`PendingOutput`, and when the transport drains it tells the
 updates object it may write again -- so damage for a slow client is
 coalesced by the updates object instead of queued here.
 
 :class:`DisplayServer` holds what the connections of one display share:
 the display, the security configuration, the TLS session factory, the
 :class:`~vncd.rfb.limits.Limits`, QEMU's share policy and
-``connections=`` rule, and the authentication-failure throttle.
+``connections=`` rule (with fair eviction, below), the
+authentication-failure throttle, the connection log and the observers.
+
+Observers (the monitor's QMP events) are objects in
+:attr:`DisplayServer.observers` with three methods, each called with the
+display server and the connection's :class:`~vncd.info.ConnectionInfo`.
+QEMU 7.2, watched over QMP while clients connected through None, VNC
+authentication, X509None, ws and wss, emits:
+
+* ``VNC_CONNECTED`` as soon as it accepts a connection, before a byte is
+  exchanged -- before the RFB version, the VeNCrypt TLS handshake, and on
+  a WebSocket listener before the upgrade and (wss) the TLS handshake --,
+  so also for clients that are refused, fail authentication or TLS, or
+  close at once: :meth:`client_connected` on ``accepted``;
+* ``VNC_INITIALIZED`` once ServerInit has been sent, so only for clients
+  past authentication and the share policy: :meth:`client_initialized`
+  on ``server-init-sent``;
+* ``VNC_DISCONNECTED`` exactly once for every connection it announced,
+  whatever ended it; when a newcomer pushes out a negotiating client
+  (``connections=``), the newcomer's ``VNC_CONNECTED`` comes before the
+  other's ``VNC_DISCONNECTED``: :meth:`client_disconnected` when the
+  connection leaves the live states (we close, we cut, the client
+  closes, the transport reports it lost), in the same order.
+
+An observer that raises is logged once and otherwise ignored; the
+connection goes on.
+
+Fair eviction: QEMU drops the oldest negotiating client when more than
+``connections=`` negotiate, so one address opening connections fast
+pushes out everyone else.  vncd counts unfinished handshakes per
+*source* -- an IPv4 address, an IPv6 network of
+:attr:`~vncd.rfb.limits.Limits.ipv6_source_prefix` bits, or "unix" for
+every UNIX-socket peer --: beyond
+:attr:`~vncd.rfb.limits.Limits.max_handshakes_per_source` a source's own
+oldest handshake is dropped, and beyond ``connections=`` the oldest
+handshake of the source holding the most is (of sources holding equally
+many, the one with the oldest handshake: with one handshake per source,
+QEMU's rule).
+
+The connection log (connected, refused, failed, dropped, disconnected)
+goes through :class:`ConnectionLog`, which summarises repeats per source
+(:mod:`vncd.logsummary`).
 
 The reactor is always passed in (tests use ``MemoryReactorClock``).
 This module never looks inside a certificate: TLS sessions come from a
@@ -26,34 +71,39 @@ from __future__ import annotations
 
 import collections
 import enum
+import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
-from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 from vncd.info import ConnectionInfo
+from vncd.lifecycle import HANDSHAKE, LIVE, PAUSED, TRANSITIONS, Life, LifeInput
+from vncd.logsummary import LogSummary
 from vncd.pixels import DEFAULT_FORMAT
 from vncd.rfb import messages as msg
 from vncd.rfb.errors import RemoteProtocolError
 from vncd.rfb.events import (
-    CLOSED, NEED_DATA, PAUSED, AuthenticationFailed, AuthenticationSucceeded,
+    CLOSED, NEED_DATA, PAUSED as STACK_PAUSED, AuthenticationFailed, AuthenticationSucceeded,
     ClientInitReceived, Refused, SecurityTypeChosen, StartTLS, VersionAgreed,
 )
 from vncd.rfb.limits import Limits
 from vncd.rfb.security import SECURITY_LABELS, SecurityConfig, SecurityType, VeNCryptSubtype
 from vncd.rfb.server import ServerConnection
 from vncd.rfb.stack import RFBStack, TLSEstablished
+from vncd.rfb.states import StateMachine
 from vncd.rfb.tls import CredentialsRejected, TLSFailed
 from vncd.websocket import OuterStack
 
 __all__ = [
-    "SHARE_POLICIES", "ShareMode", "AuthThrottle", "DisplayServer", "RFBServerProtocol",
-    "RFBServerFactory", "peer_text",
+    "SHARE_POLICIES", "ShareMode", "AuthThrottle", "ConnectionLog", "LineKind",
+    "DisplayServer", "RFBServerProtocol", "RFBServerFactory", "PendingOutput", "peer_text",
+    "address_info", "source_of",
 ]
 
 log = Logger(namespace="vncd.server")
@@ -83,11 +133,40 @@ def peer_text(address) -> str:
     return "unix"
 
 
+def address_info(address) -> tuple[str, str, str]:
+    """QEMU's ``VncBasicInfo`` of a Twisted address: ``(host, service, family)``."""
+    if isinstance(address, IPv6Address):
+        return address.host, str(address.port), "ipv6"
+    if isinstance(address, IPv4Address):
+        return address.host, str(address.port), "ipv4"
+    if isinstance(address, UNIXAddress):
+        name = address.name or ""
+        return "", os.fsdecode(name), "unix"
+    return "", "", "unknown"
+
+
 def peer_host(address) -> str | None:
     """The host part the throttle keys on; ``None`` for UNIX sockets (not throttled)."""
     if isinstance(address, (IPv4Address, IPv6Address)):
         return address.host
     return None
+
+
+def source_of(address, limits: Limits) -> str:
+    """Who a peer counts as for fair eviction and the log summary: its IPv4
+    address, its IPv6 network (``2001:db8:1:2::/64``), or ``unix``."""
+    if isinstance(address, IPv6Address):
+        try:
+            ip = ipaddress.IPv6Address(address.host.split("%", 1)[0])
+        except ValueError:
+            return address.host
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        network = ipaddress.IPv6Network((ip, limits.ipv6_source_prefix), strict=False)
+        return str(network)
+    if isinstance(address, IPv4Address):
+        return address.host
+    return "unix"
 
 
 @dataclass
@@ -162,6 +241,72 @@ class AuthThrottle:
             self._records.pop(host, None)
 
 
+class LineKind(enum.Enum):
+    """What a connection log line reports; the value names repeats in a summary."""
+
+    CONNECTED = "connections"
+    DISCONNECTED = "disconnections"
+    REFUSED = "refusals"
+    TOO_MANY = "refusals (too many clients connecting)"
+    AUTHENTICATION_FAILED = "refusals (authentication failed)"
+    TLS_FAILURE = "TLS failures"
+    CERTIFICATE_REFUSED = "refusals (certificate refused)"
+    PROTOCOL_ERROR = "protocol errors"
+    DROPPED = "drops"
+    CLOSING = "closes"
+
+
+class ConnectionLog:
+    """The connection lines of one service's displays, repeats summarised per
+    source by a :class:`~vncd.logsummary.LogSummary` on the reactor's clock.
+
+    A timer reports the counts of each window when it ends;
+    :meth:`close` reports what is pending and stops the timer.
+    """
+
+    def __init__(self, reactor, limits: Limits | None = None) -> None:
+        limits = limits or Limits()
+        self._reactor = reactor
+        self._summary = LogSummary(reactor.seconds, window=limits.log_summary_window,
+                                   max_tracked=limits.log_max_tracked)
+        self._timer = None
+
+    def line(self, source: str, kind: LineKind, text: str, /, *, detail: str = "",
+             **fields) -> None:
+        """Log ``text`` (a Twisted format string over ``fields``) unless it is a
+        repeat of ``kind`` from ``source``; ``detail`` (a bounded, server-chosen
+        string) makes lines with different details count apart."""
+        self._report(self._summary.due())
+        what = f"{kind.value} ({detail})" if detail else kind.value
+        if self._summary.record(source, f"{kind.name} {detail}", what):
+            log.info(text, **fields)
+        self._schedule()
+
+    def close(self) -> None:
+        """Report every pending count now and stop the timer (the service stops)."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._report(self._summary.flush())
+
+    def _report(self, summaries) -> None:
+        for summary in summaries:
+            log.info("{summary}", summary=summary)
+
+    def _schedule(self) -> None:
+        if self._timer is not None and self._timer.active():
+            return
+        due = self._summary.next_due()
+        if due is not None:
+            self._timer = self._reactor.callLater(max(0.0, due - self._reactor.seconds()),
+                                                  self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._report(self._summary.due())
+        self._schedule()
+
+
 class DisplayServer:
     """What every connection to one display shares (QEMU's ``VncDisplay``).
 
@@ -169,15 +314,18 @@ class DisplayServer:
     ``unregister`` and ``attach`` (see :mod:`vncd.updates`).
     ``tls_session`` makes a server-endpoint TLS session for VeNCrypt
     (``None`` without ``tls-creds``).  ``connections`` and ``share``
-    follow QEMU: at most ``connections`` clients may be negotiating (the
-    oldest one is dropped when a new one exceeds it) and at most that
-    many may be in shared mode after ClientInit (the newcomer is dropped).
+    follow QEMU: at most ``connections`` clients may be negotiating (one
+    is dropped when a newcomer exceeds it, chosen fairly: see the module
+    docstring) and at most that many may be in shared mode after
+    ClientInit (the newcomer is dropped).  ``throttle`` and
+    ``connection_log`` may be shared by several displays.
     """
 
     def __init__(self, display, security: SecurityConfig, *, reactor,
                  tls_session: Callable[[], object] | None = None,
                  limits: Limits | None = None, share: str = "allow-exclusive",
                  connections: int = 32, throttle: AuthThrottle | None = None,
+                 connection_log: ConnectionLog | None = None,
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         if share not in SHARE_POLICIES:
             raise ValueError(f"unknown share policy {share!r}")
@@ -193,9 +341,17 @@ class DisplayServer:
         self.share = share
         self.connections = connections
         self.throttle = throttle or AuthThrottle(reactor.seconds, self.limits)
+        self.connection_log = connection_log or ConnectionLog(reactor, self.limits)
         self.random_bytes = random_bytes
         #: Every live connection, oldest first (the order eviction uses).
         self.clients: list[RFBServerProtocol] = []
+        #: Objects told about connections: ``client_connected``,
+        #: ``client_initialized`` and ``client_disconnected``, each called
+        #: with this server and the connection's ConnectionInfo.
+        self.observers: list = []
+        self._failed_observers: list = []
+        #: Unfinished handshakes per source (kept by the clients' life transitions).
+        self._handshakes: collections.Counter[str] = collections.Counter()
 
     def factory(self, *, websocket: bool = False) -> "RFBServerFactory":
         """A protocol factory for one listener (plain RFB, or ``websocket``) of this display."""
@@ -204,21 +360,47 @@ class DisplayServer:
     def count(self, mode: ShareMode) -> int:
         return sum(1 for c in self.clients if c.share_mode is mode)
 
+    def clients_info(self) -> list[ConnectionInfo]:
+        """The ConnectionInfo of every live client, in connection order."""
+        return [client.info for client in self.clients]
+
     # -- QEMU's connection and share rules -------------------------------
 
+    def accepts(self, address) -> bool:
+        """Whether a connection from ``address`` may start a handshake: not when
+        its source already holds :attr:`Limits.max_handshakes_per_source`
+        unfinished ones (it is then closed at once, with a log line, before
+        anything else is spent on it)."""
+        source = source_of(address, self.limits)
+        limit = self.limits.max_handshakes_per_source
+        if self._handshakes.get(source, 0) < limit:
+            return True
+        self.connection_log.line(
+            source, LineKind.TOO_MANY, "{peer}: refused: more than {limit} clients from"
+            " {source} are connecting", peer=peer_text(address), limit=limit, source=source)
+        return False
+
     def connected(self, client: "RFBServerProtocol") -> None:
-        """A client was accepted: drop the oldest negotiating one if too many negotiate."""
-        client.share_mode = ShareMode.CONNECTING
+        """A client was accepted: announce it, then make room if too many negotiate."""
         self.clients.append(client)
-        if self.count(ShareMode.CONNECTING) > self.connections:
-            oldest = next(c for c in self.clients if c.share_mode is ShareMode.CONNECTING)
-            oldest.drop(f"more than {self.connections} clients are connecting")
+        self._handshakes[client.source] += 1
+        self._notify("client_connected", client.info)
+        if sum(self._handshakes.values()) > self.connections:
+            handshaking = [c for c in self.clients if c.life in HANDSHAKE]
+            _fair_victim(handshaking).drop(f"more than {self.connections} clients are connecting")
+
+    def handshake_ended(self, client: "RFBServerProtocol") -> None:
+        """A client left the handshake (ServerInit sent, or gone): its source holds one less."""
+        left = self._handshakes[client.source] - 1
+        if left:
+            self._handshakes[client.source] = left
+        else:
+            del self._handshakes[client.source]
 
     def admit(self, client: "RFBServerProtocol", shared: bool) -> bool:
         """Apply the share policy to a ClientInit; False means drop ``client``."""
-        mode = ShareMode.SHARED if shared else ShareMode.EXCLUSIVE
         if self.share == "allow-exclusive":
-            if mode is ShareMode.EXCLUSIVE:
+            if not shared:
                 for other in list(self.clients):
                     if other is not client and other.share_mode in (
                             ShareMode.SHARED, ShareMode.EXCLUSIVE):
@@ -226,25 +408,50 @@ class DisplayServer:
             elif self.count(ShareMode.EXCLUSIVE) > 0:
                 client.drop_reason = "another client has exclusive access"
                 return False
-        elif self.share == "force-shared" and mode is ShareMode.EXCLUSIVE:
+        elif self.share == "force-shared" and not shared:
             client.drop_reason = "exclusive access is not allowed (share=force-shared)"
             return False
-        client.share_mode = mode
+        client.info.shared = shared
         if self.count(ShareMode.SHARED) > self.connections:
             client.drop_reason = f"more than {self.connections} shared clients"
             return False
         return True
 
+    def initialized(self, client: "RFBServerProtocol") -> None:
+        """A client was sent ServerInit: announce it."""
+        self._notify("client_initialized", client.info)
+
     def disconnected(self, client: "RFBServerProtocol") -> None:
-        """A client is closing or gone: it no longer counts (QEMU marks it at once)."""
-        client.share_mode = ShareMode.DISCONNECTED
+        """A client left the live states: it no longer counts (QEMU marks it at once)."""
         if client in self.clients:
             self.clients.remove(client)
+            self._notify("client_disconnected", client.info)
 
     def close_all(self) -> None:
         """Drop every client (service shutdown)."""
         for client in list(self.clients):
             client.drop("the server is stopping")
+
+    def _notify(self, method: str, info: ConnectionInfo) -> None:
+        for observer in list(self.observers):
+            try:
+                getattr(observer, method)(self, info)
+            except Exception:
+                if any(o is observer for o in self._failed_observers):
+                    continue
+                self._failed_observers = [o for o in self._failed_observers
+                                          if any(o is x for x in self.observers)]
+                self._failed_observers.append(observer)
+                log.failure("observer {observer!r} failed in {method}; the connection goes"
+                            " on and its further failures are not logged",
+                            level=LogLevel.error, observer=observer, method=method)
+
+
+def _fair_victim(handshaking: list["RFBServerProtocol"]) -> "RFBServerProtocol":
+    """The oldest handshake of the source holding the most (``handshaking`` is oldest first)."""
+    counts = collections.Counter(c.source for c in handshaking)
+    most = max(counts.values())
+    return next(c for c in handshaking if counts[c.source] == most)
 
 
 class RFBServerFactory(Factory):
@@ -258,6 +465,8 @@ class RFBServerFactory(Factory):
         self.websocket = websocket
 
     def buildProtocol(self, addr):
+        if not self.server.accepts(addr):
+            return None
         proto = RFBServerProtocol(self.server, websocket=self.websocket)
         proto.factory = self
         return proto
@@ -281,6 +490,34 @@ _DISPATCH: dict[type, Callable] = {
 }
 
 
+@dataclass
+class PendingOutput:
+    """Bytes on their way to the client that the transport has not taken."""
+
+    #: Size of the ``transport.write()`` under way: if it makes the
+    #: transport pause us, it counts as held by the transport.
+    writing: int = 0
+    #: While paused: what the transport holds, an upper bound (its
+    #: high-water mark plus the write that crossed it).
+    in_transport: int = 0
+    #: While paused: output held back here.
+    queued: bytearray = field(default_factory=bytearray)
+
+    def __len__(self) -> int:
+        return self.in_transport + len(self.queued)
+
+    def paused(self, high_water: int) -> None:
+        """The transport paused us during (or after) a write."""
+        self.in_transport = high_water + self.writing
+
+    def take(self) -> bytes:
+        """The held-back bytes, for the transport again; nothing counts as held any more."""
+        data = bytes(self.queued)
+        self.queued.clear()
+        self.in_transport = 0
+        return data
+
+
 @implementer(IPushProducer)
 class RFBServerProtocol(Protocol):
     """One client: transport bytes <-> RFB stack <-> the display's ClientUpdates.
@@ -297,25 +534,52 @@ class RFBServerProtocol(Protocol):
         self.server = server
         self._websocket = websocket
         self._security = server.security.for_websocket() if websocket else server.security
+        self._life = StateMachine(TRANSITIONS, Life.NEW)
         self._outer: OuterStack | None = None
-        self.share_mode = ShareMode.DISCONNECTED
+        self._stack: RFBStack | None = None
+        self._output = PendingOutput()
         #: Why the server decided to drop this client, for the log.
         self.drop_reason: str | None = None
         self.info: ConnectionInfo | None = None
+        #: Who this client counts as for fair eviction and the log summary.
+        self.source = "unknown"
         self.updates = None
-        self._stack: RFBStack | None = None
         self._peer_host: str | None = None
-        self._paused = False
-        self._queue = bytearray()
-        self._writing = 0
-        self._backlog = 0
         self._timeout = None
         self._close_timer = None
-        self._closing = False
-        #: True once vncd decided to close (and logged why); a close the
-        #: client makes is logged in connectionLost instead.
-        self._we_closed = False
-        self._registered = False
+
+    @property
+    def life(self) -> Life:
+        """Where the connection stands (:class:`vncd.lifecycle.Life`)."""
+        return self._life.state
+
+    @property
+    def share_mode(self) -> ShareMode:
+        """QEMU's share mode, derived: connecting until admitted, then the
+        mode ClientInit asked for, disconnected once no longer live."""
+        if self._life.state not in LIVE:
+            return ShareMode.DISCONNECTED
+        if self.info.shared is None:
+            return ShareMode.CONNECTING
+        return ShareMode.SHARED if self.info.shared else ShareMode.EXCLUSIVE
+
+    def _fire(self, event: LifeInput) -> None:
+        """Move the connection's life; do what entering or leaving states means."""
+        before = self._life.state
+        after = self._life.process(event)
+        if before in HANDSHAKE and after not in HANDSHAKE:
+            self._cancel_handshake_timer()
+            self.server.handshake_ended(self)
+        if event is LifeInput.ACCEPTED:
+            self.server.connected(self)
+        elif event is LifeInput.SERVER_INIT_SENT:
+            self.server.initialized(self)
+        elif before in LIVE and after not in LIVE:
+            self.server.disconnected(self)
+
+    def _log(self, kind: LineKind, text: str, /, *, detail: str = "", **fields) -> None:
+        self.server.connection_log.line(self.source, kind, "{peer}: " + text, detail=detail,
+                                        peer=self.info.peer, **fields)
 
     # -- connection lifetime ----------------------------------------------
 
@@ -323,9 +587,14 @@ class RFBServerProtocol(Protocol):
         server = self.server
         peer, host = self.transport.getPeer(), self.transport.getHost()
         self._peer_host = peer_host(peer)
-        self.info = ConnectionInfo(peer=peer_text(peer), local=peer_text(host),
-                                   websocket=self._websocket,
-                                   connected_at=server.reactor.seconds())
+        self.source = source_of(peer, server.limits)
+        (peer_host_text, peer_service, peer_family) = address_info(peer)
+        (local_host, local_service, local_family) = address_info(host)
+        self.info = ConnectionInfo(
+            peer=peer_text(peer), local=peer_text(host), websocket=self._websocket,
+            connected_at=server.reactor.seconds(), host=peer_host_text, service=peer_service,
+            family=peer_family, local_host=local_host, local_service=local_service,
+            local_family=local_family)
         server.display.register(self.info)
         rfb = ServerConnection(self._security, server.limits, random_bytes=server.random_bytes)
         tls = server.tls_session if self._security.auth.uses_tls else None
@@ -333,24 +602,22 @@ class RFBServerProtocol(Protocol):
         if self._websocket:
             self._outer = OuterStack(server.tls_session)
         if server.throttle.blocked(self._peer_host):
-            log.info("{peer}: refused: too many authentication failures", peer=self.info.peer)
             rfb.deny(THROTTLED_REASON)
         self._timeout = server.reactor.callLater(server.limits.handshake_timeout,
                                                  self._handshake_timed_out)
         self.transport.registerProducer(self, True)
-        self._registered = True
-        server.connected(self)
+        self._fire(LifeInput.ACCEPTED)
         self._flush()
 
     def dataReceived(self, data: bytes) -> None:
-        if self._closing:
+        if self._life.state not in LIVE:
             return
         try:
             if self._outer is not None:
                 data = self._outer.receive_data(data)
                 self._note_outer_tls()
                 if self._outer.closed:
-                    self._close_after_flush("the WebSocket was closed")
+                    self._peer_closed()
                     return
                 if not data:
                     self._flush()
@@ -366,34 +633,32 @@ class RFBServerProtocol(Protocol):
             self._on_tls_established(TLSEstablished(info))
 
     def connectionLost(self, reason=None) -> None:
-        for timer in (self._timeout, self._close_timer):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self._timeout = self._close_timer = None
-        self._closing = True
-        self.server.disconnected(self)
-        if self._stack is not None:
-            self._stack.rfb.close()
+        state = self._life.state
+        if state in LIVE:
+            self._log(LineKind.DISCONNECTED, "disconnected{during}",
+                      during=" during the handshake" if state in HANDSHAKE else "")
+        self._fire(LifeInput.LOST)
+        self._cancel_handshake_timer()
+        if self._close_timer is not None and self._close_timer.active():
+            self._close_timer.cancel()
+        self._close_timer = None
+        self._stack.rfb.close()
         if self.updates is not None:
             updates, self.updates = self.updates, None
             updates.close()
-        if self.info is not None:
-            if not self._we_closed:
-                log.info("{peer}: disconnected{during}", peer=self.info.peer,
-                         during=" during the handshake" if self.info.state == "handshake" else "")
-            self.info.state = "closed"
-            self.server.display.unregister(self.info)
+        self.info.state = "closed"
+        self.server.display.unregister(self.info)
 
     # -- events -----------------------------------------------------------
 
     def _process(self) -> None:
         stack = self._stack
-        while not self._closing:
+        while self._life.state in LIVE:
             event = stack.next_event()
-            if event is NEED_DATA or event is PAUSED:
+            if event is NEED_DATA or event is STACK_PAUSED:
                 break
             if event is CLOSED:
-                self._close_after_flush("the client closed the connection")
+                self._peer_closed()
                 break
             handler = _EVENT_HANDLERS.get(type(event))
             if handler is not None:
@@ -415,9 +680,11 @@ class RFBServerProtocol(Protocol):
         tls = event.info
         self.info.tls_version = tls.protocol_version
         self.info.tls_cipher = tls.cipher_name
+        self.info.tls_group = tls.group_name
         self.info.peer_dn = tls.peer_name
-        log.debug("{peer}: TLS {version} {cipher} peer {dn}", peer=self.info.peer,
-                  version=tls.protocol_version, cipher=tls.cipher_name, dn=tls.peer_name)
+        log.debug("{peer}: TLS {version} {cipher} {group} peer {dn}", peer=self.info.peer,
+                  version=tls.protocol_version, cipher=tls.cipher_name, group=tls.group_name,
+                  dn=tls.peer_name)
 
     def _on_authenticated(self, event: AuthenticationSucceeded) -> None:
         # Only proof of a secret clears an address's failures: a display
@@ -426,13 +693,13 @@ class RFBServerProtocol(Protocol):
             self.server.throttle.succeeded(self._peer_host)
 
     def _on_auth_failed(self, event: AuthenticationFailed) -> None:
-        log.info("{peer}: authentication failed: {reason}", peer=self.info.peer,
-                 reason=event.reason)
+        self._log(LineKind.AUTHENTICATION_FAILED, "authentication failed: {reason}",
+                  reason=event.reason)
         self.server.throttle.failed(self._peer_host)
         self._close_after_flush(event.reason)
 
     def _on_refused(self, event: Refused) -> None:
-        log.info("{peer}: refused: {reason}", peer=self.info.peer, reason=event.reason)
+        self._log(LineKind.REFUSED, "refused: {reason}", reason=event.reason)
         self._close_after_flush(event.reason)
 
     def _on_client_init(self, event: ClientInitReceived) -> None:
@@ -443,20 +710,17 @@ class RFBServerProtocol(Protocol):
         display = server.display
         self._stack.rfb.send_server_init(display.width, display.height, DEFAULT_FORMAT,
                                          display.name or "")
-        if self._timeout is not None and self._timeout.active():
-            self._timeout.cancel()
-        self._timeout = None
-        self.info.shared = self.share_mode is ShareMode.SHARED
-        self.info.state = "authenticated"
         info = self.info
+        info.state = "authenticated"
+        self._fire(LifeInput.SERVER_INIT_SENT)
         security = " ".join(part for part in (info.security, info.subtype) if part)
         if security in ("", "None"):
             security = "no authentication"
         tls = f", {info.tls_version} {info.tls_cipher}" if info.tls_version else ""
         dn = f", client certificate {info.peer_dn}" if info.peer_dn else ""
-        log.info("{peer}: connected ({security}{tls}{dn}, {share})", peer=info.peer,
-                 security=security, tls=tls, dn=dn,
-                 share="shared" if info.shared else "exclusive")
+        share = "shared" if info.shared else "exclusive"
+        details = f"{security}{tls}{dn}, {share}"
+        self._log(LineKind.CONNECTED, "connected ({details})", detail=details, details=details)
         self._flush()
         self.updates = display.attach(self.info, self)
 
@@ -470,7 +734,7 @@ class RFBServerProtocol(Protocol):
 
     def write(self, data: bytes) -> None:
         """Queue a server message (after ServerInit) for the client."""
-        if self._closing or self._stack is None:
+        if self._life.state not in LIVE:
             return
         self._stack.send(data)
         self._flush()
@@ -483,49 +747,62 @@ class RFBServerProtocol(Protocol):
         holds at most that mark plus the write that crossed it, and our own
         queue holds the rest.
         """
-        return len(self._queue) + (self._backlog if self._paused else 0)
+        return len(self._output)
 
     def close(self, reason: str) -> None:
         """Close the connection after sending what is queued (called by ClientUpdates)."""
-        log.info("{peer}: closing: {reason}", peer=self.info.peer, reason=reason)
+        if self._life.state not in LIVE:
+            return
+        self._log(LineKind.CLOSING, "closing: {reason}", reason=reason)
         self._close_after_flush(reason)
 
     # -- IPushProducer (the transport pauses us when its buffer is full) -----
 
     def pauseProducing(self) -> None:
-        self._paused = True
-        self._backlog = getattr(self.transport, "bufferSize", 0) + self._writing
+        self._fire(LifeInput.TRANSPORT_PAUSED)
+        self._output.paused(getattr(self.transport, "bufferSize", 0))
         self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
-        self._paused = False
-        if self._queue:
-            queued = bytes(self._queue)
-            self._queue.clear()
+        self._fire(LifeInput.TRANSPORT_RESUMED)
+        queued = self._output.take()
+        if queued:
             self._write_transport(queued)
-        if self._paused or self._closing:
+        if self._life.state in PAUSED:
             return
         self.transport.resumeProducing()
         if self.updates is not None:
             self.updates.writable()
 
     def stopProducing(self) -> None:
-        self._closing = True
+        """The transport is going away; ``connectionLost`` follows and does the work."""
 
     # -- output and closing -------------------------------------------------
 
-    def _flush(self) -> None:
-        if self._stack is None:
-            return
+    def _wire_bytes(self, *, closing: bool = False) -> bytes:
+        """Everything queued for the wire; with ``closing``, the layers' closing
+        bytes too (TLS close_notify, a WebSocket close frame), after the RFB
+        bytes they carry."""
+        if closing:
+            self._stack.close()
         data = self._stack.data_to_send()
         if self._outer is not None:
             self._outer.send(data)
+            if closing and not self._outer.closed:
+                self._outer.close()
             data = self._outer.data_to_send()
+        return data
+
+    def _flush(self) -> None:
+        if self._life.state not in LIVE:
+            return
+        data = self._wire_bytes()
         if not data:
             return
-        if self._paused:
-            self._queue += data
-            if len(self._queue) > self.server.limits.max_pending_output:
+        if self._life.state in PAUSED:
+            queued = self._output.queued
+            queued += data
+            if len(queued) > self.server.limits.max_pending_output:
                 self.drop(f"more than {self.server.limits.max_pending_output} bytes of output"
                           " queued: the client is not reading")
         else:
@@ -533,46 +810,54 @@ class RFBServerProtocol(Protocol):
 
     def _write_transport(self, data: bytes) -> None:
         """Write to the transport, noting the size in case it pauses us meanwhile."""
-        self._writing = len(data)
+        self._output.writing = len(data)
         try:
             self.transport.write(data)
         finally:
-            self._writing = 0
+            self._output.writing = 0
 
     def _failed(self, error: RemoteProtocolError) -> None:
-        log.info("{peer}: {kind}: {reason}", peer=self.info.peer,
-                 kind=_FAILURE_WORDS.get(type(error), "protocol error"), reason=error.reason)
+        kind, words = _FAILURE_KINDS.get(type(error), (LineKind.PROTOCOL_ERROR, "protocol error"))
+        self._log(kind, "{failure}: {reason}", failure=words, reason=error.reason)
         if isinstance(error, CredentialsRejected):
             self.server.throttle.failed(self._peer_host)
         self._close_after_flush(error.reason)
 
-    def _close_after_flush(self, reason: str) -> None:
-        if self._closing:
+    def _peer_closed(self) -> None:
+        """The client ended the session inside the stream (TLS close_notify, WebSocket close)."""
+        if self._life.state in LIVE:
+            self._log(LineKind.DISCONNECTED, "disconnected{during}",
+                      during=" during the handshake" if self._life.state in HANDSHAKE else "")
+        self._close_after_flush("the client closed the connection", LifeInput.PEER_CLOSED)
+
+    def _close_after_flush(self, reason: str, event: LifeInput = LifeInput.WE_CLOSE) -> None:
+        if self._life.state not in LIVE:
             return
-        self._flush()
-        self._stack.close()
-        if self._outer is not None and not self._outer.closed:
-            self._outer.close()
-        self._flush()
-        self._closing = self._we_closed = True
-        self.server.disconnected(self)
+        last = self._wire_bytes(closing=True)
         self.drop_reason = self.drop_reason or reason
-        if self._queue:
-            self._write_transport(bytes(self._queue))
-            self._queue.clear()
-        self._unregister()
+        self._fire(event)
+        self.transport.unregisterProducer()
+        data = self._output.take() + last
+        if data:
+            self.transport.write(data)
         self.transport.loseConnection()
         self._close_timer = self.server.reactor.callLater(
-            self.server.limits.close_timeout, self.transport.abortConnection)
+            self.server.limits.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        """The client did not take our last bytes in time: cut it."""
+        self._close_timer = None
+        self._fire(LifeInput.DROPPED)
+        self.transport.abortConnection()
 
     def drop(self, reason: str) -> None:
         """Disconnect at once, without waiting for queued output (QEMU's disconnect)."""
-        if self.info is not None:
-            log.info("{peer}: dropped: {reason}", peer=self.info.peer, reason=reason)
+        if self._life.state not in LIVE:
+            return
+        self._log(LineKind.DROPPED, "dropped: {reason}", reason=reason)
         self.drop_reason = reason
-        self._closing = self._we_closed = True
-        self.server.disconnected(self)
-        self._unregister()
+        self._fire(LifeInput.DROPPED)
+        self.transport.unregisterProducer()
         self.transport.abortConnection()
 
     def _handshake_timed_out(self) -> None:
@@ -581,16 +866,16 @@ class RFBServerProtocol(Protocol):
         self.drop(f"no ServerInit after {self.server.limits.handshake_timeout:g} s"
                   f" (stalled in {state})")
 
-    def _unregister(self) -> None:
-        if self._registered:
-            self._registered = False
-            self.transport.unregisterProducer()
+    def _cancel_handshake_timer(self) -> None:
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
 
 
 #: How the log names each kind of remote failure.
-_FAILURE_WORDS: dict[type, str] = {
-    TLSFailed: "TLS failure",
-    CredentialsRejected: "certificate refused",
+_FAILURE_KINDS: dict[type, tuple[LineKind, str]] = {
+    TLSFailed: (LineKind.TLS_FAILURE, "TLS failure"),
+    CredentialsRejected: (LineKind.CERTIFICATE_REFUSED, "certificate refused"),
 }
 
 _EVENT_HANDLERS: dict[type, Callable] = {

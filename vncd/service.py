@@ -61,7 +61,7 @@ from vncd.rfb.limits import Limits
 from vncd.rfb.security import Auth, SecurityConfig, SecurityType, auth_for
 from vncd.screens import from_spec
 from vncd.screens.base import ScreenError, ServedAddress
-from vncd.server import AuthThrottle, DisplayServer, RFBServerFactory
+from vncd.server import AuthThrottle, ConnectionLog, DisplayServer, RFBServerFactory
 from vncd.updates import Display
 
 __all__ = ["StartupError", "Service", "start", "security_words", "LISTEN_BACKLOG",
@@ -140,10 +140,13 @@ class RunningDisplay:
 class Service:
     """Everything :func:`start` started; :meth:`stop` undoes it."""
 
-    def __init__(self, reactor, screen, registry: ObjectRegistry | None = None) -> None:
+    def __init__(self, reactor, screen, registry: ObjectRegistry | None = None,
+                 limits: Limits | None = None) -> None:
         self.reactor = reactor
         self.screen = screen
         self.registry = registry
+        #: The connection log every display writes to (repeats summarised per source).
+        self.connection_log = ConnectionLog(reactor, limits)
         self.displays: list[RunningDisplay] = []
         #: ``(object id, user)`` of every object the displays hold in the
         #: registry: they cannot be deleted while served.
@@ -174,6 +177,7 @@ class Service:
         for running in self.displays:
             running.server.close_all()
             running.server.display.close()
+        self.connection_log.close()
         self.screen.stop()
 
         def cleanup(_):
@@ -194,7 +198,7 @@ def start(reactor, registry: ObjectRegistry, invocation: Invocation, *, screen=N
     if screen is None:
         screen = _make_screen(reactor, invocation, registry)
     limits = limits or Limits()
-    service = Service(reactor, screen, registry)
+    service = Service(reactor, screen, registry, limits)
     throttle = AuthThrottle(reactor.seconds, limits)
     try:
         for config in invocation.displays:
@@ -238,7 +242,7 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
                       non_adaptive=config.non_adaptive, key_delay_ms=config.key_delay_ms)
     server = DisplayServer(display, security, reactor=service.reactor, tls_session=tls_session,
                            limits=limits, share=config.share, connections=config.connections,
-                           throttle=throttle)
+                           throttle=throttle, connection_log=service.connection_log)
     running = RunningDisplay(config, server, client_certificates=(
         creds is not None and creds.kind == "x509" and creds.verify_peer))
     try:

@@ -63,6 +63,31 @@ class ConnectionsTests(SynchronousTestCase):
         self.assertEqual([c.dropped for c in clients], [True, True, False, False, False])
 
 
+class SourceLimitTests(SynchronousTestCase):
+
+    def test_defaults(self):
+        """16 handshakes per source, IPv6 sources per /64, log windows of 10 s, 4096 pairs."""
+        limits = Limits()
+        self.assertEqual((limits.max_handshakes_per_source, limits.ipv6_source_prefix),
+                         (L.MAX_HANDSHAKES_PER_SOURCE, L.IPV6_SOURCE_PREFIX))
+        self.assertEqual((L.MAX_HANDSHAKES_PER_SOURCE, L.IPV6_SOURCE_PREFIX), (16, 64))
+        self.assertEqual((limits.log_summary_window, limits.log_max_tracked), (10.0, 4096))
+        self.assertLessEqual(2 * L.MAX_HANDSHAKES_PER_SOURCE, 32,
+                             "one source holds at most half of QEMU's default connections=")
+
+    def test_invalid_values_refused(self):
+        """A per-source limit below 1 or an IPv6 prefix above 128 is a configuration error."""
+        self.assertRaises(ValueError, Limits, max_handshakes_per_source=0)
+        self.assertRaises(ValueError, Limits, ipv6_source_prefix=129)
+
+    def test_refused_at_the_limit(self):
+        """The connection past the per-source limit is refused before a protocol exists."""
+        server = display_server(limits=Limits(max_handshakes_per_source=2))
+        clients = [Client(server, host="198.51.100.1", port=p) for p in range(3)]
+        self.assertEqual([c.refused for c in clients], [False, False, True])
+        self.assertIsNone(clients[2].proto)
+
+
 class CutTextTests(SynchronousTestCase):
 
     def test_default_is_one_mebibyte(self):

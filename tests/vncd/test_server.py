@@ -15,9 +15,12 @@ from vncd.rfb import messages as m
 from vncd.rfb.client import ClientConnection, ClientSecurity
 from vncd.rfb.errors import RemoteProtocolError
 from vncd.rfb.events import NEED_DATA, PAUSED, CLOSED, ServerInitReceived
+from vncd.lifecycle import Life
+from vncd.rfb.limits import Limits
 from vncd.rfb.security import SecurityConfig, auth_for
+from vncd.rfb.stack import RFBStack
 from vncd.rfb.testing import FakeDisplay
-from vncd.server import DisplayServer, ShareMode, peer_text
+from vncd.server import DisplayServer, ShareMode, peer_text, source_of
 
 PASSWORD = b"password"
 
@@ -26,16 +29,22 @@ class Client:
     """A sans-I/O client driving one server protocol over a StringTransport."""
 
     def __init__(self, server: DisplayServer, host="192.0.2.10", port=40000, *,
-                 password=None, shared=True, max_minor=8, address=None):
+                 password=None, shared=True, max_minor=8, address=None, local=None,
+                 tls=None, tls_session=None):
         self.transport = StringTransport(
             peerAddress=address or IPv4Address("TCP", host, port),
-            hostAddress=IPv4Address("TCP", "127.0.0.1", 5900))
-        self.proto = server.factory().buildProtocol(None)
-        self.rfb = ClientConnection(ClientSecurity(password=password), shared=shared,
+            hostAddress=local or IPv4Address("TCP", "127.0.0.1", 5900))
+        self.rfb = ClientConnection(ClientSecurity(tls=tls, password=password), shared=shared,
                                     max_minor=max_minor)
+        if tls_session is not None:
+            self.rfb = RFBStack(self.rfb, tls_session)
         self.events = []
         self.error = None
-        self.proto.makeConnection(self.transport)
+        self.proto = server.factory().buildProtocol(self.transport.getPeer())
+        #: True when the factory refused the connection at accept.
+        self.refused = self.proto is None
+        if not self.refused:
+            self.proto.makeConnection(self.transport)
 
     def pump(self, rounds=20):
         for _ in range(rounds):
@@ -71,7 +80,7 @@ class Client:
 
     @property
     def dropped(self):
-        return self.transport.disconnecting
+        return self.refused or self.transport.disconnecting
 
 
 def display_server(password=False, **kw):
@@ -296,3 +305,418 @@ class UnixPeerTests(SynchronousTestCase):
         client = Client(server, address=UNIXAddress("/tmp/vnc.sock")).pump()
         self.assertEqual(client.proto.info.peer, "unix")
         self.assertIsNone(client.error)
+
+
+class Recorder:
+    """An observer writing down every call as (method, peer, server)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def client_connected(self, server, info):
+        self.calls.append(("connected", info.peer, server))
+
+    def client_initialized(self, server, info):
+        self.calls.append(("initialized", info.peer, server))
+
+    def client_disconnected(self, server, info):
+        self.calls.append(("disconnected", info.peer, server))
+
+    def names(self):
+        return [(method, peer) for method, peer, _ in self.calls]
+
+
+class ObserverTests(SynchronousTestCase):
+
+    def observed(self, **kw):
+        server = display_server(**kw)
+        recorder = Recorder()
+        server.observers.append(recorder)
+        return server, recorder
+
+    def test_session(self):
+        """connected at accept (before any byte), initialized after ServerInit, then
+        disconnected once."""
+        server, recorder = self.observed()
+        client = Client(server, port=1)
+        self.assertEqual(recorder.names(), [("connected", "192.0.2.10:1")])
+        client.pump()
+        self.assertEqual(recorder.names()[-1], ("initialized", "192.0.2.10:1"))
+        client.lose()
+        self.assertEqual(recorder.names(), [("connected", "192.0.2.10:1"),
+                                            ("initialized", "192.0.2.10:1"),
+                                            ("disconnected", "192.0.2.10:1")])
+        self.assertTrue(all(s is server for _, _, s in recorder.calls))
+
+    def test_refused_client(self):
+        """A failed password: connected, then disconnected once (when we close, not again
+        when the transport goes); never initialized."""
+        server, recorder = self.observed(password=True)
+        client = Client(server, password=b"wrong").pump()
+        self.assertEqual([m for m, _ in recorder.names()], ["connected", "disconnected"])
+        client.lose()
+        self.assertEqual([m for m, _ in recorder.names()], ["connected", "disconnected"])
+
+    def test_eviction_order(self):
+        """connections=1: the newcomer is announced before the client it pushes out leaves."""
+        server, recorder = self.observed(connections=1)
+        Client(server, port=1)
+        Client(server, port=2)
+        self.assertEqual(recorder.names(), [("connected", "192.0.2.10:1"),
+                                            ("connected", "192.0.2.10:2"),
+                                            ("disconnected", "192.0.2.10:1")])
+
+    def test_share_policy_refusal(self):
+        """A client refused by the share policy is connected and disconnected, not initialized."""
+        server, recorder = self.observed(share="force-shared")
+        client = Client(server, shared=False).pump()
+        self.assertTrue(client.dropped)
+        self.assertEqual([m for m, _ in recorder.names()], ["connected", "disconnected"])
+
+    def test_websocket_announced_at_accept(self):
+        """A WebSocket connection is announced at accept, before its upgrade."""
+        server, recorder = self.observed()
+        proto = server.factory(websocket=True).buildProtocol(None)
+        proto.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.5", 7)))
+        self.assertEqual(recorder.names(), [("connected", "192.0.2.5:7")])
+        self.assertTrue(proto.info.websocket)
+
+    def test_raising_observer(self):
+        """An observer that raises is logged once; the connection and other observers go on."""
+        class Broken:
+            def __getattr__(self, name):
+                raise RuntimeError("monitor is broken")
+
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        server, recorder = self.observed()
+        server.observers.insert(0, Broken())
+        a = Client(server, port=1).pump()
+        b = Client(server, port=2).pump()
+        self.assertFalse(a.dropped or b.dropped)
+        for client in (a, b):
+            self.assertTrue(any(isinstance(e, ServerInitReceived) for e in client.events))
+        self.assertEqual([m for m, _ in recorder.names()],
+                         ["connected", "initialized", "connected", "initialized"])
+        failures = [e for e in observer if e.get("log_failure") is not None]
+        self.assertEqual(len(failures), 1)
+        self.assertIn("client_connected", failures[0]["log_format"].format(**failures[0]))
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_clients_info(self):
+        """clients_info lists live clients in connection order; closing ones are gone."""
+        server = display_server(password=True)
+        a = Client(server, port=1, password=PASSWORD).pump()
+        b = Client(server, port=2)
+        c = Client(server, port=3, password=b"wrong").pump()
+        self.assertTrue(c.transport.disconnecting)
+        self.assertEqual(server.clients_info(), [a.proto.info, b.proto.info])
+
+
+class StructuredInfoTests(SynchronousTestCase):
+
+    def test_ipv4(self):
+        """Peer and listener as QEMU's VncBasicInfo: host, service (a string), family."""
+        info = Client(display_server(), host="192.0.2.10", port=40000).proto.info
+        self.assertEqual((info.host, info.service, info.family), ("192.0.2.10", "40000", "ipv4"))
+        self.assertEqual((info.local_host, info.local_service, info.local_family),
+                         ("127.0.0.1", "5900", "ipv4"))
+        self.assertEqual((info.peer, info.local), ("192.0.2.10:40000", "127.0.0.1:5900"))
+
+    def test_ipv6(self):
+        """An IPv6 peer has no brackets in host; the text form keeps them."""
+        info = Client(display_server(), address=IPv6Address("TCP", "2001:db8::7", 5555),
+                      local=IPv6Address("TCP", "::1", 5901)).proto.info
+        self.assertEqual((info.host, info.service, info.family), ("2001:db8::7", "5555", "ipv6"))
+        self.assertEqual((info.local_host, info.local_service, info.local_family),
+                         ("::1", "5901", "ipv6"))
+        self.assertEqual(info.peer, "[2001:db8::7]:5555")
+
+    def test_unix(self):
+        """A UNIX-socket peer: empty host and service, family unix; the listener's path."""
+        info = Client(display_server(), address=UNIXAddress(None),
+                      local=UNIXAddress(b"/run/vnc.sock")).proto.info
+        self.assertEqual((info.host, info.service, info.family), ("", "", "unix"))
+        self.assertEqual((info.local_host, info.local_service, info.local_family),
+                         ("", "/run/vnc.sock", "unix"))
+        self.assertEqual(info.peer, "unix")
+
+
+class FairEvictionTests(SynchronousTestCase):
+
+    def test_flood_does_not_push_out_other_addresses(self):
+        """One address opening 200 connections never drops another address's handshake."""
+        server = display_server(connections=4)
+        legit = Client(server, host="192.0.2.1")
+        flood = [Client(server, host="198.51.100.9", port=p) for p in range(200)]
+        self.assertFalse(legit.dropped)
+        self.assertEqual(sum(not c.dropped for c in flood), 3)
+        self.assertEqual([c.dropped for c in flood[-3:]], [False] * 3, "the newest stay")
+        self.assertFalse(any(c.refused for c in flood), "connections=4 acts before the"
+                                                        " per-source limit of 16")
+        legit.pump()
+        self.assertEqual(len([e for e in legit.events if isinstance(e, ServerInitReceived)]), 1)
+
+    def test_per_source_limit(self):
+        """A source holding max_handshakes_per_source handshakes has further ones refused
+        at accept (no protocol is built); other sources are unaffected."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        server = display_server(limits=Limits(max_handshakes_per_source=3))
+        same = [Client(server, host="198.51.100.9", port=p) for p in range(5)]
+        other = Client(server, host="192.0.2.1")
+        self.assertEqual([c.refused for c in same], [False, False, False, True, True])
+        self.assertFalse(any(c.dropped for c in same[:3]))
+        self.assertFalse(other.dropped)
+        texts = [e["log_format"].format(**e) for e in observer]
+        self.assertIn("198.51.100.9:3: refused: more than 3 clients from 198.51.100.9"
+                      " are connecting", texts)
+        same[0].lose()
+        self.assertFalse(Client(server, host="198.51.100.9", port=9).refused)
+
+    def test_finished_handshakes_do_not_count(self):
+        """Clients past ServerInit from the same address do not use up its handshakes."""
+        server = display_server(limits=Limits(max_handshakes_per_source=2))
+        done = [Client(server, port=p).pump() for p in range(5)]
+        pending = [Client(server, port=10 + p) for p in range(2)]
+        self.assertFalse(any(c.dropped for c in done + pending))
+
+    def test_one_handshake_per_source_is_qemus_rule(self):
+        """With one handshake per address, the oldest goes (QEMU's rule)."""
+        server = display_server(connections=2)
+        clients = [Client(server, host=f"192.0.2.{i}") for i in range(1, 4)]
+        self.assertEqual([c.dropped for c in clients], [True, False, False])
+
+    def test_unix_peers_are_one_source(self):
+        """Every UNIX-socket peer counts as the same source."""
+        server = display_server(limits=Limits(max_handshakes_per_source=2))
+        clients = [Client(server, address=UNIXAddress(None)) for _ in range(3)]
+        self.assertEqual([c.refused for c in clients], [False, False, True])
+
+    def test_ipv6_network_is_one_source(self):
+        """IPv6 peers in one /64 count as one source; another /64 is another source."""
+        server = display_server(limits=Limits(max_handshakes_per_source=2))
+        same = [Client(server, address=IPv6Address("TCP", f"2001:db8:1:2::{i}", 1))
+                for i in (0xa, 0xb, 0xc)]
+        other = Client(server, address=IPv6Address("TCP", "2001:db8:1:3::1", 1))
+        self.assertEqual([c.refused for c in same], [False, False, True])
+        self.assertFalse(other.dropped)
+        self.assertEqual(same[1].proto.source, "2001:db8:1:2::/64")
+
+    def test_source_of(self):
+        """Sources: the IPv4 address, an IPv4-mapped IPv6 address as IPv4, a /64, unix."""
+        limits = Limits()
+        self.assertEqual(source_of(IPv4Address("TCP", "10.1.2.3", 9), limits), "10.1.2.3")
+        self.assertEqual(source_of(IPv6Address("TCP", "::ffff:10.1.2.3", 9), limits),
+                         "10.1.2.3")
+        self.assertEqual(source_of(IPv6Address("TCP", "fe80::1%lo", 9), limits), "fe80::/64")
+        self.assertEqual(source_of(IPv6Address("TCP", "2001:db8::1", 9),
+                                   Limits(ipv6_source_prefix=128)), "2001:db8::1/128")
+        self.assertEqual(source_of(UNIXAddress(b"/s"), limits), "unix")
+
+
+class LifeTests(SynchronousTestCase):
+    """The protocol moves through vncd.lifecycle's table."""
+
+    def test_session(self):
+        """NEW, HANDSHAKING, SERVING, PAUSED, SERVING, CLOSING, CLOSED."""
+        server = display_server()
+        proto = server.factory().buildProtocol(None)
+        self.assertIs(proto.life, Life.NEW)
+        client = Client(server)
+        self.assertIs(client.proto.life, Life.HANDSHAKING)
+        client.pump()
+        self.assertIs(client.proto.life, Life.SERVING)
+        client.proto.pauseProducing()
+        self.assertIs(client.proto.life, Life.PAUSED)
+        client.proto.resumeProducing()
+        self.assertIs(client.proto.life, Life.SERVING)
+        client.proto.close("test over")
+        self.assertIs(client.proto.life, Life.CLOSING)
+        self.assertIs(client.proto.share_mode, ShareMode.DISCONNECTED)
+        client.lose()
+        self.assertIs(client.proto.life, Life.CLOSED)
+
+    def test_handshake_completes_while_paused(self):
+        """Bytes read before a pause may finish the handshake: ServerInit waits in the queue."""
+        server = display_server()
+        client = Client(server, max_minor=7)   # 3.7 None: ClientInit follows the choice
+        rfb, proto, tr = client.rfb, client.proto, client.transport
+        rfb.receive_data(tr.value())
+        tr.clear()
+        while rfb.next_event() is not NEED_DATA:
+            pass
+        proto.dataReceived(rfb.data_to_send())   # version
+        rfb.receive_data(tr.value())
+        tr.clear()
+        while rfb.next_event() is not NEED_DATA:
+            pass
+        proto.pauseProducing()
+        self.assertIs(proto.life, Life.HANDSHAKING_PAUSED)
+        proto.dataReceived(rfb.data_to_send())   # security choice, ClientInit
+        self.assertIs(proto.life, Life.PAUSED)
+        self.assertEqual(tr.value(), b"")
+        self.assertGreater(proto.output_buffered(), 0)
+        proto.resumeProducing()
+        self.assertIs(proto.life, Life.SERVING)
+        rfb.receive_data(tr.value())
+        events = []
+        while (event := rfb.next_event()) is not NEED_DATA:
+            events.append(event)
+        self.assertTrue(any(isinstance(e, ServerInitReceived) for e in events))
+
+    def test_close_timer_cuts(self):
+        """A closing client that does not take our last bytes is cut after close_timeout."""
+        reactor = MemoryReactorClock()
+        server = display_server(password=True, reactor=reactor, limits=Limits(close_timeout=2))
+        client = Client(server, password=b"wrong").pump()
+        self.assertIs(client.proto.life, Life.CLOSING)
+        reactor.advance(2)
+        self.assertIs(client.proto.life, Life.ABORTED)
+        self.assertTrue(client.transport.disconnected)
+        client.lose()
+        self.assertIs(client.proto.life, Life.CLOSED)
+
+    def test_no_handshake_timer_after_close(self):
+        """Closing during the handshake stops the handshake timer (the close timer takes over)."""
+        reactor = MemoryReactorClock()
+        server = display_server(password=True, reactor=reactor)
+        client = Client(server, password=b"wrong").pump()
+        client.lose()
+        self.assertEqual([c for c in reactor.getDelayedCalls()
+                          if c.func == client.proto._handshake_timed_out], [])
+
+    def test_calls_after_close_are_ignored(self):
+        """write(), close() and drop() on a connection that is no longer live do nothing."""
+        server = display_server()
+        client = Client(server).pump()
+        client.proto.close("first")
+        client.transport.clear()
+        client.proto.write(b"late")
+        client.proto.close("second")
+        client.proto.drop("third")
+        self.assertEqual(client.transport.value(), b"")
+        self.assertEqual(client.proto.drop_reason, "first")
+
+
+class ConnectionLogTests(SynchronousTestCase):
+
+    def texts(self, observer):
+        return [e["log_format"].format(**e) for e in observer
+                if e.get("log_namespace") == "vncd.server"]
+
+    def test_repeats_are_summarised(self):
+        """Wrong passwords from one address: one full line, then one summary per window;
+        another address's first failure is logged in full."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        reactor = MemoryReactorClock()
+        server = display_server(password=True, reactor=reactor,
+                                limits=Limits(auth_failures_before_block=1000))
+        for port in range(50):
+            Client(server, host="198.51.100.7", port=port, password=b"wrong").pump().lose()
+        Client(server, host="192.0.2.99", password=b"wrong").pump()
+        reactor.advance(10)
+        texts = self.texts(observer)
+        flood = [t for t in texts if t.startswith("198.51.100.7")]
+        self.assertEqual(flood, [
+            "198.51.100.7:0: authentication failed: wrong VNC password",
+            "198.51.100.7: 49 more refusals (authentication failed) in the last 10 s",
+        ])
+        self.assertIn("192.0.2.99:40000: authentication failed: wrong VNC password", texts)
+
+    def test_throttled_client_is_one_line(self):
+        """A throttled address's refusal is logged once per connection, not twice."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        server = display_server(password=True, limits=Limits(auth_failures_before_block=1,
+                                                             log_summary_window=0))
+        Client(server, host="198.51.100.7", password=b"wrong").pump().lose()
+        Client(server, host="198.51.100.7", password=PASSWORD, port=2).pump().lose()
+        refused = [t for t in self.texts(observer) if t.startswith("198.51.100.7:2:")]
+        self.assertEqual(refused, [
+            "198.51.100.7:2: refused: Too many authentication failures from this address;"
+            " try again later"])
+
+    def test_service_stop_reports_pending_counts(self):
+        """ConnectionLog.close reports counts whose window has not ended yet."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        reactor = MemoryReactorClock()
+        server = display_server(reactor=reactor)
+        for port in range(3):
+            Client(server, port=port).lose()
+        server.connection_log.close()
+        self.assertIn("192.0.2.10: 2 more disconnections in the last 0 s",
+                      self.texts(observer))
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
+
+class TLSGroupTests(SynchronousTestCase):
+    """The negotiated key-exchange group reaches ConnectionInfo (real TLS, in memory)."""
+
+    def test_vencrypt(self):
+        """X509None: info.tls_group is the group the TLS session negotiated."""
+        from tests.vncd.test_vencrypt import shared_pki
+
+        pki = shared_pki(self)
+        server = DisplayServer(FakeDisplay(), SecurityConfig(auth_for("x509", False)),
+                               reactor=MemoryReactorClock(),
+                               tls_session=pki.server_session("x509v"))
+        client = Client(server, tls="x509", tls_session=pki.client_session("c-alice")).pump()
+        self.assertIsNone(client.error)
+        info = client.proto.info
+        self.assertEqual(info.tls_version, "TLSv1.3")
+        self.assertIsNotNone(info.tls_group)
+        self.assertEqual(info.tls_group, client.rfb.tls.session.group_name)
+        self.assertEqual(info.peer_dn, "C=UK,CN=alice")
+
+    def test_wss(self):
+        """wss: the outer TLS session's group is recorded too."""
+        from tests.vncd.test_vencrypt import shared_pki
+        from tests.vncd.test_websocket import WSClient
+
+        pki = shared_pki(self)
+        server = DisplayServer(FakeDisplay(), SecurityConfig(auth_for("x509", False)),
+                               reactor=MemoryReactorClock(),
+                               tls_session=pki.server_session("x509v"))
+        proto = server.factory(websocket=True).buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.5", 1000))
+        proto.makeConnection(transport)
+        client = WSClient(tls_session=pki.client_session("c-alice")())
+        for _ in range(20):
+            data = client.wire_out()
+            if data:
+                proto.dataReceived(data)
+            out = transport.value()
+            transport.clear()
+            if out:
+                client.wire_in(out)
+            if not data and not out:
+                break
+        self.assertTrue(any(isinstance(e, ServerInitReceived) for e in client.events))
+        self.assertIsNotNone(proto.info.tls_group)
+        self.assertEqual(proto.info.tls_group, client.tls.session.group_name)
+
+
+class WebSocketCloseTests(SynchronousTestCase):
+
+    def test_refusal_reason_before_close_frame(self):
+        """A wrong password over ws: the client reads the failure reason, then the close frame."""
+        from tests.vncd.test_websocket import WSClient
+        from vncd.rfb.events import AuthenticationFailed
+
+        server = display_server(password=True)
+        proto = server.factory(websocket=True).buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.5", 1000))
+        proto.makeConnection(transport)
+        client = WSClient(password=b"wrong")
+        for _ in range(20):
+            data = client.wire_out()
+            if data:
+                proto.dataReceived(data)
+            out = transport.value()
+            transport.clear()
+            if out:
+                client.wire_in(out)
+            if not data and not out:
+                break
+        self.assertTrue(transport.disconnecting)
+        failed = [e for e in client.events if isinstance(e, AuthenticationFailed)]
+        self.assertEqual(len(failed), 1, client.events)
+        self.assertIn("Authentication failed", failed[0].reason)

@@ -72,6 +72,32 @@ AUTH_FORGET_AFTER = 3600.0
 #: failing address is forgotten, so the table cannot grow without bound.
 AUTH_MAX_TRACKED = 4096
 
+#: Unfinished handshakes one source may hold at once; beyond it the
+#: source's own oldest one is dropped.  One address is one machine or one
+#: NAT: 16 viewers starting together is more than a person or an office
+#: needs (benchmarks.connections runs 16 clients from 127.0.0.1), and it
+#: is half of QEMU's default ``connections=32``, so one address never
+#: holds more than half of the slots and cannot push out the clients of
+#: other addresses.
+MAX_HANDSHAKES_PER_SOURCE = 16
+
+#: IPv6 peers count as one source per network of this prefix length: a
+#: single host usually holds a whole /64 and can pick any address in it,
+#: so counting addresses would let it pose as millions of sources.
+IPV6_SOURCE_PREFIX = 64
+
+#: Seconds over which repeated log lines of one kind from one source are
+#: counted and reported as one summary line (after the first, logged in
+#: full), so the log grows by at most a few lines per source per window.
+LOG_SUMMARY_WINDOW = 10.0
+
+#: (source, kind) pairs the log summariser tracks.  Each is a few hundred
+#: bytes; a source has about ten kinds, so this keeps about 400 sources
+#: apart.  Events from sources beyond it are counted together, as "other
+#: addresses", so neither memory nor log lines grow with the number of
+#: sources an attacker can use.
+LOG_MAX_TRACKED = 4096
+
 #: Longest reason string the client accepts from a server.
 MAX_REASON = 64 * 1024
 
@@ -98,6 +124,10 @@ class Limits:
     auth_block_max: float = AUTH_BLOCK_MAX
     auth_forget_after: float = AUTH_FORGET_AFTER
     auth_max_tracked: int = AUTH_MAX_TRACKED
+    max_handshakes_per_source: int = MAX_HANDSHAKES_PER_SOURCE
+    ipv6_source_prefix: int = IPV6_SOURCE_PREFIX
+    log_summary_window: float = LOG_SUMMARY_WINDOW
+    log_max_tracked: int = LOG_MAX_TRACKED
     max_reason: int = MAX_REASON
     max_client_framebuffer_pixels: int = MAX_CLIENT_FRAMEBUFFER_PIXELS
     max_server_cut_text: int = MAX_SERVER_CUT_TEXT
@@ -106,6 +136,10 @@ class Limits:
         for name, value in self.__dict__.items():
             if value < 0:
                 raise ValueError(f"limit {name} must not be negative")
+        if self.max_handshakes_per_source < 1:
+            raise ValueError("limit max_handshakes_per_source must be at least 1")
+        if self.ipv6_source_prefix > 128:
+            raise ValueError("limit ipv6_source_prefix must be at most 128")
 
     @property
     def max_receive_buffer(self) -> int:

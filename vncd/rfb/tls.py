@@ -45,6 +45,8 @@ class TLSInfo:
     cipher_bits: int | None
     #: The peer's distinguished name when its certificate was checked.
     peer_name: str | None
+    #: The key-exchange group (``X25519MLKEM768``, ``x25519`` ...), if any.
+    group_name: str | None = None
 
 
 class TLSLayer:
@@ -100,4 +102,5 @@ class TLSLayer:
 
     def info(self) -> TLSInfo:
         s = self.session
-        return TLSInfo(s.protocol_version, s.cipher_name, s.cipher_bits, s.peer_name)
+        return TLSInfo(s.protocol_version, s.cipher_name, s.cipher_bits, s.peer_name,
+                       s.group_name)
