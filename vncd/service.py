@@ -39,11 +39,9 @@ the object to :class:`creds.session.TLSSession`.
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import socket
-import stat
 from dataclasses import dataclass, field
 
 from twisted.internet import defer
@@ -57,6 +55,7 @@ from creds.objects import ObjectError, ObjectRegistry
 from creds.secret import lookup_secret
 from creds.session import TLSSession
 from creds.tlscreds import Endpoint, TLSCreds
+from vncd.listen import Listener, StartupError, families, listen, unlink_socket
 from vncd.rfb.limits import Limits
 from vncd.rfb.security import Auth, SecurityConfig, SecurityType, auth_for
 from vncd.screens import from_spec
@@ -64,39 +63,14 @@ from vncd.screens.base import ScreenError, ServedAddress
 from vncd.server import AuthThrottle, ConnectionLog, DisplayServer, RFBServerFactory
 from vncd.updates import Display
 
-__all__ = ["StartupError", "Service", "start", "security_words", "LISTEN_BACKLOG",
+__all__ = ["StartupError", "Service", "start", "security_words",
            "REVERSE_CONNECT_TIMEOUT"]
 
 log = Logger(namespace="vncd.service")
 
-#: Pending connections the kernel queues per listening socket.  QEMU
-#: listens with a backlog of 1, which makes simultaneous viewers wait for
-#: each other's accept; the handshake timeout and connections= already
-#: bound what an unauthenticated crowd can hold.
-LISTEN_BACKLOG = 50
-
 #: Seconds ``reverse=on`` waits for the viewer to accept the connection
 #: (QEMU connects synchronously with the system's timeout, minutes).
 REVERSE_CONNECT_TIMEOUT = 10.0
-
-
-class StartupError(Exception):
-    """A display could not start: ``<source>: <message>``, QEMU's form.
-
-    ``source`` is the option as typed (``-vnc :1,tls-creds=tls0``).
-    """
-
-    def __init__(self, source: str, message: str, *, hint: str | None = None) -> None:
-        super().__init__(source, message)
-        self.source = source
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        text = f"{self.source}: {self.message}"
-        if self.hint:
-            text += f" (hint: {self.hint})"
-        return text
 
 
 #: How a listener without TLS is described to people.  RFB calls these
@@ -120,10 +94,18 @@ class RunningDisplay:
 
     config: DisplayConfig
     server: DisplayServer
-    #: ``(address text, websocket)`` of every listening socket.
-    addresses: list[tuple[str, bool]] = field(default_factory=list)
+    #: Every listening socket: the plain ones first, then the WebSocket ones.
+    listeners: list[Listener] = field(default_factory=list)
+    #: ``reverse HOST:PORT`` for each viewer a ``reverse=on`` display connected to.
+    reverse: list[str] = field(default_factory=list)
     #: Whether clients must present a certificate (x509 with verify-peer=on).
     client_certificates: bool = False
+
+    @property
+    def addresses(self) -> list[tuple[str, bool]]:
+        """``(address text, websocket)`` of every socket, reverse connections included."""
+        return ([(listener.text, listener.websocket) for listener in self.listeners]
+                + [(text, False) for text in self.reverse])
 
     def served(self) -> list[ServedAddress]:
         """Every address with the security a client meets there (the testcard shows them)."""
@@ -154,8 +136,7 @@ class Service:
         #: Lines QEMU prints on standard error at start-up ("VNC server
         #: running on ..." for displays with ``to=``); the command prints them.
         self.notices: list[str] = []
-        self._ports: list = []
-        self._unix_paths: list[str] = []
+        self._listeners: list[Listener] = []
         self._stopped = False
 
     def display(self, display_id: str) -> RunningDisplay:
@@ -163,6 +144,11 @@ class Service:
             if running.config.id == display_id:
                 return running
         raise KeyError(display_id)
+
+    def track(self, listeners: list[Listener]) -> list[Listener]:
+        """Remember ``listeners`` so that :meth:`stop` closes them; returns them."""
+        self._listeners += listeners
+        return listeners
 
     def stop(self) -> defer.Deferred:
         """Stop listening, drop every client, release the screen."""
@@ -172,8 +158,8 @@ class Service:
         for obj_id, user in self._held:
             self.registry.release(obj_id, user)
         self._held = []
-        stopping = [defer.maybeDeferred(port.stopListening) for port in self._ports]
-        self._ports = []
+        listeners, self._listeners = self._listeners, []
+        stopping = [defer.maybeDeferred(listener.port.stopListening) for listener in listeners]
         for running in self.displays:
             running.server.close_all()
             running.server.display.close()
@@ -181,8 +167,9 @@ class Service:
         self.screen.stop()
 
         def cleanup(_):
-            for path in self._unix_paths:
-                _unlink_socket(path)
+            for listener in listeners:
+                if listener.family == "unix":
+                    unlink_socket(listener.service)
             return None
 
         return defer.gatherResults(stopping).addCallback(cleanup)
@@ -237,7 +224,7 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
         tls_session = functools.partial(TLSSession, creds, Endpoint.SERVER,
                                         authz_id=config.tls_authz)
 
-    families = _families(config)
+    allowed = families(config.ipv4, config.ipv6, config.source)
     display = Display(service.screen, reactor=service.reactor, lossy=config.lossy,
                       non_adaptive=config.non_adaptive, key_delay_ms=config.key_delay_ms)
     server = DisplayServer(display, security, reactor=service.reactor, tls_session=tls_session,
@@ -246,7 +233,7 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
     running = RunningDisplay(config, server, client_certificates=(
         creds is not None and creds.kind == "x509" and creds.verify_peer))
     try:
-        _open(service, running, families)
+        _open(service, running, allowed)
     except BaseException:
         display.close()
         raise
@@ -265,22 +252,23 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
     return running
 
 
-def _open(service: Service, running: RunningDisplay, families) -> None:
+def _open(service: Service, running: RunningDisplay, allowed) -> None:
     """Listen on (or, reversed, connect to) every address of one display."""
     config, server, source = running.config, running.server, running.config.source
     if config.reverse:
         for address in config.listen:
             _connect_reverse(service, server.factory(), address, source)
-            running.addresses.append((f"reverse {address}", False))
-    else:
-        for address in config.listen:
-            last = VNC_PORT_BASE + config.to if config.to is not None else None
-            running.addresses += [(text, False) for text in _listen(
-                service, server.factory(), address, last, families, source)]
-        for address in config.websocket:
-            running.addresses += [(text, True) for text in _listen(
-                service, server.factory(websocket=True), address,
-                _websocket_last_port(config, address), families, source)]
+            running.reverse.append(f"reverse {address}")
+        return
+    for address in config.listen:
+        last = VNC_PORT_BASE + config.to if config.to is not None else None
+        running.listeners += service.track(listen(
+            service.reactor, server.factory(), address, source=source, last_port=last,
+            allowed=allowed))
+    for address in config.websocket:
+        running.listeners += service.track(listen(
+            service.reactor, server.factory(websocket=True), address, source=source,
+            last_port=_websocket_last_port(config, address), allowed=allowed, websocket=True))
 
 
 def _check_effective(config: DisplayConfig, creds) -> None:
@@ -333,142 +321,7 @@ def _websocket_last_port(config: DisplayConfig, address: ListenAddress) -> int |
     return WEBSOCKET_PORT_BASE + config.to
 
 
-def _families(config: DisplayConfig) -> tuple[int, ...]:
-    """Address families allowed by ``ipv4=``/``ipv6=`` (QEMU's rules)."""
-    if config.ipv4 is False and config.ipv6 is False:
-        raise StartupError(config.source, "Cannot disable IPv4 and IPv6 at same time")
-    if config.ipv4 and not config.ipv6:
-        return (socket.AF_INET,)
-    if config.ipv6 and not config.ipv4:
-        return (socket.AF_INET6,)
-    families = []
-    if config.ipv4 is not False:
-        families.append(socket.AF_INET)
-    if config.ipv6 is not False:
-        families.append(socket.AF_INET6)
-    return tuple(families)
-
-
-# -- sockets ------------------------------------------------------------------------
-
-def _resolve(host: str, port: int, families, source: str) -> list[tuple]:
-    try:
-        infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
-                                   0, socket.AI_PASSIVE)
-    except socket.gaierror as e:
-        raise StartupError(source,
-                           f"address resolution failed for {host}:{port}: {e.strerror}") from None
-    seen, out = set(), []
-    for family, _, _, _, sockaddr in infos:
-        if family in families and (family, sockaddr[0]) not in seen:
-            seen.add((family, sockaddr[0]))
-            out.append((family, sockaddr[0]))
-    if not out:
-        raise StartupError(source, f"address resolution failed for {host}:{port}:"
-                                   " no address of an allowed family")
-    return out
-
-
-#: Errors that mean "this address family or address is not available
-#: here" (IPv6 disabled, an address not on this host): like QEMU, skip the
-#: address when the host name has others.
-_UNAVAILABLE = frozenset({errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT})
-
-
-def _bind_all(addresses, port: int):
-    """Bind every usable address on ``port``.
-
-    Returns the listening sockets, or None when the port is taken
-    (EADDRINUSE) on any of them -- then none is kept.  An address that
-    cannot exist here is skipped if another one binds; other errors raise.
-    """
-    bound, skipped = [], None
-    for family, host in addresses:
-        try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError as e:
-            if e.errno in _UNAVAILABLE and len(addresses) > 1:
-                skipped = e
-                continue
-            raise
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((host, port))
-            sock.listen(LISTEN_BACKLOG)
-        except OSError as e:
-            sock.close()
-            if e.errno in _UNAVAILABLE and len(addresses) > 1:
-                skipped = e
-                continue
-            for other in bound:
-                other.close()
-            if e.errno == errno.EADDRINUSE:
-                return None
-            raise
-        sock.setblocking(False)
-        bound.append(sock)
-    if not bound and skipped is not None:
-        raise skipped
-    return bound
-
-
-def _listen(service: Service, factory: RFBServerFactory, address: ListenAddress,
-            last_port: int | None, families, source: str) -> list[str]:
-    """Listen on ``address``, or the first free port up to ``last_port``; the bound addresses."""
-    if address.kind == "unix":
-        return [_listen_unix(service, factory, address.host, source)]
-    addresses = _resolve(address.host, address.port, families, source)
-    last = max(last_port or address.port, address.port)
-    for port in range(address.port, last + 1):
-        try:
-            bound = _bind_all(addresses, port)
-        except OSError as e:
-            raise StartupError(source, f"Failed to bind socket: {os.strerror(e.errno)}") from None
-        if bound is not None:
-            break
-    else:
-        raise StartupError(source, "Failed to find an available port: "
-                                   + os.strerror(errno.EADDRINUSE))
-    texts = []
-    for sock in bound:
-        try:
-            service._ports.append(service.reactor.adoptStreamPort(
-                sock.fileno(), sock.family, factory))
-        finally:
-            host, bound_port = sock.getsockname()[:2]
-            sock.close()
-        texts.append(f"[{host}]:{bound_port}" if sock.family == socket.AF_INET6
-                     else f"{host}:{bound_port}")
-    return texts
-
-
-def _unlink_socket(path: str) -> None:
-    try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
-
-
-def _listen_unix(service: Service, factory: RFBServerFactory, path: str, source: str) -> str:
-    _unlink_socket(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-        service._ports.append(service.reactor.adoptStreamPort(
-            sock.fileno(), socket.AF_UNIX, factory))
-    except OSError as e:
-        raise StartupError(
-            source, f"Failed to bind socket to {path}: {os.strerror(e.errno)}") from None
-    finally:
-        sock.close()
-    service._unix_paths.append(path)
-    return f"unix:{path}"
-
+# -- reverse connections ----------------------------------------------------------
 
 class _ReverseFactory(ClientFactory):
     """Builds the server protocol for a connection we made to a listening viewer."""

@@ -427,13 +427,13 @@ class BindTests(SynchronousTestCase):
 
     def test_unavailable_address_is_skipped(self):
         """An address this host does not have is skipped when another one binds."""
-        from vncd.service import _bind_all
+        from vncd.listen import _bind_all
         bound = _bind_all([(socket.AF_INET, "192.0.2.77"), (socket.AF_INET, "127.0.0.1")], 0)
         self.addCleanup(lambda: [s.close() for s in bound])
         self.assertEqual([s.getsockname()[0] for s in bound], ["127.0.0.1"])
 
     def test_only_unavailable_addresses_fail(self):
         """When no address can be bound the error is raised."""
-        from vncd.service import _bind_all
+        from vncd.listen import _bind_all
         with self.assertRaises(OSError):
             _bind_all([(socket.AF_INET, "192.0.2.77"), (socket.AF_INET, "192.0.2.78")], 0)

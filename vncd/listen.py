@@ -1,0 +1,245 @@
+# -*- test-case-name: tests.vncd.test_listen -*-
+"""Listening sockets for every network service of vncd: VNC displays and monitors.
+
+QEMU's rules, in one place: ``host:port`` listens on each address the
+host resolves to (every interface for an empty host; IPv6 sockets
+v6-only), trying the following ports up to a last one when a port is
+taken; ``ipv4=``/``ipv6=`` choose the families; an address that cannot
+exist here (IPv6 off, a foreign address) is skipped when the host has
+others; a UNIX socket replaces a stale socket file and, where asked,
+gets a mode (monitors listen 0600, since whoever can connect can
+control vncd).
+
+Sockets are created, bound and listened on here and handed to the
+reactor (``adoptStreamPort``), so the reactor can be any
+``IReactorSocket``.  Each bound socket is described by a
+:class:`Listener` with QEMU's ``VncBasicInfo`` fields (``host``,
+``service``, ``family``) for the monitor.
+
+Failures raise :class:`StartupError` naming the option as typed, with
+QEMU's messages ("Failed to find an available port: Address already in
+use", "Failed to bind socket to PATH: ...").
+
+This module knows nothing about RFB, QMP or certificates.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+from compat.config import ListenAddress
+
+__all__ = ["StartupError", "Listener", "LISTEN_BACKLOG", "families", "listen",
+           "listen_unix", "unlink_socket"]
+
+#: Pending connections the kernel queues per listening socket.  QEMU
+#: listens with a backlog of 1, which makes simultaneous viewers wait for
+#: each other's accept; the handshake timeouts and per-source limits
+#: already bound what an unauthenticated crowd can hold.
+LISTEN_BACKLOG = 50
+
+#: Errors that mean "this address family or address is not available
+#: here" (IPv6 disabled, an address not on this host): like QEMU, skip the
+#: address when the host name has others.
+_UNAVAILABLE = frozenset({errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT})
+
+
+class StartupError(Exception):
+    """A service could not start: ``<source>: <message>``, QEMU's form.
+
+    ``source`` is the option as typed (``-vnc :1,tls-creds=tls0``).
+    """
+
+    def __init__(self, source: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(source, message)
+        self.source = source
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.source}: {self.message}"
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listening socket, as people and QEMU's monitor describe it."""
+
+    #: ``127.0.0.1:5901``, ``[::1]:5901`` or ``unix:/run/vm.vnc``.
+    text: str
+    #: QEMU's ``VncBasicInfo``: the address (``""`` for UNIX sockets) ...
+    host: str
+    #: ... the port as a string, or the socket path ...
+    service: str
+    #: ... and ``ipv4``, ``ipv6`` or ``unix``.
+    family: str
+    websocket: bool = False
+    #: The reactor's listening port (``stopListening``).
+    port: Any = None
+
+
+def families(ipv4: bool | None, ipv6: bool | None, source: str) -> tuple[int, ...]:
+    """Address families allowed by ``ipv4=``/``ipv6=`` (QEMU's rules)."""
+    if ipv4 is False and ipv6 is False:
+        raise StartupError(source, "Cannot disable IPv4 and IPv6 at same time")
+    if ipv4 and not ipv6:
+        return (socket.AF_INET,)
+    if ipv6 and not ipv4:
+        return (socket.AF_INET6,)
+    allowed = []
+    if ipv4 is not False:
+        allowed.append(socket.AF_INET)
+    if ipv6 is not False:
+        allowed.append(socket.AF_INET6)
+    return tuple(allowed)
+
+
+def _resolve(host: str, port: int, allowed, source: str) -> list[tuple]:
+    try:
+        infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
+                                   0, socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise StartupError(source,
+                           f"address resolution failed for {host}:{port}: {e.strerror}") from None
+    seen, out = set(), []
+    for family, _, _, _, sockaddr in infos:
+        if family in allowed and (family, sockaddr[0]) not in seen:
+            seen.add((family, sockaddr[0]))
+            out.append((family, sockaddr[0]))
+    if not out:
+        raise StartupError(source, f"address resolution failed for {host}:{port}:"
+                                   " no address of an allowed family")
+    return out
+
+
+def _bind_all(addresses, port: int):
+    """Bind every usable address on ``port``.
+
+    Returns the listening sockets, or None when the port is taken
+    (EADDRINUSE) on any of them -- then none is kept.  An address that
+    cannot exist here is skipped if another one binds; other errors raise.
+    """
+    bound, skipped = [], None
+    for family, host in addresses:
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as e:
+            if e.errno in _UNAVAILABLE and len(addresses) > 1:
+                skipped = e
+                continue
+            raise
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+            sock.listen(LISTEN_BACKLOG)
+        except OSError as e:
+            sock.close()
+            if e.errno in _UNAVAILABLE and len(addresses) > 1:
+                skipped = e
+                continue
+            for other in bound:
+                other.close()
+            if e.errno == errno.EADDRINUSE:
+                return None
+            raise
+        sock.setblocking(False)
+        bound.append(sock)
+    if not bound and skipped is not None:
+        raise skipped
+    return bound
+
+
+def listen(reactor, factory, address: ListenAddress, *, source: str,
+           last_port: int | None = None, allowed: tuple[int, ...] | None = None,
+           websocket: bool = False, unix_mode: int | None = None) -> list[Listener]:
+    """Listen on ``address`` (or the first free port up to ``last_port``).
+
+    ``allowed`` is the address families (:func:`families`); ``unix_mode``
+    the permission bits of a UNIX socket.  Returns one :class:`Listener`
+    per bound socket; the caller stops them (``listener.port.stopListening``)
+    and, for UNIX sockets, removes the file (:func:`unlink_socket`).
+    """
+    if address.kind == "unix":
+        return [listen_unix(reactor, factory, address.host, source=source,
+                            websocket=websocket, mode=unix_mode)]
+    allowed = allowed or (socket.AF_INET, socket.AF_INET6)
+    addresses = _resolve(address.host, address.port, allowed, source)
+    last = max(last_port or address.port, address.port)
+    for port in range(address.port, last + 1):
+        try:
+            bound = _bind_all(addresses, port)
+        except OSError as e:
+            raise StartupError(source, f"Failed to bind socket: {os.strerror(e.errno)}") from None
+        if bound is not None:
+            break
+    else:
+        raise StartupError(source, "Failed to find an available port: "
+                                   + os.strerror(errno.EADDRINUSE))
+    listeners = []
+    try:
+        for sock in bound:
+            host, bound_port = sock.getsockname()[:2]
+            six = sock.family == socket.AF_INET6
+            port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+            listeners.append(Listener(
+                text=f"[{host}]:{bound_port}" if six else f"{host}:{bound_port}",
+                host=host, service=str(bound_port), family="ipv6" if six else "ipv4",
+                websocket=websocket, port=port))
+    except BaseException:
+        for listener in listeners:
+            listener.port.stopListening()
+        raise
+    finally:
+        for sock in bound:
+            sock.close()
+    return listeners
+
+
+def unlink_socket(path: str) -> None:
+    """Remove ``path`` if it is a UNIX socket (a stale one, or ours on stop)."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def listen_unix(reactor, factory, path: str, *, source: str, websocket: bool = False,
+                mode: int | None = None) -> Listener:
+    """Listen on the UNIX socket ``path`` (replacing a stale socket file).
+
+    With ``mode``, the socket is created with those permission bits (the
+    umask is narrowed while binding, so the socket is never reachable
+    with looser ones).
+    """
+    unlink_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if mode is not None:
+            old_umask = os.umask(0o777 & ~mode)
+            try:
+                sock.bind(path)
+            finally:
+                os.umask(old_umask)
+            os.chmod(path, mode)
+        else:
+            sock.bind(path)
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+        port = reactor.adoptStreamPort(sock.fileno(), socket.AF_UNIX, factory)
+    except OSError as e:
+        raise StartupError(
+            source, f"Failed to bind socket to {path}: {os.strerror(e.errno)}") from None
+    finally:
+        sock.close()
+    return Listener(text=f"unix:{path}", host="", service=path, family="unix",
+                    websocket=websocket, port=port)
