@@ -151,7 +151,8 @@ class UserCreatable:
         self.registry = registry
         self.id = obj_id
         self._values = dict(values)
-        self._users: set[str] = set()
+        #: Who holds the object (a service's description) and how many times.
+        self._users: dict[str, int] = {}
         #: Warnings raised before the registry holds the object (``None``
         #: once it does): the registry reports them when it adds the object.
         self._held_warnings: list[str] | None = []
@@ -212,6 +213,11 @@ class UserCreatable:
     @property
     def in_use(self) -> bool:
         return bool(self._users)
+
+    @property
+    def users(self) -> list[str]:
+        """Descriptions of whatever holds the object (it cannot be deleted meanwhile)."""
+        return sorted(self._users)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.qom_type} id={self.id!r}>"
@@ -376,23 +382,34 @@ class ObjectRegistry:
         return len(self._objects)
 
     def hold(self, obj_id: str, user: str) -> UserCreatable:
-        """Mark an object as used by ``user`` (a service name); it can no longer be deleted."""
+        """Mark an object as used by ``user``; it can no longer be deleted.
+
+        ``user`` describes the holder for messages (``VNC display
+        'default'``); holds are counted, so two holders with the same
+        description each release their own.
+        """
         obj = self._objects.get(obj_id)
         if obj is None:
             raise ObjectError(f"object '{obj_id}' not found")
-        obj._users.add(user)
+        obj._users[user] = obj._users.get(user, 0) + 1
         return obj
 
     def release(self, obj_id: str, user: str) -> None:
         obj = self._objects.get(obj_id)
-        if obj is not None:
-            obj._users.discard(user)
+        if obj is None or user not in obj._users:
+            return
+        obj._users[user] -= 1
+        if not obj._users[user]:
+            del obj._users[user]
 
     def delete(self, obj_id: str) -> None:
         obj = self._objects.get(obj_id)
         if obj is None:
             raise ObjectError(f"object '{obj_id}' not found")
         if obj.in_use:
-            raise ObjectError(f"object '{obj_id}' is in use, can not be deleted")
+            raise ObjectError(f"object '{obj_id}' is in use, can not be deleted"
+                              f" (held by {', '.join(obj.users)})",
+                              hint="stop what holds it first; vncd never lets a service"
+                                   " keep using a deleted object")
         del self._objects[obj_id]
         obj.unparent()

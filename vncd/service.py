@@ -242,7 +242,7 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
     # looked up at every connection and may be replaced at run time.
     for obj_id in (config.tls_creds, config.password_secret):
         if obj_id is not None:
-            user = f"vnc display {config.id} of service {id(service):x}"
+            user = f"VNC display '{config.id}'"
             registry.hold(obj_id, user)
             service._held.append((obj_id, user))
     for served in running.served():

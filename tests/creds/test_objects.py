@@ -101,13 +101,22 @@ class RegistryTests(SynchronousTestCase):
         self.assertEqual(len(r.warnings), 3)
 
     def test_in_use_cannot_be_deleted(self):
-        """An object held by a service cannot be deleted until released."""
+        """An object held by services cannot be deleted until every hold is released;
+        the message names the holders."""
         r = registry()
         r.create("thing", {"id": "a", "name": "x"})
         r.hold("a", "vnc default")
+        r.hold("a", "vnc default")
+        r.hold("a", "monitor")
         e = self.assertRaises(ObjectError, r.delete, "a")
-        self.assertEqual(str(e), "object 'a' is in use, can not be deleted")
+        self.assertEqual(e.message, "object 'a' is in use, can not be deleted"
+                                    " (held by monitor, vnc default)")
+        self.assertEqual(r.get("a").users, ["monitor", "vnc default"])
+        r.release("a", "monitor")
         r.release("a", "vnc default")
+        self.assertRaises(ObjectError, r.delete, "a")
+        r.release("a", "vnc default")
+        r.release("a", "never held")
         r.delete("a")
         self.assertNotIn("a", r)
         e = self.assertRaises(ObjectError, r.delete, "a")

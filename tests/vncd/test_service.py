@@ -200,7 +200,8 @@ class TLSTests(ServiceCase):
             tls_authz="az")]), screen=pattern_screen())
         for obj_id in ("tls0", "pw"):
             e = self.assertRaises(ObjectError, registry.delete, obj_id)
-            self.assertEqual(str(e), f"object '{obj_id}' is in use, can not be deleted")
+            self.assertEqual(e.message, f"object '{obj_id}' is in use, can not be deleted"
+                                        " (held by VNC display 'default')")
         registry.delete("az")
         await service.stop()
         registry.delete("tls0")
