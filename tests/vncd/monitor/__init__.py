@@ -1,0 +1,1 @@
+"""Tests for vncd.monitor: the QMP and HMP monitors."""

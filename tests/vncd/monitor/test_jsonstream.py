@@ -1,0 +1,163 @@
+"""QMP's JSON stream: messages cut and parsed as QEMU 7.2 does, within limits."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import TestCase
+
+from vncd.monitor.jsonstream import JSONStream, dumps
+from vncd.monitor.limits import MonitorLimits
+
+
+def feed(data: bytes, limits: MonitorLimits | None = None) -> list:
+    stream = JSONStream(limits)
+    return [m.error if m.error is not None else m.value for m in stream.feed(data)]
+
+
+def errors(*messages: str) -> list[str]:
+    return [f"JSON parse error, {m}" for m in messages]
+
+
+class ParseTests(TestCase):
+
+    def test_values(self):
+        """Objects, arrays, strings in both quotes, numbers and keywords parse."""
+        self.assertEqual(feed(b'{"a": [1, -2.5e1, true, false, null], \'b\': \'x\\\'y\'}'),
+                         [{"a": [1, -25.0, True, False, None], "b": "x'y"}])
+
+    def test_back_to_back(self):
+        """Messages need no separator; each completes at its closing brace."""
+        self.assertEqual(feed(b'{"a":1}{"b":2}\n[3]'), [{"a": 1}, {"b": 2}, [3]])
+
+    def test_split_anywhere(self):
+        """A message split into single bytes gives the same result."""
+        data = b'{"execute": "query-version", "id": "\\u00e9\\ud83d\\ude00"}'
+        stream = JSONStream()
+        out = []
+        for byte in data:
+            out += stream.feed(bytes([byte]))
+        self.assertEqual([m.value for m in out], [json.loads(data)])
+
+    def test_numbers(self):
+        """Integers stay integers within the 64-bit ranges, as in QEMU."""
+        self.assertEqual(feed(b'[18446744073709551615, -9223372036854775808, 1.5e3, -0]'),
+                         [[18446744073709551615, -9223372036854775808, 1500.0, 0]])
+        self.assertEqual(feed(b'[-9223372036854775809]'), [[-9.223372036854776e18]])
+
+    def test_qemu_errors(self):
+        """Malformed input gets QEMU 7.2's descriptions (recorded from QEMU)."""
+        cases = {
+            b'garbage {"a":1}': [*errors("invalid keyword 'garbage'"), {"a": 1}],
+            b'@@@ {"a":1}': [*errors("stray '@'"), {"a": 1}],
+            b'}': errors("expecting value"),
+            b']]': errors("expecting value", "expecting value"),
+            b'{"a":3,}': errors("expecting value"),
+            b'{"id":"tab\tx"}': errors("stray '\"tab\t'", "expecting value"),
+            b'{"id":true,"id":false}': errors("duplicate key"),
+            b'{"a":1 "b":2}': errors("expected separator in dict"),
+            b'{"id":01}': errors("stray '01'", "expecting value"),
+            b'{"id":-}': errors("stray '-}'"),
+            b'{"id":1.}': errors("stray '1.}'"),
+            b'{"id":TRUE}': errors("stray 'T'", "expecting value"),
+            b'{"id":"\\x"}': errors("invalid escape sequence in string"),
+            b'{1:2}': errors("key is not a string in object"),
+            b'{"a" 1}': errors("missing : in object pair"),
+            b'[1 2]': errors("expected separator in list"),
+            b'{"id":[1,]}': errors("expecting value"),
+            b'{"id":"\\uDC00"}': errors("\\uDC00 is not a valid Unicode character"),
+            b'{"id":"\\ud800"}': errors("\\uD800 is not a valid Unicode character"),
+            b'{"id":"a\xffb"}': errors("stray '\"a\ufffd'", "expecting value"),
+        }
+        for data, expected in cases.items():
+            self.assertEqual(feed(data), expected, data)
+
+    def test_scalars_wait_for_a_delimiter(self):
+        """A number or keyword at top level ends only when something follows it."""
+        stream = JSONStream()
+        self.assertEqual(stream.feed(b"12"), [])
+        self.assertEqual([m.value for m in stream.feed(b"3 ")], [123])
+
+    def test_infinite_number(self):
+        """A number beyond a double's range is an error (QEMU answers with 'inf')."""
+        self.assertEqual(feed(b'{"id":1e400}'), errors("number out of range"))
+
+
+class LimitTests(TestCase):
+
+    def test_size(self):
+        """An oversized message is reported once and its remainder skipped."""
+        limits = MonitorLimits(max_message_bytes=100)
+        data = b'{"a": "' + b"x" * 1000 + b'", "b": [1, 2]}{"ok": 1}'
+        self.assertEqual(feed(data, limits), ["JSON token size limit exceeded", {"ok": 1}])
+
+    def test_size_across_tokens(self):
+        """Many small tokens add up to the size limit."""
+        limits = MonitorLimits(max_message_bytes=100)
+        data = b"[" + b"1," * 200 + b"1]" + b'{"ok": 1}'
+        self.assertEqual(feed(data, limits), ["JSON token size limit exceeded", {"ok": 1}])
+
+    def test_tokens(self):
+        """The token count is bounded."""
+        limits = MonitorLimits(max_message_tokens=50)
+        data = b"[" + b"1," * 100 + b"1]" + b"[2]"
+        self.assertEqual(feed(data, limits), ["JSON token count limit exceeded", [2]])
+
+    def test_nesting(self):
+        """Nesting deeper than the limit is refused before the parser recurses."""
+        limits = MonitorLimits(max_nesting=8)
+        data = b"[" * 1000 + b"]" * 1000 + b"[1]"
+        self.assertEqual(feed(data, limits), ["JSON nesting depth limit exceeded", [1]])
+
+    def test_endless_string_holds_no_memory(self):
+        """A string that never ends is dropped at the limit, not kept."""
+        stream = JSONStream(MonitorLimits(max_message_bytes=1000))
+        stream.feed(b'{"a": "')
+        for _ in range(100):
+            stream.feed(b"y" * 1000)
+        self.assertLess(len(stream._text) + len(stream._string), 2000)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=400), st.integers(min_value=1, max_value=50))
+    def test_garbage(self, data, chunk):
+        """Arbitrary bytes, in any chunking, give messages or errors and nothing else;
+        the result does not depend on how the bytes were split."""
+        limits = MonitorLimits(max_message_bytes=64, max_nesting=4, max_message_tokens=20)
+        whole = JSONStream(limits).feed(data + b" ")
+        stream = JSONStream(limits)
+        pieces = []
+        for start in range(0, len(data), chunk):
+            pieces += stream.feed(data[start:start + chunk])
+        pieces += stream.feed(b" ")
+        self.assertEqual(pieces, whole)
+        for message in whole:
+            self.assertTrue((message.error is None) or isinstance(message.error, str))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.recursive(
+        st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                    max_size=4),
+        max_leaves=20))
+    def test_round_trip(self, value):
+        """What dumps writes, the stream reads back."""
+        text = dumps({"v": value}).encode("ascii")
+        self.assertEqual(feed(text), [{"v": value}])
+        self.assertEqual(json.loads(text), {"v": value})
+
+
+class DumpsTests(TestCase):
+
+    def test_qemu_format(self):
+        """Separators, escapes and floats as QEMU writes them."""
+        self.assertEqual(dumps({"return": {}, "id": "\u00e9\x7f/\U0001f600\n"}),
+                         '{"return": {}, "id": "\\u00E9\\u007F/\\uD83D\\uDE00\\n"}')
+        self.assertEqual(dumps([1500.0, 1.2345678901234568e+22, -0.5]),
+                         "[1500, 1.2345678901234568e+22, -0.5]")
+
+    def test_pretty(self):
+        """pretty=True indents by four spaces, one member per line."""
+        self.assertEqual(dumps({"a": [1], "b": {}}, pretty=True),
+                         '{\n    "a": [\n        1\n    ],\n    "b": {}\n}')

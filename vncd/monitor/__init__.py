@@ -1,0 +1,1 @@
+"""The monitor: QEMU's QMP and HMP, for vncd's objects, displays and clients."""

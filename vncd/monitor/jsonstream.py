@@ -1,0 +1,595 @@
+# -*- test-case-name: tests.vncd.monitor.test_jsonstream -*-
+"""QMP's JSON: a byte stream cut into messages, parsed as QEMU parses them.
+
+QMP has no framing: a client writes JSON values one after another and
+the server finds where each ends by counting brackets, as QEMU's
+``json-streamer`` does.  :class:`JSONStream` is that, sans-I/O:
+:meth:`JSONStream.feed` takes bytes and returns the messages completed
+by them, each a :class:`Message` holding either the parsed value or the
+error QEMU would report (``JSON parse error, stray '@'`` ...).
+
+QEMU's dialect is followed where a client could notice: strings may be
+single-quoted (``{'execute': 'query-version'}``); a malformed token is
+reported, then the input is skipped up to the next bracket or brace so
+that the following command still works; numbers become ``int`` within
+the 64-bit ranges, else ``float``; duplicate keys and lone surrogates
+are errors.  Deliberate differences: a message over a limit is reported
+once and its remainder skipped (QEMU resets and reports every piece of
+the remainder as garbage), and numbers too large for a double are
+errors (QEMU answers them with ``inf``, which is not JSON).
+
+:func:`dumps` writes values back as QEMU does (``", "`` and ``": "``
+separators, non-ASCII as upper-case ``\\uXXXX``, floats as ``%.17g``),
+optionally pretty-printed like ``-mon pretty=on``.
+
+This module knows nothing about QMP commands, sockets or Twisted.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from vncd.monitor.limits import MonitorLimits
+
+__all__ = ["JSONStream", "Message", "dumps", "JSONError"]
+
+_STRUCTURAL = frozenset(b"{}[]")
+_WHITESPACE = frozenset(b" \t\n\r")
+_DIGITS = frozenset(b"0123456789")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_KEYWORD_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz")
+_ESCAPES = {ord('"'): '"', ord("'"): "'", ord("\\"): "\\", ord("/"): "/",
+            ord("b"): "\b", ord("f"): "\f", ord("n"): "\n", ord("r"): "\r", ord("t"): "\t"}
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_UINT64_MAX = (1 << 64) - 1
+
+
+class JSONError(Exception):
+    """A message that is not valid QMP JSON; ``str()`` is QEMU's description."""
+
+
+class _Tok(enum.Enum):
+    LCURLY = "{"
+    RCURLY = "}"
+    LSQUARE = "["
+    RSQUARE = "]"
+    COLON = ":"
+    COMMA = ","
+    STRING = "string"
+    NUMBER = "number"
+    KEYWORD = "keyword"
+    #: A well-formed token whose value is not acceptable (a bad escape in a
+    #: string): the message is still delimited normally, and parsing it
+    #: reports the problem, as QEMU's parser does.
+    BAD_VALUE = "bad-value"
+    #: A malformed token: the message ends here with an error.
+    ERROR = "error"
+
+
+_PUNCTUATION = {ord(t.value): t for t in (_Tok.LCURLY, _Tok.RCURLY, _Tok.LSQUARE,
+                                          _Tok.RSQUARE, _Tok.COLON, _Tok.COMMA)}
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: _Tok
+    #: The decoded value (strings, numbers), the keyword, or the error text.
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One complete QMP input: a parsed JSON value, or why it is not one."""
+
+    value: Any = None
+    error: str | None = None
+
+
+class _Lex(enum.Enum):
+    """Where the lexer is inside the current token."""
+
+    START = "start"
+    STRING = "string"
+    STRING_ESCAPE = "string-escape"
+    STRING_UNICODE = "string-unicode"
+    NUMBER = "number"
+    KEYWORD = "keyword"
+    RECOVERY = "recovery"
+
+
+class JSONStream:
+    """Bytes in, complete QMP messages out (QEMU's streamer and parser)."""
+
+    def __init__(self, limits: MonitorLimits | None = None) -> None:
+        self._limits = limits or MonitorLimits()
+        self._state = _Lex.START
+        self._text = bytearray()        # the current token's raw bytes
+        self._string = []               # decoded pieces of the current string
+        self._quote = 0
+        self._unicode = bytearray()
+        self._pending_high: int | None = None
+        self._string_error: str | None = None
+        self._tokens: list[_Token] = []
+        self._size = 0
+        self._braces = 0
+        self._brackets = 0
+        #: True while the remainder of an over-limit message is skipped.
+        self._skipping = False
+        self._skip_depth = 0
+        self._out: list[Message] = []
+
+    # -- input ----------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Feed bytes; return the messages they completed, in order."""
+        for byte in data:
+            self._lex(byte)
+        out, self._out = self._out, []
+        return out
+
+    def _lex(self, c: int) -> None:
+        state = self._state
+        if state is _Lex.START:
+            self._start(c)
+        elif state is _Lex.RECOVERY:
+            if c in _STRUCTURAL:
+                self._state = _Lex.START
+                self._start(c)
+        elif state is _Lex.STRING:
+            self._in_string(c)
+        elif state is _Lex.STRING_ESCAPE:
+            self._in_escape(c)
+        elif state is _Lex.STRING_UNICODE:
+            self._in_unicode(c)
+        elif state is _Lex.NUMBER:
+            self._in_number(c)
+        else:
+            self._in_keyword(c)
+
+    def _start(self, c: int) -> None:
+        self._text.clear()
+        if c in _WHITESPACE:
+            return
+        punct = _PUNCTUATION.get(c)
+        if punct is not None:
+            self._token(_Token(punct), 1)
+        elif c in (0x22, 0x27):
+            self._quote = c
+            self._string = []
+            self._string_error = None
+            self._pending_high = None
+            self._text.append(c)
+            self._state = _Lex.STRING
+        elif c == 0x2D or c in _DIGITS:
+            self._text.append(c)
+            self._state = _Lex.NUMBER
+        elif c in _KEYWORD_CHARS:
+            self._text.append(c)
+            self._state = _Lex.KEYWORD
+        else:
+            self._text.append(c)
+            self._error()
+
+    def _keep(self, c: int) -> bool:
+        """Add ``c`` to the current token; False (and nothing kept) while the
+        rest of an over-limit message is skipped."""
+        if self._skipping:
+            return False
+        if len(self._text) + len(self._string) + self._size >= self._limits.max_message_bytes:
+            self._overflow("JSON token size limit exceeded")
+            return False
+        self._text.append(c)
+        return True
+
+    # strings: QEMU decodes escapes in the parser; doing it here keeps
+    # only the decoded text, and the errors are QEMU's.
+    def _in_string(self, c: int) -> None:
+        if c == self._quote:
+            self._text.append(c)
+            self._finish_string()
+        elif c == 0x5C:
+            self._keep(c)
+            self._state = _Lex.STRING_ESCAPE
+        elif c < 0x20:
+            self._text.append(c)
+            self._error()
+        elif self._keep(c):
+            self._string.append(c)
+
+    def _in_escape(self, c: int) -> None:
+        kept = self._keep(c)
+        if c == ord("u"):
+            self._unicode.clear()
+            self._state = _Lex.STRING_UNICODE
+            return
+        decoded = _ESCAPES.get(c)
+        if decoded is None:
+            self._string_error = self._string_error or "invalid escape sequence in string"
+        elif kept:
+            self._string.extend(decoded.encode())
+        self._state = _Lex.STRING
+
+    def _in_unicode(self, c: int) -> None:
+        if c not in _HEX:
+            self._string_error = self._string_error or (
+                f"\\u{self._unicode.decode('ascii')}{chr(c)} is not a valid Unicode character")
+            self._state = _Lex.STRING
+            self._in_string(c)
+            return
+        self._keep(c)
+        self._unicode.append(c)
+        if len(self._unicode) < 4:
+            return
+        self._state = _Lex.STRING
+        text = self._unicode.decode("ascii")
+        code = int(text, 16)
+        high = self._pending_high
+        self._pending_high = None
+        if 0xD800 <= code <= 0xDBFF:
+            if high is not None:
+                self._bad_unicode(f"\\u{high:04X}")
+            self._pending_high = code
+            return
+        if 0xDC00 <= code <= 0xDFFF:
+            if high is None:
+                self._bad_unicode(f"\\u{text}")
+                return
+            code = 0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00)
+        elif high is not None:
+            self._bad_unicode(f"\\u{high:04X}")
+        if self._skipping:
+            return
+        if code == 0:
+            self._string.extend(b"\xc0\x80")      # QEMU's "modified UTF-8" NUL
+        else:
+            self._string.extend(chr(code).encode("utf-8", "surrogatepass"))
+
+    def _bad_unicode(self, text: str) -> None:
+        self._string_error = self._string_error or f"{text} is not a valid Unicode character"
+
+    def _finish_string(self) -> None:
+        if self._pending_high is not None:
+            self._bad_unicode(f"\\u{self._pending_high:04X}")
+        raw = bytes(self._string).replace(b"\xc0\x80", b"\0")
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # QEMU's lexer stops at the bad byte: report the string so far.
+            shown = raw.decode("utf-8", "replace")
+            cut = shown.index("\ufffd")
+            self._text[:] = (chr(self._quote) + shown[:cut + 1]).encode()
+            self._error()
+            return
+        self._state = _Lex.START
+        if self._string_error is not None:
+            self._token(_Token(_Tok.BAD_VALUE, self._string_error), len(self._text))
+        else:
+            self._token(_Token(_Tok.STRING, value), len(self._text))
+
+    def _in_number(self, c: int) -> None:
+        if c in _DIGITS or c in b".eE+-":
+            if self._keep(c):
+                text = self._text.decode("ascii")
+                if not _number_prefix(text):
+                    self._error()
+            return
+        text = self._text.decode("ascii")
+        if not _number_complete(text):
+            self._text.append(c)
+            self._error()
+            return
+        self._state = _Lex.START
+        try:
+            value = _number(text)
+        except ValueError:
+            self._token(_Token(_Tok.BAD_VALUE, "number out of range"), len(text))
+        else:
+            self._token(_Token(_Tok.NUMBER, value), len(text))
+        self._start(c)
+
+    def _in_keyword(self, c: int) -> None:
+        if c in _KEYWORD_CHARS:
+            self._keep(c)
+            return
+        self._state = _Lex.START
+        self._token(_Token(_Tok.KEYWORD, self._text.decode("ascii")), len(self._text))
+        self._start(c)
+
+    def _error(self) -> None:
+        """A malformed token: report it, then skip to the next bracket or brace."""
+        shown = self._text.decode("utf-8", "replace")
+        self._state = _Lex.RECOVERY
+        self._token(_Token(_Tok.ERROR, f"stray '{shown}'"), 0)
+
+    # -- the streamer -----------------------------------------------------------
+
+    def _token(self, token: _Token, size: int) -> None:
+        if self._skipping:
+            self._skip(token)
+            return
+        kind = token.kind
+        if kind is _Tok.ERROR:
+            self._emit_error(token.value)
+            return
+        if kind is _Tok.LCURLY:
+            self._braces += 1
+        elif kind is _Tok.RCURLY:
+            self._braces -= 1
+        elif kind is _Tok.LSQUARE:
+            self._brackets += 1
+        elif kind is _Tok.RSQUARE:
+            self._brackets -= 1
+        self._tokens.append(token)
+        self._size += size
+        if self._braces < 0 or self._brackets < 0 or (self._braces == 0 and self._brackets == 0):
+            tokens = self._tokens
+            self._reset()
+            self._out.append(_parse(tokens))
+            return
+        limits = self._limits
+        if self._size > limits.max_message_bytes:
+            self._overflow("JSON token size limit exceeded")
+        elif len(self._tokens) > limits.max_message_tokens:
+            self._overflow("JSON token count limit exceeded")
+        elif self._braces + self._brackets > limits.max_nesting:
+            self._overflow("JSON nesting depth limit exceeded")
+
+    def _reset(self) -> None:
+        self._tokens = []
+        self._size = 0
+        self._braces = self._brackets = 0
+
+    def _emit_error(self, description: str) -> None:
+        self._reset()
+        self._out.append(Message(error=f"JSON parse error, {description}"))
+
+    def _overflow(self, description: str) -> None:
+        """Report an over-limit message once and skip the rest of it."""
+        depth = self._braces + self._brackets
+        self._tokens = []
+        self._size = 0
+        self._out.append(Message(error=description))
+        if self._state in (_Lex.STRING, _Lex.STRING_ESCAPE, _Lex.STRING_UNICODE):
+            self._text.clear()
+            self._string = []
+        in_string = self._state in (_Lex.STRING, _Lex.STRING_ESCAPE, _Lex.STRING_UNICODE)
+        self._skipping = depth > 0 or in_string
+        self._skip_depth = depth
+        if self._state in (_Lex.NUMBER, _Lex.KEYWORD):
+            self._state = _Lex.RECOVERY
+
+    def _skip(self, token: _Token) -> None:
+        if token.kind in (_Tok.LCURLY, _Tok.LSQUARE):
+            self._skip_depth += 1
+        elif token.kind in (_Tok.RCURLY, _Tok.RSQUARE):
+            self._skip_depth -= 1
+        if self._skip_depth <= 0:
+            self._skipping = False
+            self._reset()
+
+
+# -- numbers ------------------------------------------------------------------------
+
+def _number_prefix(text: str) -> bool:
+    """True if ``text`` can still grow into a JSON number."""
+    body = text[1:] if text.startswith("-") else text
+    if not body:
+        return True
+    if body[0] == "0" and len(body) > 1 and body[1] in "0123456789":
+        return False
+    seen_dot = seen_exp = False
+    previous = ""
+    for ch in body:
+        if ch == ".":
+            if seen_dot or seen_exp or not previous.isdigit():
+                return False
+            seen_dot = True
+        elif ch in "eE":
+            if seen_exp or not previous.isdigit():
+                return False
+            seen_exp = True
+        elif ch in "+-":
+            if previous not in ("e", "E"):
+                return False
+        previous = ch
+    return True
+
+
+def _number_complete(text: str) -> bool:
+    return _number_prefix(text) and text[-1].isdigit()
+
+
+def _number(text: str) -> int | float:
+    if not any(ch in text for ch in ".eE"):
+        value = int(text)
+        if _INT64[0] <= value <= _UINT64_MAX:
+            return value
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+# -- the parser ---------------------------------------------------------------------
+
+class _Parser:
+    """QEMU's recursive-descent parser over one message's tokens."""
+
+    def __init__(self, tokens: list[_Token]) -> None:
+        self._tokens = tokens
+        self._pos = 0
+
+    def _peek(self) -> _Token | None:
+        return self._tokens[self._pos] if self._pos < len(self._tokens) else None
+
+    def _pop(self) -> _Token | None:
+        token = self._peek()
+        if token is not None:
+            self._pos += 1
+        return token
+
+    def value(self) -> Any:
+        token = self._peek()
+        if token is None:
+            raise JSONError("premature EOI")
+        kind = token.kind
+        if kind is _Tok.LCURLY:
+            return self._object()
+        if kind is _Tok.LSQUARE:
+            return self._array()
+        self._pos += 1
+        if kind in (_Tok.STRING, _Tok.NUMBER):
+            return token.value
+        if kind is _Tok.BAD_VALUE:
+            raise JSONError(token.value)
+        if kind is _Tok.KEYWORD:
+            keyword = {"true": True, "false": False, "null": None}
+            if token.value in keyword:
+                return keyword[token.value]
+            raise JSONError(f"invalid keyword '{token.value}'")
+        raise JSONError("expecting value")
+
+    def _object(self) -> dict:
+        self._pop()
+        result: dict[str, Any] = {}
+        if self._peek() is not None and self._peek().kind is _Tok.RCURLY:
+            self._pop()
+            return result
+        while True:
+            key_token = self._peek()
+            if key_token is None:
+                raise JSONError("premature EOI")
+            if key_token.kind is not _Tok.STRING:
+                if key_token.kind in (_Tok.RCURLY, _Tok.RSQUARE, _Tok.COMMA, _Tok.COLON):
+                    raise JSONError("expecting value")
+                self.value()
+                raise JSONError("key is not a string in object")
+            self._pop()
+            colon = self._pop()
+            if colon is None:
+                raise JSONError("premature EOI")
+            if colon.kind is not _Tok.COLON:
+                raise JSONError("missing : in object pair")
+            value = self.value()
+            if key_token.value in result:
+                raise JSONError("duplicate key")
+            result[key_token.value] = value
+            separator = self._pop()
+            if separator is None:
+                raise JSONError("premature EOI")
+            if separator.kind is _Tok.RCURLY:
+                return result
+            if separator.kind is not _Tok.COMMA:
+                raise JSONError("expected separator in dict")
+
+    def _array(self) -> list:
+        self._pop()
+        result: list[Any] = []
+        if self._peek() is not None and self._peek().kind is _Tok.RSQUARE:
+            self._pop()
+            return result
+        while True:
+            result.append(self.value())
+            separator = self._pop()
+            if separator is None:
+                raise JSONError("premature EOI")
+            if separator.kind is _Tok.RSQUARE:
+                return result
+            if separator.kind is not _Tok.COMMA:
+                raise JSONError("expected separator in list")
+
+
+def _parse(tokens: list[_Token]) -> Message:
+    parser = _Parser(tokens)
+    try:
+        value = parser.value()
+    except JSONError as e:
+        return Message(error=f"JSON parse error, {e}")
+    return Message(value=value)
+
+
+# -- output -------------------------------------------------------------------------
+
+def _escape(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\b":
+            out.append("\\b")
+        elif ch == "\f":
+            out.append("\\f")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif code < 0x20 or 0x7F <= code < 0x10000:
+            if 0x20 <= code < 0x7F:
+                out.append(ch)
+            else:
+                out.append(f"\\u{code:04X}")
+        elif code >= 0x10000:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04X}\\u{0xDC00 + (code & 0x3FF):04X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def dumps(value: Any, *, pretty: bool = False) -> str:
+    """``value`` as QEMU writes JSON (see the module docstring)."""
+    parts: list[str] = []
+    _write(value, parts, 0 if pretty else None)
+    return "".join(parts)
+
+
+def _write(value: Any, out: list[str], indent: int | None) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(format(value, ".17g"))
+    elif isinstance(value, str):
+        out.append(_escape(value))
+    elif isinstance(value, dict):
+        _write_items(value.items(), out, indent, "{", "}", keyed=True)
+    elif isinstance(value, (list, tuple)):
+        _write_items(((None, v) for v in value), out, indent, "[", "]", keyed=False)
+    else:
+        raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _write_items(items, out: list[str], indent: int | None, opening: str, closing: str,
+                 *, keyed: bool) -> None:
+    items = list(items)
+    out.append(opening)
+    if not items:
+        out.append(closing)
+        return
+    for index, (key, item) in enumerate(items):
+        if index:
+            out.append(",")
+        if indent is not None:
+            out.append("\n" + "    " * (indent + 1))
+        elif index:
+            out.append(" ")
+        if keyed:
+            out.append(_escape(key) + ": ")
+        _write(item, out, None if indent is None else indent + 1)
+    if indent is not None:
+        out.append("\n" + "    " * indent)
+    out.append(closing)
