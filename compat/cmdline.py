@@ -286,8 +286,9 @@ def format_translation(
     Objects come first (typed ones, then those generated from legacy
     keys), then the chardevs and monitors (in the forms they were given,
     every value written out), then the displays with legacy keys
-    replaced, then ``-screen`` and ``-pidfile`` if given.  Secret property values are never printed:
-    they are left out, and ``warn`` says so.
+    replaced, then ``-screen`` and ``-pidfile`` if given.  Secret
+    property values are never printed: they are left out, and ``warn``
+    says so.
     """
     words = ["vncd"]
     for spec in invocation.objects:

@@ -155,6 +155,8 @@ CHARDEV_KEYS: dict[str, ChardevKey] = {
         ChardevKey("ipv6", "bool", "TCP: listen on IPv6 only (off: not on IPv6)",
                    supported=True),
         ChardevKey("nodelay", "bool", "disable Nagle's algorithm for clients", supported=True),
+        ChardevKey("delay", "bool", "delay=off is nodelay=on (so is the bare word nodelay)",
+                   supported=True),
         ChardevKey("server", "bool", "listen; vncd requires server=on (default off)",
                    supported=True),
         ChardevKey("wait", "bool", "with server=on, wait for a client before starting"
@@ -169,7 +171,6 @@ CHARDEV_KEYS: dict[str, ChardevKey] = {
         ChardevKey("clipboard", "bool", "QEMU: qemu-vdagent clipboard; not supported by vncd"),
         ChardevKey("cols", "number", "QEMU: vc columns; not supported by vncd"),
         ChardevKey("debug", "number", "QEMU: spicevmc debug level; not supported by vncd"),
-        ChardevKey("delay", "bool", "QEMU: delay=off is nodelay=on; not supported by vncd"),
         ChardevKey("fd", "str", "QEMU: inherited socket descriptor; not supported by vncd"),
         ChardevKey("height", "number", "QEMU: vc height; not supported by vncd"),
         ChardevKey("localaddr", "str", "QEMU: udp local address; not supported by vncd"),
@@ -247,8 +248,6 @@ def _refuse_key(param: Param, backend: str, source: str) -> OptionError:
     else:
         names = [k.name for k in CHARDEV_KEYS.values() if k.supported and k.name != "backend"]
         hint = "a socket chardev takes " + ", ".join(names)
-    if param.key == "delay":
-        hint = "write nodelay=on for delay=off"
     return OptionError(source, f"Parameter '{param.key}' is not supported by vncd", hint=hint)
 
 
@@ -310,9 +309,12 @@ def _open(
         raise OptionError(
             source, "vncd's monitor sockets only listen; connecting out (server=off,"
             " QEMU's default) is not supported", hint="add server=on")
+    if "delay" in values and "nodelay" in values:
+        raise OptionError(source, "'delay' and 'nodelay' are mutually exclusive")
     wait = flag("wait")
     common = dict(
-        server=True, wait=True if wait is None else wait, nodelay=bool(flag("nodelay")),
+        server=True, wait=True if wait is None else wait,
+        nodelay=bool(flag("nodelay")) or flag("delay") is False,
         tls_creds=None if tls_creds is None else tls_creds.value,
         tls_authz=None if tls_authz is None else tls_authz.value, generated=generated,
     )
