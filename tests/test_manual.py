@@ -57,7 +57,7 @@ class ManualTests(SynchronousTestCase):
             self.assertIn(f"{name}=", help_text, name)
 
     def test_monitor_keys_documented(self):
-        """The -chardev keys and backends vncd takes and the -mon keys are in the manual and help."""
+        """The -chardev keys and backends vncd takes and the -mon keys are in manual and help."""
         page = manual_text(MANUAL)
         section = page.split('.SH "MONITOR OPTIONS"', 1)[1].split(".SH ", 1)[0]
         section = re.sub(r"\\f[RBIP]", "", section)      # font changes inside words
