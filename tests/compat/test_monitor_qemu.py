@@ -416,7 +416,7 @@ class MonitorQemuTests(SynchronousTestCase):
         self.compare(DIFFERENT)
 
     def test_translation(self):
-        """vncd's translation parses back the same and QEMU 7.2 serves the same monitors with it."""
+        """vncd's translation parses back the same, and QEMU 7.2 serves the same monitors on it."""
         registry = creds.new_registry
         runs, problems = [], []
         for case in ACCEPTED:
