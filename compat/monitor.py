@@ -293,6 +293,8 @@ def _open(
         raise OptionError(source, "None or one of 'path', 'fd' or 'host' option required.")
     if host is not None and port is None:
         raise OptionError(source, "chardev: socket: no port given")
+    if "delay" in values and "nodelay" in values:
+        raise OptionError(source, "'delay' and 'nodelay' are mutually exclusive")
     if path is None and host is None:
         raise OptionError(source, "the socket has no address",
                           hint="give path=PATH (UNIX) or host=HOST,port=PORT (TCP)")
@@ -309,8 +311,6 @@ def _open(
         raise OptionError(
             source, "vncd's monitor sockets only listen; connecting out (server=off,"
             " QEMU's default) is not supported", hint="add server=on")
-    if "delay" in values and "nodelay" in values:
-        raise OptionError(source, "'delay' and 'nodelay' are mutually exclusive")
     wait = flag("wait")
     common = dict(
         server=True, wait=True if wait is None else wait,
