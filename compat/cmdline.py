@@ -25,6 +25,10 @@ from typing import Callable, Sequence
 from compat import optstr
 from compat.config import Invocation, ObjectSpec, ScreenSpec
 from compat.errors import HelpRequest, OptionError
+from compat.monitor import (
+    CHARDEV_KEYS, MONITOR_OPTIONS, format_monitor_options, parse_chardev, parse_mon,
+    parse_monitor_address,
+)
 from compat.objects import format_object, object_source, parse_object
 from compat.vnc import VNC_KEYS, modern_params, parse_vnc
 from creds.objects import ObjectRegistry
@@ -64,6 +68,11 @@ OPTIONS: dict[str, Option] = {
         Option("object", "SPEC", "create an object: TYPE,id=ID[,prop=value...] or JSON"),
         Option("vnc", "SPEC", "serve a VNC display: DISPLAY[,key=value...] (repeatable)"),
         Option("screen", "SPEC", "what the displays show: KIND[,key=value...]"),
+        Option("qmp", "ADDR", "a QMP monitor on ADDR (repeatable; see below)"),
+        Option("qmp-pretty", "ADDR", "the same, replies pretty-printed"),
+        Option("monitor", "ADDR", "an HMP (human) monitor on ADDR, or none"),
+        Option("chardev", "SPEC", "a monitor's socket: socket,id=ID,... or stdio,id=ID"),
+        Option("mon", "SPEC", "a monitor on a chardev: [chardev=]ID[,mode=...][,pretty=on]"),
         Option("pidfile", "FILE", "write the process id to FILE (locked; removed on exit)"),
         Option("print-translation", None, "print the modern equivalent command line and exit"),
         Option("h", None, "print this help and exit (also -help)"),
@@ -77,7 +86,8 @@ def help_text(registry: ObjectRegistry) -> str:
     """The answer to ``-h``: every option, object type and ``-vnc`` key."""
     lines = [
         "usage: vncd [-object SPEC]... [-vnc SPEC]... [-screen SPEC] [-pidfile FILE]",
-        "            [-print-translation] [-h] [-version]",
+        "            [-qmp ADDR]... [-qmp-pretty ADDR]... [-monitor ADDR]...",
+        "            [-chardev SPEC]... [-mon SPEC]... [-print-translation] [-h] [-version]",
         "",
         "A VNC server with QEMU's model of TLS credentials.  Options are QEMU's",
         "single-dash words; --opt is the same as -opt; names are never abbreviated.",
@@ -108,6 +118,19 @@ def help_text(registry: ObjectRegistry) -> str:
             if key.role == role and key.name != "vnc":
                 lines.append(f"    {key.name:<16} {key.help}")
     lines += [
+        "",
+        "-qmp/-qmp-pretty/-monitor ADDR: unix:PATH,server=on[,key=value...],",
+        "  tcp:[HOST]:PORT,server=on[,key=value...], stdio, or chardev:ID (a -chardev);",
+        "  -monitor none is accepted and does nothing",
+        "-chardev socket,id=ID,path=PATH|host=HOST,port=PORT,server=on[,key=value...]",
+        "  or stdio,id=ID (-chardev socket,help lists every key); socket keys:",
+    ]
+    for key in CHARDEV_KEYS.values():
+        if key.supported and key.name not in ("backend", "path", "host", "port"):
+            lines.append(f"    {key.name:<16} {key.help}")
+    lines += [
+        "-mon [chardev=]ID[,mode=readline|control][,pretty=on][,id=NAME]: mode=readline",
+        "  (the default) is HMP, mode=control is QMP",
         "",
         "-screen KIND: " + ", ".join(SCREEN_KINDS) + " (default testcard)",
         "  testcard; image,file=PNG; pipe,path=FILE|-,size=WxH,format=rgbx|bgrx|rgb24"
@@ -231,6 +254,21 @@ def parse_command_line(
             )
             invocation.displays.append(display)
             generated.extend(objects)
+        elif opt.name == "chardev":
+            invocation.chardevs.append(parse_chardev(
+                value, chardevs=invocation.chardevs, option=word, warn=warner(source)))
+        elif opt.name == "mon":
+            invocation.monitors.append(parse_mon(
+                value, monitors=invocation.monitors, option=word, warn=warner(source)))
+        elif opt.name in MONITOR_OPTIONS:
+            made = parse_monitor_address(
+                value, kind=opt.name, chardevs=invocation.chardevs,
+                monitors=invocation.monitors, option=word, warn=warner(source))
+            if made is not None:
+                monitor, chardev = made
+                if chardev is not None:
+                    invocation.chardevs.append(chardev)
+                invocation.monitors.append(monitor)
     invocation.objects.extend(generated)
     return invocation
 
@@ -249,9 +287,11 @@ def format_translation(
     """The fully modern command line for ``invocation``: one shell-quoted line.
 
     Objects come first (typed ones, then those generated from legacy
-    keys), then the displays with legacy keys replaced, then ``-screen``
-    and ``-pidfile`` if given.  Secret property values are never printed:
-    they are left out, and ``warn`` says so.
+    keys), then the chardevs and monitors (in the forms they were given,
+    every value written out), then the displays with legacy keys
+    replaced, then ``-screen`` and ``-pidfile`` if given.  Secret
+    property values are never printed: they are left out, and ``warn``
+    says so.
     """
     words = ["vncd"]
     for spec in invocation.objects:
@@ -263,6 +303,7 @@ def format_translation(
                     " printed; add it back, or better, keep it in a file (file=)"
                 )
         words += ["-object", format_object(spec, omit=omit)]
+    words += format_monitor_options(invocation)
     for display in invocation.displays:
         words += ["-vnc", optstr.format_params(modern_params(display), implied_key="vnc")]
     if invocation.screen.kind != ScreenSpec().kind or invocation.screen.props:

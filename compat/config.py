@@ -3,8 +3,8 @@
 :mod:`compat` turns ``argv`` into an :class:`Invocation`; :mod:`vncd`
 consumes it.  Nothing here opens sockets or reads certificates.  Object ids
 named here (``tls_creds``, ``tls_authz``, ``password_secret``) refer to
-objects that the command line creates, in order, before any display starts
-(legacy options add generated objects to ``objects``).
+objects that the command line creates, in order, before any display or
+monitor starts (legacy options add generated objects to ``objects``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["ListenAddress", "ObjectSpec", "DisplayConfig", "ScreenSpec", "Invocation"]
+__all__ = [
+    "ListenAddress", "ObjectSpec", "DisplayConfig", "ScreenSpec", "ChardevConfig",
+    "MonitorConfig", "Invocation",
+]
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,68 @@ class DisplayConfig:
 
 
 @dataclass(frozen=True)
+class ChardevConfig:
+    """One character device a monitor can use: ``-chardev``, or made by ``-qmp``/``-monitor``.
+
+    Only what vncd supports gets this far: a listening socket (UNIX or
+    TCP) or standard input/output.
+    """
+
+    #: The chardev id (``id=``, or ``compat_monitor0``, ``compat_monitor1`` ...
+    #: for those made by ``-qmp``, ``-qmp-pretty`` and ``-monitor``).
+    id: str
+    #: ``socket`` or ``stdio``.
+    backend: str
+    #: The option as typed: ``-chardev ...``, or the ``-qmp``/``-monitor`` option
+    #: that made it.
+    source: str
+    #: Socket: a TCP address (a real port number; host ``""`` for every
+    #: interface) or a UNIX path.  None for stdio.
+    address: ListenAddress | None = None
+    #: ``server=on``: listen.  Only listening sockets are accepted, so every
+    #: socket chardev has it; False for stdio.
+    server: bool = False
+    #: ``wait``: QEMU's default for server sockets is to wait for a client
+    #: before starting (``wait=off`` starts at once).
+    wait: bool = True
+    #: TCP ``to=``: the highest port to try when ``address.port`` is busy.
+    to: int | None = None
+    #: TCP ``ipv4=``/``ipv6=``: restrict (on) or exclude (off) an address family.
+    ipv4: bool | None = None
+    ipv6: bool | None = None
+    #: ``nodelay=on``: disable Nagle's algorithm on client connections.
+    nodelay: bool = False
+    #: TCP only: id of the ``tls-creds-*`` object (endpoint=server).
+    tls_creds: str | None = None
+    #: TCP with TLS only: id of the authz object checked against client
+    #: certificates, looked up for each new client.
+    tls_authz: str | None = None
+    #: Made by a ``-qmp``, ``-qmp-pretty`` or ``-monitor`` option (``source``)
+    #: rather than typed as ``-chardev``.
+    generated: bool = False
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """One monitor: ``-mon``, ``-qmp``, ``-qmp-pretty`` or ``-monitor``."""
+
+    #: Id of the :class:`ChardevConfig` it talks over.
+    chardev: str
+    #: ``control`` (QMP) or ``readline`` (HMP, the human monitor).
+    mode: str
+    #: QMP replies and events are pretty-printed JSON (``-qmp-pretty``, ``pretty=on``).
+    pretty: bool = False
+    #: The option as typed.
+    source: str = ""
+    #: The monitor's id: ``id=`` of ``-mon`` (None when absent), or, as in
+    #: QEMU, the chardev id for the monitors ``-qmp``/``-monitor`` make.
+    id: str | None = None
+    #: The option that made it, without dashes: ``mon``, ``qmp``,
+    #: ``qmp-pretty`` or ``monitor``.
+    option: str = "mon"
+
+
+@dataclass(frozen=True)
 class ScreenSpec:
     """``-screen KIND,key=value,...``."""
 
@@ -97,6 +162,11 @@ class Invocation:
     objects: list[ObjectSpec] = field(default_factory=list)
     displays: list[DisplayConfig] = field(default_factory=list)
     screen: ScreenSpec = field(default_factory=ScreenSpec)
+    #: Character devices, in command-line order (``-chardev``, and those
+    #: made by ``-qmp``/``-monitor``); a chardev no monitor uses is not opened.
+    chardevs: list[ChardevConfig] = field(default_factory=list)
+    #: Monitors, in command-line order; each names one of ``chardevs``.
+    monitors: list[MonitorConfig] = field(default_factory=list)
     pidfile: str | None = None
     print_translation: bool = False
     #: Warnings produced while parsing (deprecations, ignored keys), in order,

@@ -18,6 +18,8 @@ This is the syntax of ``-vnc :1,tls-creds=tls0,share=ignore`` and of
 Parsing is incremental (:func:`iter_params` yields one element at a time)
 so a caller can validate each element before the next one warns, as
 QEMU does.  :func:`format_params` is the inverse of :func:`parse`.
+:func:`parse_bool` and :func:`parse_number` read values of QEMU's
+``bool`` and ``number`` option types.
 
 Every input is bounded by the limits below; anything malformed raises
 :class:`compat.errors.OptionError` and nothing else.  This module knows
@@ -26,6 +28,7 @@ nothing about VNC, objects or sockets.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -33,7 +36,8 @@ from compat.errors import OptionError
 
 __all__ = [
     "Param", "iter_params", "parse", "find_id", "escape", "format_params",
-    "check_length", "is_help", "MAX_OPTION_LENGTH", "MAX_PARAMS", "MAX_KEY_LENGTH",
+    "check_length", "is_help", "parse_bool", "parse_number", "MAX_OPTION_LENGTH",
+    "MAX_PARAMS", "MAX_KEY_LENGTH",
 ]
 
 #: Longest option argument accepted, in characters.  Linux refuses a single
@@ -54,6 +58,15 @@ MAX_KEY_LENGTH = 64
 #: Spellings QEMU treats as a request for help (``is_help_option``).
 HELP_WORDS = frozenset({"help", "?"})
 
+#: QEMU's spellings of a boolean (``qapi_bool_parse``).
+TRUE_WORDS = frozenset({"on", "yes", "true", "y"})
+FALSE_WORDS = frozenset({"off", "no", "false", "n"})
+
+#: What C's isspace() skips before a number.
+_SPACE = " \t\n\v\f\r"
+_U64 = re.compile(rf"[{_SPACE}]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
+_U64_MAX = 2**64 - 1
+
 Warn = Callable[[str], None]
 
 
@@ -72,6 +85,41 @@ class Param:
     def help(self) -> bool:
         """True for a bare ``help`` or ``?`` element (QEMU prints help)."""
         return self.flag and self.value == "on" and self.key in HELP_WORDS
+
+
+def parse_bool(param: Param, source: str) -> bool:
+    """A ``bool`` option value, with QEMU's error (``source`` is the option as typed)."""
+    if param.value in TRUE_WORDS:
+        return True
+    if param.value in FALSE_WORDS:
+        return False
+    raise OptionError(source, f"Parameter '{param.key}' expects 'on' or 'off'")
+
+
+def parse_number(param: Param, source: str) -> int:
+    """A ``number`` option value: QEMU's ``qemu_strtou64(..., 0)``, read back as signed.
+
+    Decimal, ``0x`` hex and ``0`` octal, with an optional sign; QEMU
+    stores the result in a signed 64-bit integer, so ``-1`` is -1 (after
+    wrapping).
+    """
+    match = _U64.match(param.value)
+    if match is None:
+        raise OptionError(source, f"Parameter '{param.key}' expects a number")
+    digits = match.group(2)
+    if digits[:2] in ("0x", "0X"):
+        number = int(digits, 16)
+    elif digits.startswith("0"):
+        number = int(digits, 8)
+    else:
+        number = int(digits)
+    if number > _U64_MAX:
+        raise OptionError(
+            source, f"Value '{param.value}' is too large for parameter '{param.key}'"
+        )
+    if match.group(1) == "-":
+        number = -number
+    return number - 2**64 if number >= 2**63 else number
 
 
 def check_length(text: str, option: str) -> None:

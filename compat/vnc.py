@@ -85,12 +85,8 @@ SASL_MESSAGE = (
     " clients, or password-secret"
 )
 
-_TRUE = frozenset({"on", "yes", "true", "y"})
-_FALSE = frozenset({"off", "no", "false", "n"})
-
 #: What C's isspace() skips before a number.
 _SPACE = " \t\n\v\f\r"
-_U64 = re.compile(rf"[{_SPACE}]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
 _PORT = re.compile(rf"[{_SPACE}]*\+?([0-9]+)\Z")
 _U64_MAX = 2**64 - 1
 
@@ -179,39 +175,6 @@ def auto_id(used: Collection[str]) -> str:
     return f"vnc{n}"
 
 
-def _parse_bool(param: Param, source: str) -> bool:
-    if param.value in _TRUE:
-        return True
-    if param.value in _FALSE:
-        return False
-    raise OptionError(source, f"Parameter '{param.key}' expects 'on' or 'off'")
-
-
-def _parse_number(param: Param, source: str) -> int:
-    """QEMU's ``qemu_strtou64(..., 0)``, read back as a signed 64-bit value.
-
-    Decimal, ``0x`` hex and ``0`` octal, with an optional sign; QEMU
-    stores the result in an ``int``, so ``-1`` is -1 (after wrapping).
-    """
-    match = _U64.match(param.value)
-    if match is None:
-        raise OptionError(source, f"Parameter '{param.key}' expects a number")
-    digits = match.group(2)
-    if digits[:2] in ("0x", "0X"):
-        number = int(digits, 16)
-    elif digits.startswith("0"):
-        number = int(digits, 8)
-    else:
-        number = int(digits)
-    if number > _U64_MAX:
-        raise OptionError(
-            source, f"Value '{param.value}' is too large for parameter '{param.key}'"
-        )
-    if match.group(1) == "-":
-        number = -number
-    return number - 2**64 if number >= 2**63 else number
-
-
 def _check_param(param: Param, source: str) -> None:
     key = VNC_KEYS.get(param.key)
     if key is None:
@@ -220,9 +183,9 @@ def _check_param(param: Param, source: str) -> None:
             hint = f"'{param.raw}' reads as {param.key}=off; write {param.raw}=on"
         raise OptionError(source, f"Invalid parameter '{param.key}'", hint=hint)
     if key.kind == "bool":
-        _parse_bool(param, source)
+        optstr.parse_bool(param, source)
     elif key.kind == "number":
-        _parse_number(param, source)
+        optstr.parse_number(param, source)
 
 
 def _display_port(text: str) -> int | None:
@@ -314,7 +277,7 @@ def _addresses(
 def _in_range(by_key, name: str, low: int, high: int, default, source: str):
     if name not in by_key:
         return default
-    value = _parse_number(by_key[name][-1], source)
+    value = optstr.parse_number(by_key[name][-1], source)
     if not low <= value <= high:
         raise OptionError(
             source, f"Parameter '{name}' expects a number from {low} to {high}"
@@ -364,7 +327,7 @@ def parse_vnc(
         return by_key[name][-1].value if name in by_key else default
 
     def flag(name: str) -> bool | None:
-        return _parse_bool(by_key[name][-1], source) if name in by_key else None
+        return optstr.parse_bool(by_key[name][-1], source) if name in by_key else None
 
     if "vnc" not in by_key:
         # QEMU 7.2 starts such a display (-vnc "", -vnc password=on) and

@@ -1,8 +1,9 @@
 """The manual pages and ``vncd -h`` describe every option that exists.
 
 The lists come from the code (the command-line options, the ``-vnc``
-keys, every object type and its properties, the screen kinds), so a new
-option without documentation fails here.
+keys, the ``-chardev`` and ``-mon`` keys, every object type and its
+properties, the screen kinds), so a new option without documentation
+fails here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import creds
 from compat.cmdline import OPTIONS, SCREEN_KINDS
+from compat.monitor import CHARDEV_KEYS, MON_KEYS, SUPPORTED_BACKENDS
 from compat.vnc import VNC_KEYS
 from tests.tools import ROOT, require_tool
 from vncd.cli import main
@@ -53,6 +55,25 @@ class ManualTests(SynchronousTestCase):
                 continue
             self.assertRegex(page, rf"(?<![\w-]){re.escape(name)}(?![\w-])", name)
             self.assertIn(f"{name}=", help_text, name)
+
+    def test_monitor_keys_documented(self):
+        """The -chardev keys and backends vncd takes and the -mon keys are in manual and help."""
+        page = manual_text(MANUAL)
+        section = page.split('.SH "MONITOR OPTIONS"', 1)[1].split(".SH ", 1)[0]
+        section = re.sub(r"\\f[RBIP]", "", section)      # font changes inside words
+        chardev_help = vncd_output("-chardev", "socket,help")
+        for key in CHARDEV_KEYS.values():
+            self.assertIn(f"{key.name}=<", chardev_help, key.name)
+            if key.supported and key.name != "backend":
+                self.assertRegex(section, rf"(?<![\w-]){re.escape(key.name)}=", key.name)
+        backends = vncd_output("-chardev", "help")
+        for name in SUPPORTED_BACKENDS:
+            self.assertIn(f"-chardev {name}", section, name)
+            self.assertIn(name, backends, name)
+        mon_help = vncd_output("-mon", "m0,help")
+        for name, _, _ in MON_KEYS:
+            self.assertRegex(section, rf"(?<![\w-]){re.escape(name)}=", name)
+            self.assertIn(f"{name}=<", mon_help, name)
 
     def test_object_types_and_properties_documented(self):
         """Every object type and each of its properties is in the manual and in -object help."""

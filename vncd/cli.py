@@ -6,10 +6,13 @@ The steps, each finished before the next starts, as QEMU does them:
    command-line order -- syntax, keys, value types, object types;
 2. create every object in order (typed ``-object`` first, then those
    the legacy ``-vnc`` keys ask for), loading and checking its files;
-3. check every display against the objects
-   (:func:`compat.vnc.check_display`);
+3. check every chardev and monitor (:func:`compat.monitor.check_monitors`),
+   then every display (:func:`compat.vnc.check_display`), against the
+   objects, in QEMU's order;
 4. write the pid file, start the service (:func:`vncd.service.start`),
    run until SIGTERM or SIGINT, stop the service, remove the pid file.
+
+The monitors are checked but not served yet.
 
 Any error stops the program before anything listens: one line on
 standard error, ``vncd: <option as typed>: <message>``, exit status 1.
@@ -34,6 +37,7 @@ import creds
 from compat.cmdline import format_translation, parse_command_line
 from compat.config import Invocation
 from compat.errors import HelpRequest, OptionError
+from compat.monitor import check_monitors
 from compat.vnc import check_display
 from creds.objects import ObjectError, ObjectRegistry
 from vncd import __version__
@@ -161,12 +165,13 @@ def _prepare(
         except ObjectError as err:
             say(f"{spec.source}: {err}")
             return 1
-    for display in invocation.displays:
-        try:
+    try:
+        check_monitors(invocation, registry, warn=say)
+        for display in invocation.displays:
             check_display(display, registry, warn=say)
-        except OptionError as err:
-            say(str(err))
-            return 1
+    except OptionError as err:
+        say(str(err))
+        return 1
     return invocation
 
 

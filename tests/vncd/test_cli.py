@@ -222,6 +222,46 @@ class ServeTests(SynchronousTestCase):
         self.assertEqual(invocation.displays[0].tls_creds, "t")
         self.assertTrue(reactor.hasRun)
 
+    def test_monitor_options(self):
+        """Monitor options are accepted, checked and handed to the service with the displays."""
+        service = RecordingService()
+        directory = server_dir(self.mktemp())
+        status, out, err = run(
+            "-object", f"tls-creds-x509,id=t,dir={directory},endpoint=server",
+            "-qmp", "tcp:127.0.0.1:4444,server=on,wait=off,tls-creds=t",
+            "-chardev", "stdio,id=s", "-mon", "s", "-vnc", "127.0.0.1:1,tls-creds=t",
+            service=service)
+        self.assertEqual((status, out, err), (0, "", ""))
+        [(_, _, invocation)] = service.started
+        self.assertEqual([c.id for c in invocation.chardevs], ["compat_monitor0", "s"])
+        self.assertEqual([(m.chardev, m.mode) for m in invocation.monitors],
+                         [("compat_monitor0", "control"), ("s", "readline")])
+
+    def test_monitor_errors(self):
+        """Chardevs and monitors are checked after the objects and before the displays."""
+        for argv, message in [
+            (["-object", "tls-creds-x509,id=t,dir=/nonexistent,endpoint=server",
+              "-mon", "missing"],
+             "-object tls-creds-x509,id=t,dir=/nonexistent,endpoint=server: Unable to access"
+             " credentials /nonexistent/ca-cert.pem: No such file or directory"),
+            (["-vnc", ":1,tls-creds=nope", "-mon", "missing"],
+             '-mon missing: chardev "missing" not found'),
+            (["-qmp", "tcp::1,server=on,tls-creds=nope"],
+             "-qmp tcp::1,server=on,tls-creds=nope: No TLS credentials with id 'nope'"),
+        ]:
+            service = RecordingService()
+            status, out, err = run(*argv, service=service)
+            self.assertEqual(status, 1, argv)
+            self.assertEqual(err.splitlines()[-1].split(" (hint: ")[0], f"vncd: {message}", argv)
+            self.assertEqual(service.started, [])
+
+    def test_unused_chardev_warning(self):
+        """A chardev no monitor uses is reported as not opened; vncd starts."""
+        status, out, err = run("-chardev", "socket,id=c,path=/tmp/c,server=on")
+        self.assertEqual((status, err), (0, "vncd: -chardev socket,id=c,path=/tmp/c,server=on:"
+                                            " warning: chardev 'c' is not used by any monitor;"
+                                            " vncd does not open it\n"))
+
     def test_stop_on_shutdown(self):
         """The service is stopped before the reactor shuts down (SIGTERM/SIGINT path)."""
         service = RecordingService()
