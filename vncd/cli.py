@@ -33,6 +33,8 @@ import sys
 import threading
 from typing import Any, Callable, Sequence, TextIO
 
+from twisted.internet import defer
+
 import creds
 from compat.cmdline import format_translation, parse_command_line
 from compat.config import Invocation
@@ -127,6 +129,12 @@ class _Console:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.location = PROG
+        #: The ``-object`` option that created each object, by id.
+        self.sources: dict[str, str] = {}
+
+    def location_of(self, obj: Any) -> str:
+        """Where messages about ``obj`` point: its ``-object`` option, or its id."""
+        return self.sources.get(obj.id, f"object '{obj.id}'")
 
     def say(self, line: str) -> None:
         self.stream.write(f"{PROG}: {line}\n")
@@ -158,6 +166,7 @@ def _prepare(
     except OptionError as err:
         say(str(err))
         return 1
+    console.sources = {str(spec.props.get("id")): spec.source for spec in invocation.objects}
     for spec in invocation.objects:
         console.location = spec.source
         try:
@@ -196,23 +205,58 @@ def _serve(
         except OSError as err:
             say(f"-pidfile {invocation.pidfile}: cannot create PID file: {err.strerror}")
             return 1
-    previous_handlers = _stop_on_signals(reactor)
-    previous_handlers.update(_reload_on_sighup(reactor, registry, invocation, console))
+    monitor, reloader = _monitor(reactor, registry, console)
+    previous_handlers = _stop_on_signals(reactor, monitor)
+    previous_handlers.update(_reload_on_sighup(reactor, registry, reloader, console))
+    monitors = None
     try:
-        try:
-            running = service.start(reactor, registry, invocation)
-        except service.StartupError as err:
-            say(str(err))
+        if invocation.monitors:
+            from vncd.monitor.server import start_monitors, waiting_notice
+            try:
+                monitors = start_monitors(reactor, monitor, invocation.monitors,
+                                          invocation.chardevs)
+            except service.StartupError as err:
+                say(str(err))
+                return 1
+            reactor.addSystemEventTrigger("before", "shutdown", monitors.stop)
+        status = [0]
+
+        def start_displays() -> bool:
+            try:
+                running = service.start(reactor, registry, invocation)
+            except service.StartupError as err:
+                say(str(err))
+                status[0] = 1
+                return False
+            monitor.attach(running)
+            for notice in running.notices:
+                stderr.write(notice + "\n")
+            stderr.flush()
+            reactor.addSystemEventTrigger("before", "shutdown", running.stop)
+            return True
+
+        waiting = monitors.waiting() if monitors is not None else []
+        if waiting:
+            # QEMU opens a server chardev with wait=on and blocks until a
+            # client connects, before any display listens.
+            for factory in waiting:
+                say(waiting_notice(factory))
+            started = defer.gatherResults([f.first_client for f in waiting])
+
+            def go(_):
+                if not start_displays():
+                    reactor.stop()
+
+            started.addCallback(go)
+        elif not start_displays():
+            if monitors is not None:
+                monitors.stop()
             return 1
-        for notice in running.notices:
-            stderr.write(notice + "\n")
-        stderr.flush()
-        reactor.addSystemEventTrigger("before", "shutdown", running.stop)
         if previous_handlers:
             reactor.run(installSignalHandlers=False)
         else:
             reactor.run()
-        return 0
+        return status[0]
     finally:
         for signum, old in previous_handlers.items():
             signal.signal(signum, old)
@@ -220,32 +264,54 @@ def _serve(
             pidfile.remove()
 
 
-def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, invocation: Invocation,
+def _monitor(reactor: Any, registry: ObjectRegistry,
+             console: "_Console") -> tuple[Any, Any]:
+    """The monitor's shared state and the credentials loader SIGHUP and the monitor use."""
+    from vncd.monitor.control import Monitor
+    from vncd.monitor.hmp import HMPInterpreter, PasswordPrompt
+    from vncd.reload import Reloader
+
+    def point_at(obj: Any) -> None:
+        console.location = console.location_of(obj)
+
+    reloader = Reloader(reactor, before_commit=point_at)
+
+    def stop() -> None:
+        if reactor.running:
+            reactor.stop()
+
+    monitor = Monitor(reactor, registry, reloader, version=__version__, stop=stop)
+    interpreter = HMPInterpreter(monitor)
+
+    def human(line: str) -> Any:
+        def no_prompt(failure: Any) -> Any:
+            failure.trap(PasswordPrompt)
+            return "terminal does not support password prompting\n"
+
+        # QEMU's monitor output always ends lines with CR LF, in this reply too.
+        return interpreter.run(line).addErrback(no_prompt).addCallback(
+            lambda text: text.replace("\n", "\r\n"))
+
+    monitor.hmp = human
+    return monitor, reloader
+
+
+def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, reloader: Any,
                       console: "_Console") -> dict[int, Any]:
     """SIGHUP re-reads every TLS credentials object from its files.
 
     What QEMU's ``display-reload`` does for VNC, for every object at once,
-    through a :class:`vncd.reload.Reloader`: the files are read and checked
-    off the reactor thread, so clients are served meanwhile, and SIGHUPs
-    arriving while a reload waits its turn join it.  New connections use
-    the new files; established ones keep their sessions.  Each object's
-    outcome is one line located at the ``-object`` option that created
-    it: ``reloaded (generation N)``, or ``reload failed, previous
-    credentials stay in force: <error>``.
+    through the :class:`vncd.reload.Reloader` the monitor uses too: the
+    files are read and checked off the reactor thread, so clients are
+    served meanwhile, and SIGHUPs arriving while a reload waits its turn
+    join it.  New connections use the new files; established ones keep
+    their sessions.  Each object's outcome is one line located at the
+    ``-object`` option that created it: ``reloaded (generation N)``, or
+    ``reload failed, previous credentials stay in force: <error>``.
     """
     call_from_thread = getattr(reactor, "callFromThread", None)
     if call_from_thread is None or threading.current_thread() is not threading.main_thread():
         return {}
-    from vncd.reload import Reloader
-
-    sources = {str(spec.props.get("id")): spec.source for spec in invocation.objects}
-
-    def location(obj: Any) -> str:
-        return sources.get(obj.id, f"object '{obj.id}'")
-
-    def point_at(obj: Any) -> None:
-        console.location = location(obj)
-
     reported: list = [None]
 
     def report(results: list) -> None:
@@ -254,16 +320,15 @@ def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, invocation: Invoca
             return
         reported[0] = results
         for result in results:
+            reloader_location = console.location_of(result.obj)
             if result.error is None:
-                console.say(f"{location(result.obj)}: reloaded (generation {result.generation})")
+                console.say(f"{reloader_location}: reloaded (generation {result.generation})")
             else:
-                console.say(f"{location(result.obj)}: reload failed, previous credentials"
+                console.say(f"{reloader_location}: reload failed, previous credentials"
                             f" stay in force: {result.error}")
 
     def failed(failure: Any) -> None:
         console.say(f"error: reload failed: {failure.getErrorMessage()}")
-
-    reloader = Reloader(reactor, before_commit=point_at)
 
     def reload() -> None:
         reloader.reload_all(registry).addCallbacks(report, failed)
@@ -274,7 +339,7 @@ def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, invocation: Invoca
     return {signal.SIGHUP: signal.signal(signal.SIGHUP, handler)}
 
 
-def _stop_on_signals(reactor: Any) -> dict[int, Any]:
+def _stop_on_signals(reactor: Any, monitor: Any = None) -> dict[int, Any]:
     """SIGTERM/SIGINT stop the reactor once, cleanly, from before it runs until it ends.
 
     The listeners open in ``service.start()``; a signal between that and
@@ -293,6 +358,8 @@ def _stop_on_signals(reactor: Any) -> dict[int, Any]:
         if stopping:
             return
         stopping.append(True)
+        if monitor is not None:
+            monitor.shutting_down("host-signal")
         if reactor.running:
             reactor.stop()
         else:

@@ -217,29 +217,27 @@ def listen_unix(reactor, factory, path: str, *, source: str, websocket: bool = F
                 mode: int | None = None) -> Listener:
     """Listen on the UNIX socket ``path`` (replacing a stale socket file).
 
-    With ``mode``, the socket is created with those permission bits (the
-    umask is narrowed while binding, so the socket is never reachable
-    with looser ones).
+    The socket gets ``mode``, or without one what the umask allows, as
+    QEMU's sockets do.  (Twisted's own default, and what it does to an
+    adopted socket, is 0666: anyone on the host could connect.)  The umask
+    is narrowed while the socket is created, so it is never reachable
+    with looser permissions than it ends up with.
     """
+    from twisted.internet.error import CannotListenError
+
     unlink_socket(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o077)
+    os.umask(old_umask)
+    final = mode if mode is not None else 0o777 & ~old_umask
+    os.umask(0o777 & ~final)
     try:
-        if mode is not None:
-            old_umask = os.umask(0o777 & ~mode)
-            try:
-                sock.bind(path)
-            finally:
-                os.umask(old_umask)
-            os.chmod(path, mode)
-        else:
-            sock.bind(path)
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-        port = reactor.adoptStreamPort(sock.fileno(), socket.AF_UNIX, factory)
-    except OSError as e:
-        raise StartupError(
-            source, f"Failed to bind socket to {path}: {os.strerror(e.errno)}") from None
+        port = reactor.listenUNIX(path, factory, backlog=LISTEN_BACKLOG, mode=final)
+    except CannotListenError as e:
+        reason = e.socketError
+        text = os.strerror(reason.errno) if isinstance(reason, OSError) and reason.errno \
+            else str(reason)
+        raise StartupError(source, f"Failed to bind socket to {path}: {text}") from None
     finally:
-        sock.close()
+        os.umask(old_umask)
     return Listener(text=f"unix:{path}", host="", service=path, family="unix",
                     websocket=websocket, port=port)
