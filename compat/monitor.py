@@ -546,16 +546,9 @@ def check_chardev(
         raise OptionError(source, err.message, hint=err.hint) from None
     if chardev.tls_authz is None:
         return
-    if creds.kind != "x509":
-        raise OptionError(
-            source, f"'tls-authz' cannot take effect: TLS credentials '{creds.id}' are"
-            " anonymous, so clients present no certificate to authorise",
-            hint="use tls-creds-x509 with verify-peer=on, or drop tls-authz")
-    if not creds.verify_peer:
-        raise OptionError(
-            source, f"'tls-authz' cannot take effect: TLS credentials '{creds.id}' have"
-            " verify-peer=off, so client certificates are not checked",
-            hint=f"set verify-peer=on on '{creds.id}', or drop tls-authz")
+    refusal = creds.authz_refusal()
+    if refusal is not None:
+        raise OptionError(source, refusal.message, hint=refusal.hint)
     authz = registry.get(chardev.tls_authz)
     note = None
     if authz is None:

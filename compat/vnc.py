@@ -461,7 +461,7 @@ def check_display(
             raise OptionError(source, "Cannot use websockets in reverse mode")
         if len(display.listen) != 1:
             raise OptionError(source, "Expected a single address in reverse mode")
-    checks_clients = creds is not None and creds.kind == "x509" and creds.verify_peer
+    checks_clients = creds is not None and creds.checks_peer_certificates
     if warn is not None and checks_clients and display.tls_authz is not None:
         note = _authz_warning(display, registry)
         if note is not None:

@@ -82,6 +82,8 @@ class TLSCreds(UserCreatable):
 
     kind: ClassVar[str] = ""
     supports_reload: ClassVar[bool] = True
+    #: True when the credentials are certificates (x509), False when anonymous.
+    uses_certificates: ClassVar[bool] = False
 
     def __init__(self, registry, obj_id, values) -> None:
         super().__init__(registry, obj_id, values)
@@ -104,6 +106,28 @@ class TLSCreds(UserCreatable):
     @property
     def directory(self) -> str | None:
         return self.get("dir")
+
+    @property
+    def checks_peer_certificates(self) -> bool:
+        """True when the peer must present a certificate, which is checked
+        (x509 with ``verify-peer=on``): the one place services ask."""
+        return self.uses_certificates and self.verify_peer
+
+    def authz_refusal(self) -> ObjectError | None:
+        """Why an authz object (``tls-authz``) could not apply to these credentials'
+        peers, or None when it can: anonymous peers present no certificate,
+        and with ``verify-peer=off`` none is checked."""
+        if not self.uses_certificates:
+            return ObjectError(
+                f"'tls-authz' cannot take effect: TLS credentials '{self.id}' are anonymous,"
+                " so clients present no certificate to authorise",
+                hint="use tls-creds-x509 with verify-peer=on, or drop tls-authz")
+        if not self.verify_peer:
+            return ObjectError(
+                f"'tls-authz' cannot take effect: TLS credentials '{self.id}' have"
+                " verify-peer=off, so client certificates are not checked",
+                hint=f"set verify-peer=on on '{self.id}', or drop tls-authz")
+        return None
 
     def check_endpoint(self, endpoint: Endpoint) -> None:
         """Raise unless these credentials are for ``endpoint`` (QEMU's wording)."""

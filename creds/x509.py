@@ -293,6 +293,7 @@ class TLSCredsX509(TLSCreds):
 
     qom_type = "tls-creds-x509"
     kind = "x509"
+    uses_certificates = True
     props = BASE_PROPS + (
         Prop("sanity-check", "bool", default=True,
              help="check the certificates when loading (QEMU's sanity checks)"),

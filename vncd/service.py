@@ -231,7 +231,7 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
                            limits=limits, share=config.share, connections=config.connections,
                            throttle=throttle, connection_log=service.connection_log)
     running = RunningDisplay(config, server, client_certificates=(
-        creds is not None and creds.kind == "x509" and creds.verify_peer))
+        creds is not None and creds.checks_peer_certificates))
     try:
         _open(service, running, allowed)
     except BaseException:
@@ -275,18 +275,9 @@ def _check_effective(config: DisplayConfig, creds) -> None:
     """Refuse options QEMU accepts but never applies in this configuration."""
     if config.tls_authz is None or creds is None:
         return
-    if creds.kind == "anon":
-        raise StartupError(
-            config.source,
-            f"'tls-authz' cannot take effect: TLS credentials '{creds.id}' are anonymous,"
-            " so clients present no certificate to authorise",
-            hint="use tls-creds-x509 with verify-peer=on, or drop tls-authz")
-    if not creds.verify_peer:
-        raise StartupError(
-            config.source,
-            f"'tls-authz' cannot take effect: TLS credentials '{creds.id}' have"
-            " verify-peer=off, so client certificates are not checked",
-            hint=f"set verify-peer=on on '{creds.id}', or drop tls-authz")
+    refusal = creds.authz_refusal()
+    if refusal is not None:
+        raise StartupError(config.source, refusal.message, hint=refusal.hint)
 
 
 def _security(registry: ObjectRegistry, config: DisplayConfig, creds) -> SecurityConfig:

@@ -363,7 +363,9 @@ class Monitor:
         creds = self.registry.get(creds_id) if creds_id is not None else None
         if not isinstance(creds, TLSCreds):
             raise QMPError("vnc tls is not enabled")
-        if not creds.supports_reload:
+        if not creds.uses_certificates:
+            # QEMU 7.2 reloads only x509 credentials here; vncd reloads
+            # anonymous ones on SIGHUP and vncd-reload-credentials.
             raise QMPError(f"{creds.qom_type} doesn't support to reload TLS credential")
         return creds
 

@@ -265,10 +265,10 @@ def _check_capabilities(arguments: Mapping[str, Any]) -> None:
     enable = arguments.get("enable", [])
     if not isinstance(enable, list):
         raise QMPError("Invalid parameter type for 'enable', expected: array")
-    for capability in enable:
+    for index, capability in enumerate(enable):
         if not isinstance(capability, str):
-            raise QMPError("Invalid parameter type for 'enable[0]', expected: string")
+            raise QMPError(f"Invalid parameter type for 'enable[{index}]', expected: string")
         if capability != "oob":
-            raise QMPError(f"Parameter 'enable[0]' does not accept value '{capability}'")
+            raise QMPError(f"Parameter 'enable[{index}]' does not accept value '{capability}'")
         if capability not in CAPABILITIES:
             raise QMPError(f"Capability '{capability}' not available")

@@ -98,7 +98,7 @@ def _vnc_screen(spec: ScreenSpec, reactor, registry: ObjectRegistry | None) -> S
         creds = _upstream_creds(registry, props["tls-creds"], source)
         hostname = props.get("tls-hostname") or None
         if hostname is None:
-            if address.kind == "unix" and creds.kind == "x509" and creds.verify_peer:
+            if address.kind == "unix" and creds.checks_peer_certificates:
                 raise ScreenError(
                     "a unix: server with x509 credentials needs tls-hostname=NAME, the name"
                     " its certificate must carry", source=source)
