@@ -448,6 +448,7 @@ class HMPConnection:
         self._out = bytearray()
         self._busy = False
         self._password_for: Callable[[str], defer.Deferred] | None = None
+        self._discarding = False
         self.closed = False
         self.write(banner + "\n")
         self.write(PROMPT)
@@ -462,10 +463,15 @@ class HMPConnection:
                 break
             raw = bytes(self._buffer[:end]).rstrip(b"\r")
             del self._buffer[:end + 1]
-            self._add_line(raw)
+            if self._discarding:
+                self._discarding = False
+                self._lines.append(_TOO_LONG)
+            else:
+                self._add_line(raw)
         if len(self._buffer) > self.limits.max_hmp_line:
+            # Drop the over-long line up to its end, keeping nothing of it.
             self._buffer.clear()
-            self._lines.append(_TOO_LONG)
+            self._discarding = True
 
     def _add_line(self, raw: bytes) -> None:
         if len(raw) > self.limits.max_hmp_line:
