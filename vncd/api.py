@@ -4,7 +4,8 @@
 A program that wants to show something over VNC -- an emulator, a kiosk,
 a robot's camera, a headless GUI -- creates credential objects the way
 ``-object`` does, a screen it draws into, and calls :func:`serve` with
-the ``-vnc`` option string it would give the command line.  Everything
+the ``-vnc`` option string it would give the command line (or a typed
+:class:`compat.config.DisplayConfig`).  Everything
 the ``vncd`` command checks is checked here too (certificates when the
 objects are created, the display options when serving), with the same
 messages.
@@ -66,7 +67,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import creds
-from compat.cmdline import parse_command_line
+from compat.config import DisplayConfig, Invocation
+from compat.vnc import parse_vnc
 from creds.objects import ObjectRegistry
 from vncd import service
 from vncd.screens.array import ArrayScreen
@@ -75,21 +77,24 @@ from vncd.screens.base import (
 )
 
 __all__ = [
-    "serve", "ArrayScreen", "Screen", "ScreenError", "KeyEvent", "PointerEvent",
+    "serve", "DisplayConfig", "ArrayScreen", "Screen", "ScreenError", "KeyEvent", "PointerEvent",
     "CutTextEvent", "Cursor", "ScreenArea", "ServedAddress",
 ]
 
 
-def serve(screen: Screen, vnc: str | Sequence[str], *, registry: ObjectRegistry | None = None,
-          reactor=None) -> "service.Service":
+def serve(screen: Screen, vnc: str | DisplayConfig | Sequence[str | DisplayConfig], *,
+          registry: ObjectRegistry | None = None, reactor=None) -> "service.Service":
     """Serve ``screen`` on the displays described by ``vnc``.
 
-    ``vnc`` is one ``-vnc`` option value (``"127.0.0.1:1,tls-creds=tls0"``,
-    ``"unix:/run/app.sock,password=on"`` ...) or a list of them; every key
-    of the command line works, legacy ones included.  ``registry`` holds
-    the objects the options name (from :func:`creds.new_registry`); objects
-    a legacy option asks for (``tls,x509=DIR``) are created in it.
-    ``reactor`` defaults to the global one.
+    ``vnc`` is one display or a list of them, each either a ``-vnc``
+    option value (``"127.0.0.1:1,tls-creds=tls0"``,
+    ``"unix:/run/app.sock,password=on"`` ...; every key of the command
+    line works, legacy ones included) or a
+    :class:`compat.config.DisplayConfig` built by the program.
+    ``registry`` holds the objects the displays name (from
+    :func:`creds.new_registry`); objects a legacy option asks for
+    (``tls,x509=DIR``) are created in it.  ``reactor`` defaults to the
+    global one.
 
     Returns the running :class:`vncd.service.Service` (``service.stop()``
     stops listening and drops the clients).  Raises
@@ -101,9 +106,15 @@ def serve(screen: Screen, vnc: str | Sequence[str], *, registry: ObjectRegistry 
         from twisted.internet import reactor
     if registry is None:
         registry = creds.new_registry()
-    options = [vnc] if isinstance(vnc, str) else list(vnc)
-    argv = [word for value in options for word in ("-vnc", value)]
-    invocation = parse_command_line(argv, registry=registry)
+    items = [vnc] if isinstance(vnc, (str, DisplayConfig)) else list(vnc)
+    invocation = Invocation()
+    for item in items:
+        if isinstance(item, DisplayConfig):
+            display, objects = item, []
+        else:
+            display, objects = parse_vnc(item, used_ids=[d.id for d in invocation.displays])
+        invocation.displays.append(display)
+        invocation.objects.extend(objects)
     for spec in invocation.objects:
         registry.create(spec.qom_type, spec.props)
     return service.start(reactor, registry, invocation, screen=screen)

@@ -125,6 +125,23 @@ class ServeTests(TestCase):
                                                       hostname="127.0.0.1"))
         self.assertEqual(got[0, 10, 0], 40)
 
+    async def test_typed_display(self):
+        """serve() takes a DisplayConfig built by the program, next to an option string."""
+        screen = self.screen()
+        first = free_display()
+        second = free_display()
+        while second == first:
+            second = free_display()
+        typed = api.DisplayConfig(id="typed", source="embedding",
+                                  listen=(ListenAddress("tcp", "127.0.0.1", 5900 + first),))
+        service = api.serve(screen, [typed, f"127.0.0.1:{second}"], reactor=reactor)
+        self.addCleanup(service.stop)
+        self.assertEqual([d.config.id for d in service.displays], ["typed", "default"])
+        got = await self.fetch(first)
+        self.assertTrue(np.array_equal(got[..., :3], screen.framebuffer[..., :3]))
+        got = await self.fetch(second)
+        self.assertTrue(np.array_equal(got[..., :3], screen.framebuffer[..., :3]))
+
     def test_errors(self):
         """Option and start-up errors carry the vncd command's messages."""
         with self.assertRaises(OptionError) as cm:
