@@ -1,9 +1,9 @@
 """The manual pages and ``vncd -h`` describe every option that exists.
 
 The lists come from the code (the command-line options, the ``-vnc``
-keys, the ``-chardev`` and ``-mon`` keys, every object type and its
-properties, the screen kinds), so a new option without documentation
-fails here.
+keys, the ``-chardev`` and ``-mon`` keys, the monitor's commands and
+events, every object type and its properties, the screen kinds), so a
+new option or command without documentation fails here.
 """
 
 from __future__ import annotations
@@ -74,6 +74,18 @@ class ManualTests(SynchronousTestCase):
         for name, _, _ in MON_KEYS:
             self.assertRegex(section, rf"(?<![\w-]){re.escape(name)}=", name)
             self.assertIn(f"{name}=<", mon_help, name)
+
+    def test_monitor_commands_documented(self):
+        """Every QMP command, HMP command and info subcommand, and every event vncd sends,
+        is in the manual."""
+        from vncd.monitor.control import COMMANDS
+        from vncd.monitor.hmp import HMP_COMMANDS, INFO_COMMANDS
+
+        page = manual_text(MANUAL).replace("\\_", "_")
+        names = [*COMMANDS, "qmp_capabilities", *HMP_COMMANDS, *INFO_COMMANDS,
+                 "VNC_CONNECTED", "VNC_INITIALIZED", "VNC_DISCONNECTED", "SHUTDOWN"]
+        for name in names:
+            self.assertRegex(page, rf"(?<![\w-]){re.escape(name)}(?![\w-])", name)
 
     def test_object_types_and_properties_documented(self):
         """Every object type and each of its properties is in the manual and in -object help."""
