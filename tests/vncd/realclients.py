@@ -1046,3 +1046,42 @@ class PictureServerMixin:
         run = gvnccapture("127.0.0.1", self.plain, reference)
         self.assertTrue(run.ok, f"reference capture failed: {run.output}")
         return read_png(reference)
+
+
+@dataclass
+class X509PictureServer:
+    """A vncd process serving a known picture with x509 TLS (see :func:`start_x509_vncd`)."""
+
+    proc: Proc
+    display: int
+    port: int
+    #: A client credentials directory (CA and a client certificate) it accepts.
+    client_dir: str
+    picture: np.ndarray
+
+
+def start_x509_vncd(test, base: str, label: str, *, verify_peer: bool = False,
+                    extra: tuple[str, ...] = ()) -> X509PictureServer:
+    """Start ``python -m vncd`` with fresh x509 credentials under ``base``, showing a
+    picture on one display (``verify-peer=on`` when asked); ``extra`` arguments follow."""
+    from tests import certgen
+
+    require_vncd()
+    ca = certgen.ca(f"{label} CA")
+    server_dir = certgen.write_dir(
+        os.path.join(base, "server"), ca=[ca],
+        server=certgen.server(ca, "localhost", dns=["localhost"], ips=["127.0.0.1"]))
+    client_dir = certgen.write_dir(os.path.join(base, "client"), ca=[ca],
+                                   client=certgen.client(ca, f"{label} client"))
+    picture = make_picture()
+    png = write_png(os.path.join(base, "picture.png"), picture)
+    display = free_display()
+    port = 5900 + display
+    verify = ",verify-peer=on" if verify_peer else ""
+    proc = start_server(test, [
+        sys.executable, "-m", "vncd",
+        "-object", f"tls-creds-x509,id=tls0,dir={server_dir},endpoint=server{verify}",
+        "-vnc", f"127.0.0.1:{display},tls-creds=tls0",
+        "-screen", f"image,file={png}", *extra], [port], name=f"vncd ({label})")
+    return X509PictureServer(proc, display, port, client_dir, picture)
+

@@ -40,6 +40,8 @@ class RecordingService:
     def __init__(self, fail=None, notices=()):
         self.fail = fail
         self.notices = list(notices)
+        #: The running displays (the monitor looks at them); none in this double.
+        self.displays = []
         self.started = []
         self.stopped = 0
         self.pid_during_start = None
@@ -497,26 +499,12 @@ class ReloadStormTests(SynchronousTestCase):
     def test_sighup_storm(self):
         """50 SIGHUPs in a burst cause at most two reloads, and meanwhile an x509 client
         (vncd-capture) gets the screen pixel for pixel."""
-        from tests import certgen
         from tests.vncd import realclients
 
-        realclients.require_vncd()
         base = os.path.abspath(self.mktemp())
-        ca = certgen.ca("storm CA")
-        server_dir = certgen.write_dir(
-            os.path.join(base, "server"), ca=[ca],
-            server=certgen.server(ca, "localhost", dns=["localhost"], ips=["127.0.0.1"]))
-        client_dir = certgen.write_dir(os.path.join(base, "client"), ca=[ca],
-                                       client=certgen.client(ca, "storm client"))
-        picture = realclients.make_picture()
-        png = realclients.write_png(os.path.join(base, "picture.png"), picture)
-        display = free_display()
-        port = 5900 + display
-        proc = realclients.start_server(self, [
-            sys.executable, "-m", "vncd",
-            "-object", f"tls-creds-x509,id=tls0,dir={server_dir},endpoint=server",
-            "-vnc", f"127.0.0.1:{display},tls-creds=tls0",
-            "-screen", f"image,file={png}"], [port], name="vncd under a SIGHUP storm")
+        server = realclients.start_x509_vncd(self, base, "storm")
+        proc, port, client_dir, picture = (server.proc, server.port, server.client_dir,
+                                           server.picture)
 
         for _ in range(SIGHUP_STORM):
             os.kill(proc.popen.pid, signal.SIGHUP)

@@ -25,7 +25,6 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests import certgen
 from tests.tools import ROOT, free_display
 from tests.vncd import realclients
 from vncd.rfb import limits as L
@@ -112,24 +111,10 @@ class FloodTests(SynchronousTestCase):
     def test_flood_from_one_address_spares_others(self):
         """A legitimate x509 client from 127.0.0.1 completes a capture while 127.0.0.2
         holds stalled handshakes and keeps opening more; 127.0.0.2 gets at most its share."""
-        realclients.require_vncd()
         base = os.path.abspath(self.mktemp())
-        ca = certgen.ca("flood CA")
-        server_dir = certgen.write_dir(
-            os.path.join(base, "server"), ca=[ca],
-            server=certgen.server(ca, "localhost", dns=["localhost"], ips=["127.0.0.1"]))
-        client_dir = certgen.write_dir(os.path.join(base, "client"), ca=[ca],
-                                       client=certgen.client(ca, "flood client"))
-        picture = realclients.make_picture()
-        png = realclients.write_png(os.path.join(base, "picture.png"), picture)
-        display = free_display()
-        port = 5900 + display
-        proc = realclients.start_server(self, [
-            sys.executable, "-m", "vncd",
-            "-object", f"tls-creds-x509,id=tls0,dir={server_dir},endpoint=server,"
-                       "verify-peer=on",
-            "-vnc", f"127.0.0.1:{display},tls-creds=tls0",
-            "-screen", f"image,file={png}"], [port], name="vncd under a flood")
+        server = realclients.start_x509_vncd(self, base, "flood", verify_peer=True)
+        proc, port, client_dir, picture = (server.proc, server.port, server.client_dir,
+                                           server.picture)
 
         stalled = []
         self.addCleanup(lambda: [s.close() for s in stalled])

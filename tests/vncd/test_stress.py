@@ -19,8 +19,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests import certgen
-from tests.tools import ROOT, free_display
+from tests.tools import ROOT
 from tests.vncd import realclients
 
 #: Hostile connections per kind (garbage at each stage, stalling, vanishing).
@@ -90,23 +89,10 @@ class StressTests(SynchronousTestCase):
     def test_server_survives_hostile_clients(self):
         """Garbage at every handshake stage, stalled and vanished connections never stop
         vncd serving a legitimate x509 client exactly, nor grow its memory without bound."""
-        realclients.require_vncd()
         base = os.path.abspath(self.mktemp())
-        ca = certgen.ca("stress CA")
-        server_dir = certgen.write_dir(
-            os.path.join(base, "server"), ca=[ca],
-            server=certgen.server(ca, "localhost", dns=["localhost"], ips=["127.0.0.1"]))
-        client_dir = certgen.write_dir(os.path.join(base, "client"), ca=[ca],
-                                       client=certgen.client(ca, "stress client"))
-        picture = realclients.make_picture()
-        png = realclients.write_png(os.path.join(base, "picture.png"), picture)
-        display = free_display()
-        port = 5900 + display
-        proc = realclients.start_server(self, [
-            sys.executable, "-m", "vncd",
-            "-object", f"tls-creds-x509,id=tls0,dir={server_dir},endpoint=server",
-            "-vnc", f"127.0.0.1:{display},tls-creds=tls0",
-            "-screen", f"image,file={png}"], [port], name="vncd under stress")
+        server = realclients.start_x509_vncd(self, base, "stress")
+        proc, port, client_dir, picture = (server.proc, server.port, server.client_dir,
+                                           server.picture)
 
         rng = random.Random(20261127)
         kinds = ("garbage-version", "garbage-after-version", "garbage-tls", "huge-claims",

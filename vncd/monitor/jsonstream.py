@@ -513,34 +513,25 @@ def _parse(tokens: list[_Token]) -> Message:
 
 # -- output -------------------------------------------------------------------------
 
+#: Characters QEMU writes as a two-character escape.
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+                  "\r": "\\r", "\t": "\\t"}
+
+
 def _escape(text: str) -> str:
+    """A JSON string as QEMU writes it: ASCII only, other characters as ``\\uXXXX``."""
     out = ['"']
     for ch in text:
         code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\f":
-            out.append("\\f")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif code < 0x20 or 0x7F <= code < 0x10000:
-            if 0x20 <= code < 0x7F:
-                out.append(ch)
-            else:
-                out.append(f"\\u{code:04X}")
-        elif code >= 0x10000:
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code < 0x10000:
+            out.append(f"\\u{code:04X}")
+        else:
             code -= 0x10000
             out.append(f"\\u{0xD800 + (code >> 10):04X}\\u{0xDC00 + (code & 0x3FF):04X}")
-        else:
-            out.append(ch)
     out.append('"')
     return "".join(out)
 
