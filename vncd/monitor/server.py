@@ -118,7 +118,8 @@ class MonitorProtocol(Protocol):
     def connectionMade(self) -> None:
         factory = self.factory
         factory.connections.append(self)
-        self.peer = peer_text(self.transport.getPeer())
+        self.peer = ("stdio" if factory.chardev.backend == "stdio"
+                     else peer_text(self.transport.getPeer()))
         if factory.tls_session is not None:
             self._tls = TLSLayer(factory.tls_session())
             self._handshake_timer = factory.reactor.callLater(
@@ -358,6 +359,9 @@ class MonitorService:
         for factory in self.factories:
             for connection in list(factory.connections):
                 connection.transport.loseConnection()
+        if self._stdio is not None:
+            self._stdio.loseConnection()
+            self._stdio = None
         listeners, self.listeners = self.listeners, []
         stopping = [defer.maybeDeferred(listener.port.stopListening) for listener in listeners]
 
@@ -396,7 +400,7 @@ def start_monitors(reactor: Any, monitor: Monitor, monitors: list[MonitorConfig]
                                      tls_session=tls_session, limits=limits)
             service.factories.append(factory)
             if chardev.backend == "stdio":
-                connect = stdio or _standard_io
+                connect = stdio or functools.partial(_standard_io, reactor)
                 service._stdio = connect(factory.buildProtocol(None))
                 continue
             source = chardev.source
@@ -416,9 +420,10 @@ def start_monitors(reactor: Any, monitor: Monitor, monitors: list[MonitorConfig]
     return service
 
 
-def _standard_io(protocol: Protocol) -> Any:
+def _standard_io(reactor: Any, protocol: Protocol) -> Any:
     from twisted.internet import stdio
-    return stdio.StandardIO(protocol, stdin=sys.stdin.fileno(), stdout=sys.stdout.fileno())
+    return stdio.StandardIO(protocol, stdin=sys.stdin.fileno(), stdout=sys.stdout.fileno(),
+                            reactor=reactor)
 
 
 def waiting_notice(factory: MonitorFactory) -> str:
