@@ -48,7 +48,7 @@ MAX_DISPLAYS = 64
 MAX_OBJECTS = 1024
 
 #: The screens vncd has (the screens module validates their properties).
-SCREEN_KINDS = ("testcard", "image", "pipe", "vnc")
+SCREEN_KINDS = ("testcard", "image", "pipe", "file", "vnc")
 
 Warn = Callable[[str], None]
 

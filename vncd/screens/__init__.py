@@ -3,6 +3,8 @@
 * :mod:`~vncd.screens.testcard` -- ``-screen testcard`` (the default);
 * :mod:`~vncd.screens.image` -- ``-screen image,file=PNG``;
 * :mod:`~vncd.screens.pipe` -- ``-screen pipe,path=...,size=WxH,format=...``;
+* :mod:`~vncd.screens.file` -- ``-screen file,path=...,format=...``: a
+  memory-mapped framebuffer file another program writes in place;
 * :mod:`~vncd.screens.vnc` -- ``-screen vnc,server=...``: another VNC
   server's screen, through vncd's RFB client;
 * :mod:`~vncd.screens.array` -- the embedding API's screen.
@@ -31,6 +33,7 @@ KINDS = {
     "testcard": ((), ("size", "name")),
     "image": (("file",), ("name",)),
     "pipe": (("path", "size", "format"), ("events", "name")),
+    "file": (("path", "format"), ("size", "offset", "rate", "name")),
     "vnc": (("server",), ("password-secret", "tls-creds", "tls-hostname", "shared", "name")),
 }
 
@@ -118,6 +121,45 @@ def _vnc_screen(spec: ScreenSpec, reactor, registry: ObjectRegistry | None) -> S
                      on_stop=releases)
 
 
+_NUMBER = re.compile(r"[0-9]{1,12}\Z")
+_RATE = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3})?\Z")
+
+
+def _file_screen(spec: ScreenSpec, reactor) -> Screen:
+    """``-screen file``: the file is opened, checked and mapped now."""
+    from vncd.screens.file import DEFAULT_RATE, FORMATS, MAX_RATE, FileScreen
+
+    props, source = spec.props, spec.source
+    fmt = props["format"]
+    if fmt not in FORMATS:
+        raise ScreenError(f"Parameter 'format' expects {', '.join(FORMATS)}, not '{fmt}'",
+                          source=source)
+    size = _size(props["size"], source) if "size" in props else None
+    if fmt == "xwd" and size is not None:
+        raise ScreenError("format=xwd takes the size from the file's header; leave out"
+                          " 'size'", source=source)
+    if fmt != "xwd" and size is None:
+        raise ScreenError(f"Parameter 'size' is missing (format={fmt} has no header)",
+                          source=source)
+    offset = 0
+    if "offset" in props:
+        if fmt == "xwd":
+            raise ScreenError("format=xwd takes the offset from the file's header; leave"
+                              " out 'offset'", source=source)
+        if not _NUMBER.match(props["offset"]):
+            raise ScreenError(f"Parameter 'offset' expects a number of bytes, not "
+                              f"'{props['offset']}'", source=source)
+        offset = int(props["offset"])
+    rate = DEFAULT_RATE
+    if "rate" in props:
+        if not _RATE.match(props["rate"]) or not 0 < float(props["rate"]) <= MAX_RATE:
+            raise ScreenError(f"Parameter 'rate' expects looks per second above 0 and at"
+                              f" most {MAX_RATE:g}, not '{props['rate']}'", source=source)
+        rate = float(props["rate"])
+    return FileScreen(props["path"], fmt, size=size, offset=offset, rate=rate,
+                      name=props.get("name"), reactor=reactor)
+
+
 def from_spec(spec: ScreenSpec, reactor, registry: ObjectRegistry | None = None) -> Screen:
     """The screen a ``-screen`` option asks for (raises :class:`ScreenError`).
 
@@ -152,6 +194,8 @@ def from_spec(spec: ScreenSpec, reactor, registry: ObjectRegistry | None = None)
             from vncd.screens.image import ImageScreen
 
             return ImageScreen(props["file"], name=name, reactor=reactor)
+        if spec.kind == "file":
+            return _file_screen(spec, reactor)
         from vncd.screens.pipe import FORMATS, PipeScreen
 
         width, height = _size(props["size"], spec.source)
