@@ -141,7 +141,9 @@ def load_x509_material(
 
     crls: tuple = ()
     if crl_path is not None:
-        crls = _crls(crl_path)
+        crls, crl_notes = sanity.usable_crls(crls=_crls(crl_path), crl_path=crl_path,
+                                             ca_certs=ca_certs, ca_path=ca_path)
+        warnings += crl_notes
         if sanity_check:
             if chain:
                 sanity.check_revocation(chain=chain, chain_path=cert_path, crls=crls,

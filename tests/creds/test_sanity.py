@@ -290,6 +290,27 @@ class WarningTests(SynchronousTestCase):
             "in less than a day; renew it soon",
         ])
 
+    def test_usable_crls(self) -> None:
+        """A forged CRL is left out; a CRL from a CA without cRLSign is kept with a fix."""
+        plain = certgen.ca("plain CA", crl_sign=False, at=NOW)
+        good = certgen.crl(ROOT, at=NOW)
+        no_sign = certgen.crl(plain, at=NOW)
+        forged = certgen.crl(certgen.Issued(cert=ROOT.cert, key=OTHER.key, issuer=None), at=NOW)
+        foreign = certgen.crl(OTHER, at=NOW)
+        kept, warnings = sanity.usable_crls(crls=[good, no_sign, forged, foreign],
+                                            crl_path="/crl", ca_certs=[ROOT.cert, plain.cert],
+                                            ca_path="/ca")
+        self.assertEqual(kept, (good, no_sign, foreign))
+        self.assertEqual(len(warnings), 2, warnings)
+        self.assertTrue(warnings[0].startswith(
+            "The CA 'C=UK,CN=plain CA' in /ca signs CRL /crl (CRL 2) but its keyUsage does "
+            "not include cRLSign"), warnings[0])
+        self.assertIn("crl_signing_key", warnings[0])
+        self.assertIn("keyUsage=critical,keyCertSign,cRLSign", warnings[0])
+        self.assertTrue(warnings[1].startswith("The CRL /crl (CRL 3) claims to be issued by "
+                                               "'C=UK,CN=root' in /ca"), warnings[1])
+        self.assertIn("ignored", warnings[1])
+
     def test_crl(self) -> None:
         """A CRL no CA signed, or past its nextUpdate, is warned about."""
         good = certgen.crl(ROOT, at=NOW)
