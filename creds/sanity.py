@@ -44,7 +44,7 @@ from creds.dn import DNError, certificate_dn
 from creds.objects import ObjectError
 
 __all__ = [
-    "EXPIRY_WARNING", "check_certificate", "check_configuration", "check_revocation",
+    "EXPIRY_WARNING", "check_certificate", "validity_text", "check_configuration", "check_revocation",
     "crl_warnings", "usable_crls", "CRL_SIGN_FIX", "expiry_warnings", "verify_status",
     "NOT_TRUSTED", "UNKNOWN_ISSUER", "REVOKED", "INSECURE",
 ]
@@ -126,11 +126,28 @@ def check_times(cert: x509.Certificate, path: str, *, role: str,
                 now: datetime.datetime) -> None:
     """Validity period; ``role`` is ``CA``, ``server`` or ``client``."""
     if cert.not_valid_after_utc < now:
-        raise _fail(f"The {role} certificate {path} has expired",
-                    "ca-expired" if role == "CA" else "expired", path, "expired")
+        raise ObjectError(
+            f"The {role} certificate {path} has expired",
+            hint=f"'{_dn(cert)}' {validity_text(cert, now)}; "
+                 + _HINTS["ca-expired" if role == "CA" else "expired"],
+            path=path, check="expired")
     if cert.not_valid_before_utc > now:
-        raise _fail(f"The {role} certificate {path} is not yet active",
-                    "not-yet-active", path, "not-yet-active")
+        raise ObjectError(
+            f"The {role} certificate {path} is not yet active",
+            hint=f"'{_dn(cert)}' {validity_text(cert, now)}; " + _HINTS["not-yet-active"],
+            path=path, check="not-yet-active")
+
+
+def validity_text(cert: x509.Certificate, now: datetime.datetime) -> str:
+    """``expired on A (valid from B), it is now C`` or its not-yet-valid twin:
+    the dates an administrator needs when a certificate is out of its window."""
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now > end:
+        return f"expired on {_date(end)} (valid from {_date(start)}); it is now {_date(now)}"
+    if now < start:
+        return (f"is valid from {_date(start)} (until {_date(end)}); "
+                f"it is now {_date(now)}")
+    return f"is valid from {_date(start)} until {_date(end)}"
 
 
 def check_certificate(cert: x509.Certificate, path: str, *, server: bool, is_ca: bool,

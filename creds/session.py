@@ -643,13 +643,17 @@ class TLSSession:
                 raise TLSCheckError(
                     "The certificate has expired",
                     hint=f"'{_show_subject(cert)}' expired at "
-                         f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC",
+                         f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC (valid from "
+                         f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC); it is now "
+                         f"{now:%Y-%m-%d %H:%M:%S} UTC",
                     check="expired")
             if now < cert.not_valid_before_utc:
                 raise TLSCheckError(
                     "The certificate is not yet activated",
                     hint=f"'{_show_subject(cert)}' is valid from "
-                         f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC",
+                         f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC (until "
+                         f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC); it is now "
+                         f"{now:%Y-%m-%d %H:%M:%S} UTC: check the clocks of both machines",
                     check="not-activated")
 
     def _check_authz(self, name: str) -> None:

@@ -44,6 +44,19 @@ class TimeTests(SynchronousTestCase):
             self.assertEqual(e.message, f"The {role} certificate /f is not yet active")
             self.assertEqual(e.check, "not-yet-active")
 
+    def test_hints_give_the_dates(self) -> None:
+        """The hints give the validity window and the clock's time."""
+        old = srv(ROOT, not_before=-2 * DAY, not_after=-DAY).cert
+        new = srv(ROOT, not_before=DAY, not_after=2 * DAY).cert
+        e = self.assertRaises(ObjectError, sanity.check_times, old, "/f", role="server", now=NOW)
+        self.assertTrue(e.hint.startswith(
+            "'C=UK,CN=qemu.org' expired on 2030-05-31 12:00 UTC (valid from 2030-05-30 12:00 "
+            "UTC); it is now 2030-06-01 12:00 UTC; issue a new certificate"), e.hint)
+        e = self.assertRaises(ObjectError, sanity.check_times, new, "/f", role="CA", now=NOW)
+        self.assertTrue(e.hint.startswith(
+            "'C=UK,CN=qemu.org' is valid from 2030-06-02 12:00 UTC (until 2030-06-03 12:00 "
+            "UTC); it is now 2030-06-01 12:00 UTC; check the system clock"), e.hint)
+
     def test_boundaries(self) -> None:
         """A certificate is valid from its first to its last second inclusive."""
         cert = srv(ROOT, not_before=datetime.timedelta(0), not_after=DAY).cert

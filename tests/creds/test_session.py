@@ -295,6 +295,9 @@ class PeerCertificateTests(SynchronousTestCase):
         s, c = x509_pair(k.ca, k.server_alt1, k.ca, old)
         err = self.assertRaises(TLSCheckError, s.check_credentials)
         self.assertEqual((err.message, err.check), ("The certificate has expired", "expired"))
+        after, before = old.cert.not_valid_after_utc, old.cert.not_valid_before_utc
+        self.assertIn(f"expired at {after:%Y-%m-%d %H:%M:%S} UTC (valid from "
+                      f"{before:%Y-%m-%d %H:%M:%S} UTC); it is now ", err.hint)
 
     def test_expired_by_clock(self) -> None:
         """Expiry is judged by the registry's clock, not the wall clock."""
