@@ -44,7 +44,7 @@ from creds.dn import DNError, certificate_dn
 from creds.objects import ObjectError
 
 __all__ = [
-    "EXPIRY_WARNING", "check_certificate", "validity_text", "check_configuration", "check_revocation",
+    "EXPIRY_WARNING", "check_certificate", "check_chain", "validity_text", "check_configuration", "check_revocation",
     "crl_warnings", "usable_crls", "CRL_SIGN_FIX", "expiry_warnings", "verify_status",
     "NOT_TRUSTED", "UNKNOWN_ISSUER", "REVOKED", "INSECURE",
 ]
@@ -307,6 +307,13 @@ def check_configuration(*, server: bool, ca_certs: Sequence[x509.Certificate],
             check_certificate(cert, chain_path, server=server, is_ca=True, now=now)
     for cert in ca_certs:
         check_certificate(cert, ca_path, server=server, is_ca=True, now=now)
+    check_chain(ca_certs=ca_certs, ca_path=ca_path, chain=chain, chain_path=chain_path)
+
+
+def check_chain(*, ca_certs: Sequence[x509.Certificate], ca_path: str,
+                chain: Sequence[x509.Certificate], chain_path: str | None) -> None:
+    """The order of our certificate file and its verification against the CA list
+    (the last part of :func:`check_configuration`)."""
     if not chain:
         return
     for cert, issuer in zip(chain, chain[1:]):

@@ -130,11 +130,7 @@ def load_x509_material(
         if not chain:
             chain = _own_certs_for_keypair(cert_path, pair)
         key = _private_key(key_path, password, pair, key_loader)
-        if _public_der(key) != _public_der(chain[0]):
-            raise ObjectError(
-                f"{pair}: The certificate and the given key do not match.",
-                hint=f"{key_path} must hold the private key of the first certificate "
-                     f"in {cert_path}", path=key_path, check="key-mismatch")
+        check_key_match(chain, key, cert_path, key_path)
         warnings += _key_permission_warnings(key_path)
     else:
         chain = ()
@@ -261,6 +257,16 @@ def _crls(path: str) -> tuple:
     except PEMError as e:
         raise ObjectError(f"Cannot load CRL '{path}': {gnutls_reason(e, 'crl')}",
                           hint=_pem_hint(e), path=path, check="pem") from None
+
+
+def check_key_match(chain: tuple, key, cert_path: str, key_path: str) -> None:
+    """Raise unless ``key`` is the private key of ``chain[0]`` (QEMU's wording)."""
+    if _public_der(key) != _public_der(chain[0]):
+        raise ObjectError(
+            f"Cannot load certificate '{cert_path}' & key '{key_path}': "
+            "The certificate and the given key do not match.",
+            hint=f"{key_path} must hold the private key of the first certificate "
+                 f"in {cert_path}", path=key_path, check="key-mismatch")
 
 
 def _key_permission_warnings(path: str) -> list[str]:
