@@ -20,6 +20,7 @@ warned); 1 a check failed or the request could not be carried out;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Sequence, TextIO
 
@@ -102,7 +103,8 @@ def _read_password(path: str) -> bytes:
 def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """Carry out one command; returns the exit status."""
     try:
-        args = _parser().parse_args(list(argv))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = _parser().parse_args(list(argv))
     except SystemExit as e:
         return 2 if e.code else 0
     try:
