@@ -351,3 +351,40 @@ class QemuAcceptsTests(SynchronousTestCase):
             verdicts.append(vencrypt_x509none(port, client_obj))
             proc.kill()
         self.assertEqual(verdicts, [True, False])
+
+
+class GvncCaptureTests(SynchronousTestCase):
+    """gvnccapture, with the files ``vncd-certs gtk-vnc`` laid out, against a
+    ``vncd-certs create`` directory served with verify-peer=on."""
+
+    def capture(self, server: str) -> None:
+        from tests.vncd import realclients
+
+        require_tool("gvnccapture")
+        if server == "vncd":
+            realclients.require_vncd()
+        d = CreatedDir.copy(self)
+        pki_dir = realclients.GvncPki.borrow(self)
+        status, _, err = run("gtk-vnc", d, "--pki-dir", pki_dir.user_dir,
+                             "--program", "gvnccapture")
+        self.assertEqual(status, 0, err)
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        display = realclients.free_display()
+        args = ["-object", f"tls-creds-x509,id=tls0,dir={d},endpoint=server,verify-peer=on",
+                "-vnc", f"127.0.0.1:{display},tls-creds=tls0"]
+        if server == "vncd":
+            argv = realclients.vncd_command(args + ["-screen", "testcard"])
+        else:
+            argv = realclients.qemu_command(args)
+        realclients.start_server(self, argv, [5900 + display], name=server)
+        out = os.path.join(work, "shot.png")
+        result = realclients.gvnccapture("127.0.0.1", display, out)
+        self.assertTrue(result.ok, f"gvnccapture failed ({result.status}): {result.output}")
+        self.assertTrue(os.path.getsize(out) > 0)
+
+    def test_vncd(self) -> None:
+        self.capture("vncd")
+
+    def test_qemu(self) -> None:
+        self.capture("qemu")
