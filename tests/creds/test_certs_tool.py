@@ -388,3 +388,28 @@ class GvncCaptureTests(SynchronousTestCase):
 
     def test_qemu(self) -> None:
         self.capture("qemu")
+
+
+class ManualTests(SynchronousTestCase):
+    """man/vncd-certs.1 documents every command and option, and is clean roff."""
+
+    PAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "man", "vncd-certs.1")
+
+    def test_documented(self) -> None:
+        with open(self.PAGE) as f:
+            page = f.read().replace("\\-", "-")
+        parser = certs._parser()
+        for action in parser._actions:
+            for name, sub in getattr(action, "choices", None) and action.choices.items() or ():
+                self.assertIn(f".B {name}" if name != "gtk-vnc" else ".B gtk-vnc", page, name)
+                for sub_action in sub._actions:
+                    for flag in sub_action.option_strings:
+                        if flag.startswith("--") and flag != "--help":
+                            self.assertIn(flag, page, f"{name} {flag}")
+
+    def test_clean_roff(self) -> None:
+        groff = require_tool("groff")
+        result = subprocess.run([groff, "-man", "-t", "-ww", "-z", self.PAGE],
+                                capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
