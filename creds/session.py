@@ -155,15 +155,31 @@ _READING = frozenset({_S.HANDSHAKING, _S.OPEN, _S.CLOSING})
 _WRITING = frozenset({_S.HANDSHAKING, _S.OPEN, _S.PEER_CLOSED})
 
 
-class TLSCheckError(ObjectError):
+class TLSCheckError(Exception):
     """The peer's credentials failed :meth:`TLSSession.check_credentials`.
 
-    ``message`` is QEMU's text; ``check`` names the failed check
+    A peer's bad certificate, not a fault of our configuration: this is
+    deliberately not an :class:`~creds.objects.ObjectError`, so callers
+    that report configuration errors cannot mistake one for the other.
+    ``message`` is QEMU's text; ``hint`` vncd's advice (``str()`` gives
+    both, as for ObjectError); ``check`` names the failed check
     (``no-certificate``, ``unknown-issuer``, ``untrusted``, ``revoked``,
     ``insecure-algorithm``, ``invalid``, ``expired``, ``not-activated``,
     ``dn``, ``authz-missing``, ``authz-type``, ``authz-denied``,
     ``hostname-mismatch``, ``no-hostname``).
     """
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 check: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.check = check
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})"
+        return self.message
 
 
 class TLSSessionUsageError(RuntimeError):

@@ -44,7 +44,7 @@ from typing import Callable
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from creds import sanity
+from creds import engine, sanity
 from creds.material import X509Material
 from creds.objects import ObjectError, Prop
 from creds.pem import (
@@ -309,6 +309,10 @@ class TLSCredsX509(TLSCreds):
         Prop("loaded", "bool", read_only=True,
              help="historic; credentials are always loaded on creation"),
     )
+
+    def build_context(self, material: X509Material, *, warn: Callable[[str], None]):
+        """The engine's context for this object's material."""
+        return engine.build_context(self, material, warn=warn)
 
     def load_material(self, *, warn: Callable[[str], None],
                       key_loader: KeyLoader | None) -> X509Material:

@@ -406,6 +406,14 @@ class PeerCertificateTests(SynchronousTestCase):
         s, c = x509_pair(k.ca, k.server_alt1, k.ca, k.client, crls=[crl])
         self.assertIsNone(check(s))
 
+    def test_check_error_is_not_a_configuration_error(self) -> None:
+        """A peer's bad certificate is a TLSCheckError, never a configuration ObjectError."""
+        self.assertFalse(issubclass(TLSCheckError, ObjectError))
+        k = certs()
+        s, c = x509_pair(k.ca, k.server_alt1, k.ca, certgen.client(None, "qemu"))
+        err = self.assertRaises(TLSCheckError, s.check_credentials)
+        self.assertEqual(str(err), f"{err.message} (hint: {err.hint})")
+
     def test_crl_from_ca_without_crl_sign(self) -> None:
         """A CA whose keyUsage lacks cRLSign (QEMU's certtool template): only the
         revoked client is refused, as QEMU 7.2 does (OpenSSL alone refuses all)."""
