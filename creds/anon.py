@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from creds import engine
 from creds.material import AnonMaterial
 from creds.objects import Prop
 from creds.pem import credential_path, load_dh_params_file
@@ -36,6 +37,10 @@ class TLSCredsAnon(TLSCreds):
         Prop("loaded", "bool", read_only=True,
              help="historic; credentials are always loaded on creation"),
     )
+
+    def build_context(self, material: AnonMaterial, *, warn: Callable[[str], None]):
+        """The engine's context for this object's material."""
+        return engine.build_context(self, material, warn=warn)
 
     def load_material(self, *, warn: Callable[[str], None],
                       key_loader: KeyLoader | None) -> AnonMaterial:

@@ -40,10 +40,9 @@ from cryptography import x509
 from OpenSSL import SSL, crypto
 
 from creds import _openssl_config
-from creds.material import AnonMaterial, X509Material
+from creds.material import AnonMaterial, Endpoint, X509Material
 from creds.objects import ObjectError
 from creds.priority import TLSPolicy, parse_priority
-from creds.tlscreds import Endpoint
 
 __all__ = [
     "build_context",

@@ -2,18 +2,27 @@
 
 These immutable records are the hand-over between the loaders
 (:mod:`creds.x509`, :mod:`creds.anon`) and the TLS engine
-(:mod:`creds.engine`).  Everything in them has already passed the loader's
+(:mod:`creds.engine`); :class:`Endpoint` lives here so that neither side
+imports the other.  Everything in them has already passed the loader's
 checks.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from cryptography import x509
 
-__all__ = ["X509Material", "AnonMaterial"]
+__all__ = ["Endpoint", "X509Material", "AnonMaterial"]
+
+
+class Endpoint(enum.Enum):
+    """Which side of the TLS connection credentials are for."""
+
+    CLIENT = "client"
+    SERVER = "server"
 
 
 @dataclass(frozen=True)

@@ -196,10 +196,24 @@ def credential_path(directory: str | None, name: str, required: bool) -> str | N
             return None
         raise ObjectError(
             f"Unable to access credentials {path}: {os.strerror(e.errno or 0)}",
-            hint=(f"create {name} in {directory}" if e.errno == errno.ENOENT
-                  else f"make {path} accessible to the user running vncd"),
+            hint=_access_hint(directory, name, path, e.errno),
             path=path, check="access") from None
     return path
+
+
+def _access_hint(directory: str, name: str, path: str, error: int | None) -> str:
+    """Advice for a credential file that cannot be reached: names a missing
+    ``dir=`` itself rather than the file (QEMU only prints the file's path)."""
+    if error in (errno.ENOENT, errno.ENOTDIR):
+        try:
+            is_dir = stat.S_ISDIR(os.stat(directory).st_mode)
+        except OSError:
+            return (f"the directory {directory} does not exist: check dir= "
+                    f"(vncd-certs create {directory} makes a new one)")
+        if not is_dir:
+            return f"{directory} is not a directory: dir= must name the directory holding {name}"
+        return f"create {name} in {directory}"
+    return f"make {path} accessible to the user running vncd"
 
 
 def read_file(path: str, limit: int = MAX_FILE_SIZE) -> bytes:

@@ -44,8 +44,8 @@ from creds.dn import DNError, certificate_dn
 from creds.objects import ObjectError
 
 __all__ = [
-    "EXPIRY_WARNING", "check_certificate", "check_configuration", "check_revocation",
-    "crl_warnings", "expiry_warnings", "verify_status",
+    "EXPIRY_WARNING", "check_certificate", "check_chain", "validity_text", "check_configuration", "check_revocation",
+    "crl_warnings", "usable_crls", "CRL_SIGN_FIX", "expiry_warnings", "verify_status",
     "NOT_TRUSTED", "UNKNOWN_ISSUER", "REVOKED", "INSECURE",
 ]
 
@@ -126,11 +126,28 @@ def check_times(cert: x509.Certificate, path: str, *, role: str,
                 now: datetime.datetime) -> None:
     """Validity period; ``role`` is ``CA``, ``server`` or ``client``."""
     if cert.not_valid_after_utc < now:
-        raise _fail(f"The {role} certificate {path} has expired",
-                    "ca-expired" if role == "CA" else "expired", path, "expired")
+        raise ObjectError(
+            f"The {role} certificate {path} has expired",
+            hint=f"'{_dn(cert)}' {validity_text(cert, now)}; "
+                 + _HINTS["ca-expired" if role == "CA" else "expired"],
+            path=path, check="expired")
     if cert.not_valid_before_utc > now:
-        raise _fail(f"The {role} certificate {path} is not yet active",
-                    "not-yet-active", path, "not-yet-active")
+        raise ObjectError(
+            f"The {role} certificate {path} is not yet active",
+            hint=f"'{_dn(cert)}' {validity_text(cert, now)}; " + _HINTS["not-yet-active"],
+            path=path, check="not-yet-active")
+
+
+def validity_text(cert: x509.Certificate, now: datetime.datetime) -> str:
+    """``expired on A (valid from B), it is now C`` or its not-yet-valid twin:
+    the dates an administrator needs when a certificate is out of its window."""
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now > end:
+        return f"expired on {_date(end)} (valid from {_date(start)}); it is now {_date(now)}"
+    if now < start:
+        return (f"is valid from {_date(start)} (until {_date(end)}); "
+                f"it is now {_date(now)}")
+    return f"is valid from {_date(start)} until {_date(end)}"
 
 
 def check_certificate(cert: x509.Certificate, path: str, *, server: bool, is_ca: bool,
@@ -290,6 +307,13 @@ def check_configuration(*, server: bool, ca_certs: Sequence[x509.Certificate],
             check_certificate(cert, chain_path, server=server, is_ca=True, now=now)
     for cert in ca_certs:
         check_certificate(cert, ca_path, server=server, is_ca=True, now=now)
+    check_chain(ca_certs=ca_certs, ca_path=ca_path, chain=chain, chain_path=chain_path)
+
+
+def check_chain(*, ca_certs: Sequence[x509.Certificate], ca_path: str,
+                chain: Sequence[x509.Certificate], chain_path: str | None) -> None:
+    """The order of our certificate file and its verification against the CA list
+    (the last part of :func:`check_configuration`)."""
     if not chain:
         return
     for cert, issuer in zip(chain, chain[1:]):
@@ -359,15 +383,73 @@ def crl_warnings(*, crls: Sequence[x509.CertificateRevocationList], crl_path: st
     """Warnings for CRLs that will not work as intended when peers are checked."""
     out = []
     for number, crl in enumerate(crls, 1):
-        which = f"The CRL {crl_path}" + (f" (CRL {number})" if len(crls) > 1 else "")
-        if _crl_signer(crl, ca_certs) is None:
+        which = _which_crl(crl_path, number, len(crls))
+        if not any(c.subject == crl.issuer for c in ca_certs):
             out.append(f"{which} is not signed by any certificate in {ca_path}; "
                        "it cannot revoke anything and peers may be refused")
         next_update = crl.next_update_utc
         if next_update is not None and next_update < now:
-            out.append(f"{which} expired on {_date(next_update)}; "
-                       "peers checked against it will be refused until it is renewed")
+            out.append(f"{which} expired on {_date(next_update)}; its entries still "
+                       "apply (as in QEMU 7.2) but revocations made since are missing: "
+                       "renew it")
     return out
+
+
+#: How to give a CA the key usage that lets it sign CRLs.
+CRL_SIGN_FIX = ("reissue the CA with CRL signing allowed (certtool: add crl_signing_key "
+                "to the CA template; openssl: keyUsage=critical,keyCertSign,cRLSign)")
+
+
+def usable_crls(*, crls: Sequence[x509.CertificateRevocationList], crl_path: str,
+                ca_certs: Sequence[x509.Certificate], ca_path: str,
+                ) -> tuple[tuple[x509.CertificateRevocationList, ...], list[str]]:
+    """The CRLs peers are checked against, and warnings about the others.
+
+    Run whatever ``sanity-check`` says.  A CRL that names a CA of the CA
+    file as its issuer but whose signature no such CA verifies is forged
+    or damaged: it is left out (QEMU 7.2, which does not check CRL
+    signatures, would refuse every certificate it lists).  A CRL signed by
+    a CA whose keyUsage lacks cRLSign (QEMU's documented certtool template)
+    is kept, as GnuTLS keeps it, with a warning: strict TLS software
+    refuses every peer with such a CRL.
+    """
+    kept = []
+    warnings = []
+    for number, crl in enumerate(crls, 1):
+        which = _which_crl(crl_path, number, len(crls))
+        named = [c for c in ca_certs if c.subject == crl.issuer]
+        if not named:
+            kept.append(crl)  # for an issuer the peers send (checked by OpenSSL)
+            continue
+        signer = _crl_signer(crl, named)
+        if signer is None:
+            warnings.append(
+                f"{which} claims to be issued by '{_dn(named[0])}' in {ca_path}, but its "
+                "signature does not verify with that CA's key: it is ignored and revokes "
+                "nothing (make the CRL again with the CA's own key)")
+            continue
+        kept.append(crl)
+        if not _may_sign_crls(signer):
+            warnings.append(
+                f"The CA '{_dn(signer)}' in {ca_path} signs {which[4:]} but its keyUsage "
+                "does not include cRLSign (CRL signing); vncd applies the CRL as QEMU 7.2 "
+                f"does, but OpenSSL-based peers and tools reject it: {CRL_SIGN_FIX}")
+    return tuple(kept), warnings
+
+
+def _which_crl(crl_path: str, number: int, count: int) -> str:
+    return f"The CRL {crl_path}" + (f" (CRL {number})" if count > 1 else "")
+
+
+def _may_sign_crls(cert: x509.Certificate) -> bool:
+    """False when the certificate's keyUsage exists and leaves out cRLSign."""
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    except ValueError:  # a keyUsage cryptography cannot parse: not ours to judge here
+        return True
+    return bool(usage.crl_sign)
 
 
 def expiry_warnings(certs: Iterable[tuple[x509.Certificate, str]],

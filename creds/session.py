@@ -46,6 +46,7 @@ from creds import dn
 from creds.authz import QAuthZ
 from creds.engine import VerifyProblem, VerifyRecord
 from creds.objects import ObjectError
+from creds.verifycodes import CRL_CODES, VerifyCode as V
 from creds.tlscreds import Endpoint
 
 __all__ = [
@@ -161,15 +162,31 @@ _READING = frozenset({_S.HANDSHAKING, _S.OPEN, _S.CLOSING})
 _WRITING = frozenset({_S.HANDSHAKING, _S.OPEN, _S.PEER_CLOSED})
 
 
-class TLSCheckError(ObjectError):
+class TLSCheckError(Exception):
     """The peer's credentials failed :meth:`TLSSession.check_credentials`.
 
-    ``message`` is QEMU's text; ``check`` names the failed check
+    A peer's bad certificate, not a fault of our configuration: this is
+    deliberately not an :class:`~creds.objects.ObjectError`, so callers
+    that report configuration errors cannot mistake one for the other.
+    ``message`` is QEMU's text; ``hint`` vncd's advice (``str()`` gives
+    both, as for ObjectError); ``check`` names the failed check
     (``no-certificate``, ``unknown-issuer``, ``untrusted``, ``revoked``,
     ``insecure-algorithm``, ``invalid``, ``expired``, ``not-activated``,
     ``dn``, ``authz-missing``, ``authz-type``, ``authz-denied``,
     ``hostname-mismatch``, ``no-hostname``).
     """
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 check: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.check = check
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})"
+        return self.message
 
 
 class TLSSessionUsageError(RuntimeError):
@@ -178,10 +195,17 @@ class TLSSessionUsageError(RuntimeError):
 
 # -- verification results -----------------------------------------------------
 
-#: OpenSSL verify errors (``X509_V_ERR_*``) ignored here: validity times are
-#: checked against the registry's clock instead of the wall clock, and a
-#: CA without a CRL is not a failure (GnuTLS checks the CRLs it has).
-_IGNORED_VERIFY_ERRORS = frozenset({3, 9, 10})
+#: OpenSSL verify errors ignored here.  Validity times are checked against
+#: the registry's clock instead of the wall clock.  A CA without a CRL is not
+#: a failure (GnuTLS checks the CRLs it has).  As in QEMU 7.2 (GnuTLS), a CRL
+#: counts whatever its thisUpdate/nextUpdate say and whether or not its
+#: issuer's keyUsage lists cRLSign (QEMU's documented certtool template
+#: leaves it out): the entries of a CRL whose signature verifies are
+#: applied either way, and the loader warns about such CRLs.
+_IGNORED_VERIFY_ERRORS = frozenset({
+    V.UNABLE_TO_GET_CRL, V.CERT_NOT_YET_VALID, V.CERT_HAS_EXPIRED,
+    V.CRL_NOT_YET_VALID, V.CRL_HAS_EXPIRED, V.KEYUSAGE_NO_CRL_SIGN,
+})
 
 #: OpenSSL verify errors by QEMU's reason: (message, check, rank).  The
 #: highest rank wins when several apply, as in QEMU, where a later test of
@@ -192,38 +216,51 @@ _REVOKED = ("The certificate has been revoked", "revoked", 3)
 _INSECURE = ("The certificate uses an insecure algorithm", "insecure-algorithm", 4)
 _INVALID = ("Invalid certificate", "invalid", 0)
 _VERIFY_REASONS: dict[int, tuple[str, str, int]] = {
-    2: _UNKNOWN_ISSUER, 18: _UNKNOWN_ISSUER, 19: _UNKNOWN_ISSUER,
-    20: _UNKNOWN_ISSUER, 21: _UNKNOWN_ISSUER,
-    23: _REVOKED,
-    4: _NOT_TRUSTED, 6: _NOT_TRUSTED, 7: _NOT_TRUSTED, 8: _NOT_TRUSTED,
-    11: _NOT_TRUSTED, 12: _NOT_TRUSTED, 24: _NOT_TRUSTED, 25: _NOT_TRUSTED,
-    26: _NOT_TRUSTED, 27: _NOT_TRUSTED, 28: _NOT_TRUSTED, 32: _NOT_TRUSTED,
-    66: _INSECURE, 67: _INSECURE, 68: _INSECURE,
+    V.UNABLE_TO_GET_ISSUER_CERT: _UNKNOWN_ISSUER,
+    V.SELF_SIGNED_CERT_IN_CHAIN: _UNKNOWN_ISSUER,
+    V.DEPTH_ZERO_SELF_SIGNED_CERT: _UNKNOWN_ISSUER,
+    V.UNABLE_TO_GET_ISSUER_CERT_LOCALLY: _UNKNOWN_ISSUER,
+    V.UNABLE_TO_VERIFY_LEAF_SIGNATURE: _UNKNOWN_ISSUER,
+    V.CERT_REVOKED: _REVOKED,
+    V.UNABLE_TO_DECRYPT_CERT_SIGNATURE: _NOT_TRUSTED,
+    V.UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY: _NOT_TRUSTED,
+    V.CERT_SIGNATURE_FAILURE: _NOT_TRUSTED,
+    V.CRL_SIGNATURE_FAILURE: _NOT_TRUSTED,
+    V.INVALID_CA: _NOT_TRUSTED,
+    V.PATH_LENGTH_EXCEEDED: _NOT_TRUSTED,
+    V.INVALID_PURPOSE: _NOT_TRUSTED,
+    V.CERT_UNTRUSTED: _NOT_TRUSTED,
+    V.CERT_REJECTED: _NOT_TRUSTED,
+    V.KEYUSAGE_NO_CERTSIGN: _NOT_TRUSTED,
+    V.EE_KEY_TOO_SMALL: _INSECURE,
+    V.CA_KEY_TOO_SMALL: _INSECURE,
+    V.CA_MD_TOO_WEAK: _INSECURE,
 }
 
-#: What OpenSSL's verify error numbers mean, for hints.
+#: What OpenSSL's verify errors mean, for hints.
 _VERIFY_DETAILS = {
-    2: "the issuer certificate is not available",
-    4: "the certificate signature cannot be decrypted",
-    6: "the issuer public key cannot be decoded",
-    7: "the certificate signature is invalid",
-    8: "the CRL signature is invalid",
-    11: "the CRL is not yet valid",
-    12: "the CRL has expired",
-    18: "the certificate is self-signed and not trusted",
-    19: "the chain ends in a self-signed certificate that is not trusted",
-    20: "the issuer is not among the trusted CA certificates",
-    21: "no certificate in the chain can be verified",
-    23: "the certificate is listed in the CRL",
-    24: "an issuer in the chain is not a CA",
-    25: "the chain is longer than its CA allows",
-    26: "the certificate's purpose does not allow this use",
-    27: "the root CA is not trusted for this purpose",
-    28: "the root CA rejects this purpose",
-    32: "an issuer's key usage does not allow certificate signing",
-    66: "the certificate's key is too small",
-    67: "the CA's key is too small",
-    68: "the CA signed with a digest that is too weak",
+    V.UNABLE_TO_GET_ISSUER_CERT: "the issuer certificate is not available",
+    V.UNABLE_TO_DECRYPT_CERT_SIGNATURE: "the certificate signature cannot be decrypted",
+    V.UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY: "the issuer public key cannot be decoded",
+    V.CERT_SIGNATURE_FAILURE: "the certificate signature is invalid",
+    V.CRL_SIGNATURE_FAILURE: "the CRL signature is invalid",
+    V.CRL_NOT_YET_VALID: "the CRL is not yet valid",
+    V.CRL_HAS_EXPIRED: "the CRL has expired",
+    V.DEPTH_ZERO_SELF_SIGNED_CERT: "the certificate is self-signed and not trusted",
+    V.SELF_SIGNED_CERT_IN_CHAIN:
+        "the chain ends in a self-signed certificate that is not trusted",
+    V.UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "the issuer is not among the trusted CA certificates",
+    V.UNABLE_TO_VERIFY_LEAF_SIGNATURE: "no certificate in the chain can be verified",
+    V.CERT_REVOKED: "the certificate is listed in the CRL",
+    V.INVALID_CA: "an issuer in the chain is not a CA",
+    V.PATH_LENGTH_EXCEEDED: "the chain is longer than its CA allows",
+    V.INVALID_PURPOSE: "the certificate's purpose does not allow this use",
+    V.CERT_UNTRUSTED: "the root CA is not trusted for this purpose",
+    V.CERT_REJECTED: "the root CA rejects this purpose",
+    V.KEYUSAGE_NO_CERTSIGN: "an issuer's key usage does not allow certificate signing",
+    V.EE_KEY_TOO_SMALL: "the certificate's key is too small",
+    V.CA_KEY_TOO_SMALL: "the CA's key is too small",
+    V.CA_MD_TOO_WEAK: "the CA signed with a digest that is too weak",
 }
 
 
@@ -621,7 +658,7 @@ class TLSSession:
         detail = _VERIFY_DETAILS.get(problem.errno,
                                      f"OpenSSL verify error {problem.errno}")
         paths = self._material.paths
-        where = paths.get("crl", "ca-crl.pem") if problem.errno in (8, 11, 12, 23) \
+        where = paths.get("crl", "ca-crl.pem") if problem.errno in CRL_CODES \
             else paths.get("ca", "ca-cert.pem")
         return (f"{detail}: certificate '{_show_subject(cert)}' issued by "
                 f"'{_show_issuer(cert)}' (depth {problem.depth}); checked against {where}")
@@ -640,13 +677,17 @@ class TLSSession:
                 raise TLSCheckError(
                     "The certificate has expired",
                     hint=f"'{_show_subject(cert)}' expired at "
-                         f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC",
+                         f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC (valid from "
+                         f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC); it is now "
+                         f"{now:%Y-%m-%d %H:%M:%S} UTC",
                     check="expired")
             if now < cert.not_valid_before_utc:
                 raise TLSCheckError(
                     "The certificate is not yet activated",
                     hint=f"'{_show_subject(cert)}' is valid from "
-                         f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC",
+                         f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC (until "
+                         f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC); it is now "
+                         f"{now:%Y-%m-%d %H:%M:%S} UTC: check the clocks of both machines",
                     check="not-activated")
 
     def _check_authz(self, name: str) -> None:

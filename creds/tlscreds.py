@@ -20,21 +20,14 @@ Network services use credentials only through :mod:`creds.session`.
 
 from __future__ import annotations
 
-import enum
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
+from creds.material import Endpoint
 from creds.objects import ObjectError, Prop, UserCreatable
 
 __all__ = ["Endpoint", "TLSCreds", "LoadedCreds", "KeyLoader"]
-
-
-class Endpoint(enum.Enum):
-    """Which side of the TLS connection the credentials are for."""
-
-    CLIENT = "client"
-    SERVER = "server"
 
 
 @dataclass(frozen=True)
@@ -148,11 +141,18 @@ class TLSCreds(UserCreatable):
         """
         raise NotImplementedError
 
-    def _prepare(self, warn: Callable[[str], None], key_loader: KeyLoader | None) -> LoadedCreds:
-        from creds import engine
+    def build_context(self, material: Any, *, warn: Callable[[str], None]) -> Any:
+        """The TLS context for ``material`` (from :meth:`load_material`).
 
+        Each credentials class builds its own (with :mod:`creds.engine`),
+        so that this base class needs no TLS library.  Raises
+        :class:`ObjectError` when the material cannot be used.
+        """
+        raise NotImplementedError
+
+    def _prepare(self, warn: Callable[[str], None], key_loader: KeyLoader | None) -> LoadedCreds:
         material = self.load_material(warn=warn, key_loader=key_loader)
-        context = engine.build_context(self, material, warn=warn)
+        context = self.build_context(material, warn=warn)
         return LoadedCreds(material=material, context=context, generation=0)
 
     def complete(self, *, key_loader: KeyLoader | None = None, **load_options: Any) -> None:

@@ -44,7 +44,7 @@ from typing import Callable
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from creds import sanity
+from creds import engine, sanity
 from creds.material import X509Material
 from creds.objects import ObjectError, Prop
 from creds.pem import (
@@ -130,18 +130,16 @@ def load_x509_material(
         if not chain:
             chain = _own_certs_for_keypair(cert_path, pair)
         key = _private_key(key_path, password, pair, key_loader)
-        if _public_der(key) != _public_der(chain[0]):
-            raise ObjectError(
-                f"{pair}: The certificate and the given key do not match.",
-                hint=f"{key_path} must hold the private key of the first certificate "
-                     f"in {cert_path}", path=key_path, check="key-mismatch")
+        check_key_match(chain, key, cert_path, key_path)
         warnings += _key_permission_warnings(key_path)
     else:
         chain = ()
 
     crls: tuple = ()
     if crl_path is not None:
-        crls = _crls(crl_path)
+        crls, crl_notes = sanity.usable_crls(crls=_crls(crl_path), crl_path=crl_path,
+                                             ca_certs=ca_certs, ca_path=ca_path)
+        warnings += crl_notes
         if sanity_check:
             if chain:
                 sanity.check_revocation(chain=chain, chain_path=cert_path, crls=crls,
@@ -261,6 +259,16 @@ def _crls(path: str) -> tuple:
                           hint=_pem_hint(e), path=path, check="pem") from None
 
 
+def check_key_match(chain: tuple, key, cert_path: str, key_path: str) -> None:
+    """Raise unless ``key`` is the private key of ``chain[0]`` (QEMU's wording)."""
+    if _public_der(key) != _public_der(chain[0]):
+        raise ObjectError(
+            f"Cannot load certificate '{cert_path}' & key '{key_path}': "
+            "The certificate and the given key do not match.",
+            hint=f"{key_path} must hold the private key of the first certificate "
+                 f"in {cert_path}", path=key_path, check="key-mismatch")
+
+
 def _key_permission_warnings(path: str) -> list[str]:
     try:
         mode = os.stat(path).st_mode
@@ -301,6 +309,10 @@ class TLSCredsX509(TLSCreds):
         Prop("loaded", "bool", read_only=True,
              help="historic; credentials are always loaded on creation"),
     )
+
+    def build_context(self, material: X509Material, *, warn: Callable[[str], None]):
+        """The engine's context for this object's material."""
+        return engine.build_context(self, material, warn=warn)
 
     def load_material(self, *, warn: Callable[[str], None],
                       key_loader: KeyLoader | None) -> X509Material:

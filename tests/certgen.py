@@ -233,10 +233,15 @@ def make_cert(
 
 
 def ca(cn: str = "qemu CA", *, issuer: Issued | None = None, country: str | None = "UK",
-       subject: x509.Name | None = None, **kw) -> Issued:
-    """A CA certificate (root unless ``issuer`` is given)."""
+       subject: x509.Name | None = None, crl_sign: bool = True, **kw) -> Issued:
+    """A CA certificate (root unless ``issuer`` is given).
+
+    ``crl_sign=False`` leaves cRLSign out of the keyUsage, as QEMU's
+    documented certtool template (``ca`` + ``cert_signing_key``) does.
+    """
     kw.setdefault("basic_constraints", (True, True))
-    kw.setdefault("key_usage", ({"key_cert_sign", "crl_sign"}, True))
+    kw.setdefault("key_usage", ({"key_cert_sign", "crl_sign"} if crl_sign
+                                else {"key_cert_sign"}, True))
     kw.setdefault("ext_key_usage", None)
     return make_cert(subject or name(cn, country), issuer=issuer, **kw)
 

@@ -102,11 +102,11 @@ class TicketTests(SynchronousTestCase):
         env = {k: v for k, v in os.environ.items() if k != "OPENSSL_CONF"}
         code = (
             "import OpenSSL.SSL, creds, os, tempfile\n"
-            "from creds import _openssl_config as c, demopki\n"
-            "d = tempfile.mkdtemp(); demopki.ensure_pki(d)\n"
+            "from creds import _openssl_config as c, pki\n"
+            "d = tempfile.mkdtemp(); pki.create(d, force=True)\n"
             "reg = creds.new_registry()\n"
             "for i in range(2):\n"
-            "    reg.create('tls-creds-x509', {'id': f't{i}', 'dir': os.path.join(d, 'server'),"
+            "    reg.create('tls-creds-x509', {'id': f't{i}', 'dir': d,"
             " 'endpoint': 'server'})\n"
             "print(c.STATUS, sum('session tickets' in w for w in reg.warnings))\n")
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,

@@ -44,6 +44,19 @@ class TimeTests(SynchronousTestCase):
             self.assertEqual(e.message, f"The {role} certificate /f is not yet active")
             self.assertEqual(e.check, "not-yet-active")
 
+    def test_hints_give_the_dates(self) -> None:
+        """The hints give the validity window and the clock's time."""
+        old = srv(ROOT, not_before=-2 * DAY, not_after=-DAY).cert
+        new = srv(ROOT, not_before=DAY, not_after=2 * DAY).cert
+        e = self.assertRaises(ObjectError, sanity.check_times, old, "/f", role="server", now=NOW)
+        self.assertTrue(e.hint.startswith(
+            "'C=UK,CN=qemu.org' expired on 2030-05-31 12:00 UTC (valid from 2030-05-30 12:00 "
+            "UTC); it is now 2030-06-01 12:00 UTC; issue a new certificate"), e.hint)
+        e = self.assertRaises(ObjectError, sanity.check_times, new, "/f", role="CA", now=NOW)
+        self.assertTrue(e.hint.startswith(
+            "'C=UK,CN=qemu.org' is valid from 2030-06-02 12:00 UTC (until 2030-06-03 12:00 "
+            "UTC); it is now 2030-06-01 12:00 UTC; check the system clock"), e.hint)
+
     def test_boundaries(self) -> None:
         """A certificate is valid from its first to its last second inclusive."""
         cert = srv(ROOT, not_before=datetime.timedelta(0), not_after=DAY).cert
@@ -289,6 +302,27 @@ class WarningTests(SynchronousTestCase):
             "The certificate /c (C=UK,CN=qemu.org) expires on 2030-06-01 15:00 UTC, "
             "in less than a day; renew it soon",
         ])
+
+    def test_usable_crls(self) -> None:
+        """A forged CRL is left out; a CRL from a CA without cRLSign is kept with a fix."""
+        plain = certgen.ca("plain CA", crl_sign=False, at=NOW)
+        good = certgen.crl(ROOT, at=NOW)
+        no_sign = certgen.crl(plain, at=NOW)
+        forged = certgen.crl(certgen.Issued(cert=ROOT.cert, key=OTHER.key, issuer=None), at=NOW)
+        foreign = certgen.crl(OTHER, at=NOW)
+        kept, warnings = sanity.usable_crls(crls=[good, no_sign, forged, foreign],
+                                            crl_path="/crl", ca_certs=[ROOT.cert, plain.cert],
+                                            ca_path="/ca")
+        self.assertEqual(kept, (good, no_sign, foreign))
+        self.assertEqual(len(warnings), 2, warnings)
+        self.assertTrue(warnings[0].startswith(
+            "The CA 'C=UK,CN=plain CA' in /ca signs CRL /crl (CRL 2) but its keyUsage does "
+            "not include cRLSign"), warnings[0])
+        self.assertIn("crl_signing_key", warnings[0])
+        self.assertIn("keyUsage=critical,keyCertSign,cRLSign", warnings[0])
+        self.assertTrue(warnings[1].startswith("The CRL /crl (CRL 3) claims to be issued by "
+                                               "'C=UK,CN=root' in /ca"), warnings[1])
+        self.assertIn("ignored", warnings[1])
 
     def test_crl(self) -> None:
         """A CRL no CA signed, or past its nextUpdate, is warned about."""

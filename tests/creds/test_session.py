@@ -37,6 +37,7 @@ from tests import certgen
 from tests.creds.sessionpump import FakeCreds, glob_list, pump, registry, x509_material
 
 SERVER, CLIENT = Endpoint.SERVER, Endpoint.CLIENT
+DAY = datetime.timedelta(days=1)
 
 #: Fixed "now" for the registry clock: the certificates are made relative to it.
 NOW = certgen.now()
@@ -294,6 +295,9 @@ class PeerCertificateTests(SynchronousTestCase):
         s, c = x509_pair(k.ca, k.server_alt1, k.ca, old)
         err = self.assertRaises(TLSCheckError, s.check_credentials)
         self.assertEqual((err.message, err.check), ("The certificate has expired", "expired"))
+        after, before = old.cert.not_valid_after_utc, old.cert.not_valid_before_utc
+        self.assertIn(f"expired at {after:%Y-%m-%d %H:%M:%S} UTC (valid from "
+                      f"{before:%Y-%m-%d %H:%M:%S} UTC); it is now ", err.hint)
 
     def test_expired_by_clock(self) -> None:
         """Expiry is judged by the registry's clock, not the wall clock."""
@@ -401,6 +405,38 @@ class PeerCertificateTests(SynchronousTestCase):
         crl = certgen.crl(k.ca, [certgen.client(k.ca, "someone else")])
         s, c = x509_pair(k.ca, k.server_alt1, k.ca, k.client, crls=[crl])
         self.assertIsNone(check(s))
+
+    def test_check_error_is_not_a_configuration_error(self) -> None:
+        """A peer's bad certificate is a TLSCheckError, never a configuration ObjectError."""
+        self.assertFalse(issubclass(TLSCheckError, ObjectError))
+        k = certs()
+        s, c = x509_pair(k.ca, k.server_alt1, k.ca, certgen.client(None, "qemu"))
+        err = self.assertRaises(TLSCheckError, s.check_credentials)
+        self.assertEqual(str(err), f"{err.message} (hint: {err.hint})")
+
+    def test_crl_from_ca_without_crl_sign(self) -> None:
+        """A CA whose keyUsage lacks cRLSign (QEMU's certtool template): only the
+        revoked client is refused, as QEMU 7.2 does (OpenSSL alone refuses all)."""
+        ca = certgen.ca("qemu CA", crl_sign=False)
+        server = certgen.server(ca, "qemu.org")
+        victim, other = certgen.client(ca, "victim"), certgen.client(ca, "other")
+        crl = certgen.crl(ca, [victim])
+        s, c = x509_pair(ca, server, ca, victim, crls=[crl])
+        self.assertEqual(check(s), "The certificate has been revoked")
+        s, c = x509_pair(ca, server, ca, other, crls=[crl])
+        self.assertIsNone(check(s))
+
+    def test_crl_expired_still_revokes(self) -> None:
+        """An expired or not yet valid CRL still revokes what it lists and lets
+        the others in, as QEMU 7.2 (GnuTLS) does."""
+        k = certs()
+        victim = certgen.client(k.ca, "qemu")
+        for last, nxt in ((-3 * DAY, -DAY), (DAY, 3 * DAY)):
+            crl = certgen.crl(k.ca, [victim], last_update=last, next_update=nxt)
+            s, c = x509_pair(k.ca, k.server_alt1, k.ca, victim, crls=[crl])
+            self.assertEqual(check(s), "The certificate has been revoked")
+            s, c = x509_pair(k.ca, k.server_alt1, k.ca, k.client, crls=[crl])
+            self.assertIsNone(check(s))
 
     def test_crl_for_root_only_in_chain(self) -> None:
         """An intermediate without a CRL is no failure (GnuTLS checks the CRLs it has)."""

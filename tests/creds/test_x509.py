@@ -279,3 +279,33 @@ class UnreadableTests(SynchronousTestCase):
         d = make_dir(self, ca=[p.cacert], client=p.clientcert, write_key=False)
         obj = self.create(d, "client-cert.pem", endpoint="client")
         self.assertEqual(obj.material.chain, ())
+
+
+class MissingDirectoryTests(SynchronousTestCase):
+    """A dir= that does not exist is named as such (QEMU names only the file)."""
+
+    def test_missing_directory(self) -> None:
+        """QEMU's message, and a hint saying the directory does not exist."""
+        d = os.path.abspath(self.mktemp())
+        e = self.assertRaises(ObjectError, registry().create, "tls-creds-x509",
+                              {"id": "t0", "dir": d, "endpoint": "server"})
+        self.assertEqual(e.message,
+                         f"Unable to access credentials {d}/ca-cert.pem: No such file or directory")
+        self.assertEqual(e.hint, f"the directory {d} does not exist: check dir= "
+                                 f"(vncd-certs create {d} makes a new one)")
+
+    def test_directory_is_a_file(self) -> None:
+        """dir= naming a file says so."""
+        d = os.path.abspath(self.mktemp())
+        with open(d, "w"):
+            pass
+        e = self.assertRaises(ObjectError, registry().create, "tls-creds-x509",
+                              {"id": "t0", "dir": d, "endpoint": "server"})
+        self.assertIn(f"{d} is not a directory", e.hint)
+
+    def test_missing_file(self) -> None:
+        """An existing directory without the file gets the old advice."""
+        d = make_dir(self, server=pki().servercert)
+        e = self.assertRaises(ObjectError, registry().create, "tls-creds-x509",
+                              {"id": "t0", "dir": d, "endpoint": "server"})
+        self.assertEqual(e.hint, f"create ca-cert.pem in {d}")

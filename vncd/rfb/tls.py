@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from creds.objects import ObjectError
-from creds.session import HandshakeStatus
+from creds.session import HandshakeStatus, TLSCheckError
 from vncd.rfb.errors import RemoteProtocolError
 
 __all__ = ["TLSLayer", "TLSInfo", "TLSFailed", "CredentialsRejected"]
@@ -80,7 +80,7 @@ class TLSLayer:
         if not self._established:
             try:
                 self.session.check_credentials()
-            except ObjectError as e:
+            except (TLSCheckError, ObjectError) as e:
                 self._failed = True
                 raise CredentialsRejected(str(e)) from None
             self._established = True
