@@ -74,6 +74,8 @@ OPTIONS: dict[str, Option] = {
         Option("chardev", "SPEC", "a monitor's socket: socket,id=ID,... or stdio,id=ID"),
         Option("mon", "SPEC", "a monitor on a chardev: [chardev=]ID[,mode=...][,pretty=on]"),
         Option("pidfile", "FILE", "write the process id to FILE (locked; removed on exit)"),
+        Option("daemonize", None, "detach once listening; errors before that still reach"
+                                  " the terminal"),
         Option("print-translation", None, "print the modern equivalent command line and exit"),
         Option("h", None, "print this help and exit (also -help)"),
         Option("help", None, "print this help and exit"),
@@ -86,7 +88,7 @@ def help_text(registry: ObjectRegistry) -> str:
     """The answer to ``-h``: every option, object type and ``-vnc`` key."""
     lines = [
         "usage: vncd [-object SPEC]... [-vnc SPEC]... [-screen SPEC] [-pidfile FILE]",
-        "            [-qmp ADDR]... [-qmp-pretty ADDR]... [-monitor ADDR]...",
+        "            [-daemonize] [-qmp ADDR]... [-qmp-pretty ADDR]... [-monitor ADDR]...",
         "            [-chardev SPEC]... [-mon SPEC]... [-print-translation] [-h] [-version]",
         "",
         "A VNC server with QEMU's model of TLS credentials.  Options are QEMU's",
@@ -142,6 +144,13 @@ def help_text(registry: ObjectRegistry) -> str:
         "Signals: SIGTERM and SIGINT stop vncd (exit status 0); SIGHUP re-reads the",
         "files of every TLS credentials object (an object whose new files fail keeps",
         "its previous credentials).  See vncd(8).",
+        "",
+        "Environment: LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES (socket activation: a",
+        "display serves on the inherited sockets named by its id, ID.websocket for",
+        "WebSocket, or on the only one when there is one socket and one display);",
+        "NOTIFY_SOCKET (sd_notify: READY=1 once listening, RELOADING=1 around SIGHUP,",
+        "STOPPING=1); JOURNAL_STREAM (log lines carry no timestamp when standard",
+        "error is the journal; otherwise each starts with an ISO 8601 UTC time).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -230,6 +239,8 @@ def parse_command_line(
             invocation.print_translation = True
         elif opt.name == "pidfile":
             invocation.pidfile = value
+        elif opt.name == "daemonize":
+            invocation.daemonize = True
         elif opt.name == "screen":
             if screen_given:
                 raise OptionError(source, "-screen may be given only once")
@@ -289,7 +300,7 @@ def format_translation(
     Objects come first (typed ones, then those generated from legacy
     keys), then the chardevs and monitors (in the forms they were given,
     every value written out), then the displays with legacy keys
-    replaced, then ``-screen`` and ``-pidfile`` if given.  Secret
+    replaced, then ``-screen``, ``-pidfile`` and ``-daemonize`` if given.  Secret
     property values are never printed: they are left out, and ``warn``
     says so.
     """
@@ -311,4 +322,6 @@ def format_translation(
         words += ["-screen", optstr.format_params(pairs, implied_key="kind")]
     if invocation.pidfile is not None:
         words += ["-pidfile", invocation.pidfile]
+    if invocation.daemonize:
+        words.append("-daemonize")
     return shlex.join(words)

@@ -566,7 +566,11 @@ class LogTests(SynchronousTestCase):
         self.assertEqual(proc.wait(timeout=30), 0)
         printed += proc.stderr.read()
         lines = printed.decode().splitlines()
-        self.assertTrue(all(line.startswith("vncd: ") for line in lines), lines)
+        # Each line: an ISO 8601 UTC time (standard error is not the journal), then vncd:.
+        stamped = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z vncd: ")
+        self.assertTrue(all(stamped.match(line) for line in lines), lines)
+        self.assertTrue(any(re.search(r": terminating on signal 15 from pid \d+ \(", line)
+                            for line in lines), lines)
         self.assertTrue(any(line.endswith("authentication failed: wrong VNC password")
                             for line in lines), lines)
         self.assertNotIn("s3cret", printed.decode())
