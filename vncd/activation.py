@@ -66,13 +66,15 @@ class InheritedSocket:
 
 
 def inherited_sockets(environ: MutableMapping[str, str] | None = None,
-                      pid: int | None = None) -> list[InheritedSocket]:
+                      pid: int | None = None,
+                      first_fd: int = LISTEN_FDS_START) -> list[InheritedSocket]:
     """The sockets the service manager passed to this process (often none).
 
     The variables are removed from ``environ`` (default :data:`os.environ`)
     whether or not they were meant for us, as ``sd_listen_fds(1)`` does,
     and each descriptor is made close-on-exec.  Raises
     :class:`ActivationError` when they are meant for us but malformed.
+    ``pid`` and ``first_fd`` stand in for this process's (tests).
     """
     environ = os.environ if environ is None else environ
     values = {key: environ.pop(key, None) for key in _ENVIRONMENT}
@@ -100,7 +102,7 @@ def inherited_sockets(environ: MutableMapping[str, str] | None = None,
                 f"LISTEN_FDNAMES has {len(names)} names for LISTEN_FDS={count} sockets")
     found = []
     for index, name in enumerate(names):
-        fd = LISTEN_FDS_START + index
+        fd = first_fd + index
         try:
             os.set_inheritable(fd, False)
         except OSError as e:

@@ -132,8 +132,10 @@ class _Console:
         self.location = PROG
         #: The ``-object`` option that created each object, by id.
         self.sources: dict[str, str] = {}
-        #: Lines start with an ISO 8601 time once serving (see :func:`start_logging`).
+        #: Lines start with an ISO 8601 time once serving (see :func:`start_logging`);
+        #: start-up errors stay as QEMU prints them.
         self.timestamps = False
+        self.stamp_when_serving = False
 
     def location_of(self, obj: Any) -> str:
         """Where messages about ``obj`` point: its ``-object`` option, or its id."""
@@ -239,6 +241,7 @@ def _serve(
                 status[0] = 1
                 return False
             monitor.attach(running)
+            console.timestamps = console.stamp_when_serving
             for notice in running.notices:
                 stderr.write(notice + "\n")
             stderr.flush()
@@ -511,7 +514,7 @@ def _main(argv: list[str], reactor: Any, service: Any, out: TextIO, err: TextIO,
     if reactor is None:
         from twisted.internet import reactor
 
-        console.timestamps = start_logging(err)
+        console.stamp_when_serving = start_logging(err)
     status = 1
     try:
         status = _serve(prepared, registry, reactor, service, console, manager)
