@@ -257,3 +257,42 @@ class SocketActivationTests(SynchronousTestCase):
                                 text=True, timeout=STEP_TIMEOUT)
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertIn("-vnc none: inherited socket fd 3 is not listening", result.stderr)
+
+
+class ContribUnitTests(SynchronousTestCase):
+    """The systemd units under contrib/ agree with vncd."""
+
+    def unit(self, name):
+        values = {}
+        with open(os.path.join(ROOT, "contrib", name)) as f:
+            text = f.read().replace("\\\n", " ")
+        for line in text.splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                values.setdefault(key.strip(), value.strip())
+        return values
+
+    def test_service_command_line(self):
+        """ExecStart is a command line vncd accepts, without -daemonize, in a notify unit."""
+        import io
+        import shlex
+
+        from vncd.cli import main
+
+        service = self.unit("vncd.service")
+        self.assertEqual(service["Type"], "notify")
+        argv = shlex.split(service["ExecStart"])
+        self.assertEqual(os.path.basename(argv[0]), "vncd")
+        self.assertNotIn("-daemonize", argv)
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(main([*argv[1:], "-print-translation"], stdout=out, stderr=err), 0,
+                         err.getvalue())
+
+    def test_socket_name_is_first_display(self):
+        """The socket unit names its socket after the id vncd gives the first display."""
+        from compat.vnc import parse_vnc
+
+        socket_unit = self.unit("vncd.socket")
+        display, _ = parse_vnc(":0", used_ids=[], option="-vnc")
+        self.assertEqual(socket_unit["FileDescriptorName"], display.id)
+        self.assertEqual(socket_unit["Accept"], "no")
