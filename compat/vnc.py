@@ -40,8 +40,8 @@ from compat.config import DisplayConfig, ListenAddress, ObjectSpec
 from compat.errors import HelpRequest, OptionError
 from compat.objects import check_id
 from compat.optstr import Param
-from creds.authz import QAuthZ
-from creds.objects import ObjectError, ObjectRegistry
+from creds.authz import AuthzList, QAuthZ
+from creds.objects import ObjectError, ObjectRegistry, spelling_hint
 from creds.secret import lookup_secret
 from creds.tlscreds import Endpoint, TLSCreds
 
@@ -181,6 +181,8 @@ def _check_param(param: Param, source: str) -> None:
         hint = None
         if param.flag and param.value == "off" and f"no{param.key}" in VNC_KEYS:
             hint = f"'{param.raw}' reads as {param.key}=off; write {param.raw}=on"
+        else:
+            hint = spelling_hint(param.key, [k for k in VNC_KEYS if k != "vnc"])
         raise OptionError(source, f"Invalid parameter '{param.key}'", hint=hint)
     if key.kind == "bool":
         optstr.parse_bool(param, source)
@@ -419,7 +421,26 @@ def _authz_warning(display: DisplayConfig, registry: ObjectRegistry) -> str | No
             f"Object '{display.tls_authz}' is not a QAuthZ subclass (tls-authz);"
             " every client is refused"
         )
+    if isinstance(authz, AuthzList) and not authz.rules() and authz.policy == "deny":
+        return (
+            f"the list '{authz.id}' (tls-authz) is empty with policy deny: every client"
+            " is refused until the monitor changes it (HMP: acl_add"
+            f" {authz.id} 'CN=name,O=org' allow, or acl_policy {authz.id} allow)"
+        )
     return None
+
+
+def _password_warning(display: DisplayConfig) -> str | None:
+    """Why ``password=on`` without ``password-secret`` would refuse every client."""
+    if not display.password or display.password_secret is not None:
+        return None
+    if not (display.listen or display.websocket):
+        return None
+    return (
+        "no password is set (password=on without password-secret): every client is"
+        " refused until the monitor sets one (HMP: set_password vnc PASSWORD or change"
+        " vnc password; QMP: change-vnc-password); or give password-secret=ID"
+    )
 
 
 def check_display(
@@ -466,3 +487,5 @@ def check_display(
         note = _authz_warning(display, registry)
         if note is not None:
             warn(f"{source}: warning: {note}")
+    if warn is not None and (note := _password_warning(display)) is not None:
+        warn(f"{source}: warning: {note}")
