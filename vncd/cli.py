@@ -143,8 +143,13 @@ class _Console:
 
     def say(self, line: str) -> None:
         stamp = f"{_timestamp()} " if self.timestamps else ""
-        self.stream.write(f"{stamp}{PROG}: {line}\n")
-        self.stream.flush()
+        try:
+            self.stream.write(f"{stamp}{PROG}: {line}\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            # Standard error is gone (a closed pipe, a vanished terminal):
+            # the message is lost, but vncd must go on (and stop) regardless.
+            pass
 
     def registry_warning(self, text: str) -> None:
         self.say(f"{self.location}: warning: {text}")
@@ -576,8 +581,11 @@ def start_logging(stream: TextIO) -> bool:
         if failure is not None:
             text += "\n" + failure.getTraceback()
         stamp = f"{_timestamp()} " if stamped else ""
-        stream.write(f"{stamp}{PROG}: {prefixes.get(event.get('log_level'), '')}{text}\n")
-        stream.flush()
+        try:
+            stream.write(f"{stamp}{PROG}: {prefixes.get(event.get('log_level'), '')}{text}\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
     stamped = not _under_journald(stream)
 
