@@ -312,7 +312,8 @@ def parse_vnc(
         if display_id in used_ids:
             raise OptionError(source, f"Duplicate ID '{display_id}' for vnc")
     params: list[Param] = []
-    for param in optstr.iter_params(arg, option=source, implied_key="vnc", warn=warn):
+    for param in optstr.iter_params(arg, option=source, implied_key="vnc", warn=warn,
+                                    quiet_short_form=legacy.LEGACY_KEYS):
         if param.help:
             raise HelpRequest(vnc_help())
         if param.key == "id":

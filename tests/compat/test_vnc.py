@@ -200,9 +200,9 @@ class KeyTests(SynchronousTestCase):
     def test_error_stops_before_later_warnings(self):
         """An invalid key stops parsing: short-form flags after it do not warn (QEMU order)."""
         seen = []
-        self.assertRaises(OptionError, vnc, ":1,tls,frob,reverse", warnings=seen)
+        self.assertRaises(OptionError, vnc, ":1,lossy,frob,reverse", warnings=seen)
         self.assertEqual([w.split("\n")[0] for w in seen],
-                         ["short-form boolean option 'tls' deprecated",
+                         ["short-form boolean option 'lossy' deprecated",
                           "short-form boolean option 'frob' deprecated"])
 
     def test_qemu_only_keys(self):
