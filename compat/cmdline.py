@@ -30,7 +30,7 @@ from compat.monitor import (
     parse_monitor_address,
 )
 from compat.objects import format_object, object_source, parse_object
-from compat.vnc import VNC_KEYS, modern_params, parse_vnc
+from compat.vnc import VNC_KEYS, modern_params, parse_vnc, static_refusal
 from creds.objects import ObjectRegistry
 
 __all__ = [
@@ -51,6 +51,11 @@ MAX_OBJECTS = 1024
 SCREEN_KINDS = ("testcard", "image", "pipe", "vnc")
 
 Warn = Callable[[str], None]
+
+#: Why ``-print-translation`` prints nothing for a display vncd refuses
+#: (``sasl=on``, ``tls-authz`` without TLS ...): a printed line must be one
+#: vncd accepts.  The reason follows.
+NO_TRANSLATION = "-print-translation: no equivalent vncd command line, since vncd refuses this display"
 
 
 @dataclass(frozen=True)
@@ -302,7 +307,9 @@ def format_translation(
     every value written out), then the displays with legacy keys
     replaced, then ``-screen``, ``-pidfile`` and ``-daemonize`` if given.  Secret
     property values are never printed: they are left out, and ``warn``
-    says so.
+    says so.  A display vncd refuses whatever the objects
+    (:func:`compat.vnc.static_refusal`: ``sasl=on``, ``tls-authz`` without
+    TLS ...) raises :class:`OptionError`: any line printed would be refused.
     """
     words = ["vncd"]
     for spec in invocation.objects:
@@ -316,6 +323,12 @@ def format_translation(
         words += ["-object", format_object(spec, omit=omit)]
     words += format_monitor_options(invocation)
     for display in invocation.displays:
+        refusal = static_refusal(display)
+        if refusal is not None:
+            if display.sasl and display.sasl_authz:
+                refusal += (f"; QEMU 2.5 would also have checked SASL user names against"
+                            f" the deny-by-default list '{display.sasl_authz}' (sasl-authz)")
+            raise OptionError(display.source, f"{NO_TRANSLATION}: {refusal}")
         words += ["-vnc", optstr.format_params(modern_params(display), implied_key="vnc")]
     if invocation.screen.kind != ScreenSpec().kind or invocation.screen.props:
         pairs = [("kind", invocation.screen.kind), *invocation.screen.props.items()]

@@ -377,7 +377,7 @@ def parse_vnc(
         non_adaptive=bool(flag("non-adaptive")),
         key_delay_ms=key_delay_ms,
         sasl=bool(flag("sasl")),
-        sasl_authz=last("sasl-authz"),
+        sasl_authz=translation.sasl_authz or last("sasl-authz"),
         ignored=ignored,
     )
     return display, translation.objects
@@ -398,6 +398,8 @@ def modern_params(display: DisplayConfig) -> list[tuple[str, str]]:
         pairs.append(("tls-creds", display.tls_creds))
     if display.tls_authz is not None and "tls-authz" not in keys:
         pairs.append(("tls-authz", display.tls_authz))
+    if display.sasl_authz is not None and "sasl-authz" not in keys:
+        pairs.append(("sasl-authz", display.sasl_authz))
     return pairs
 
 
@@ -442,6 +444,28 @@ def _password_warning(display: DisplayConfig) -> str | None:
         " refused until the monitor sets one (HMP: set_password vnc PASSWORD or change"
         " vnc password; QMP: change-vnc-password); or give password-secret=ID"
     )
+
+
+def static_refusal(display: DisplayConfig) -> str | None:
+    """The first fault :func:`check_display` would find without looking at any object.
+
+    For ``-print-translation``, which creates no object: a display vncd
+    would refuse has no equivalent command line to print.
+    """
+    if display.sasl:
+        return SASL_MESSAGE
+    if display.tls_authz is not None and display.tls_creds is None:
+        return "'tls-authz' provided but TLS is not enabled"
+    if display.sasl_authz is not None:
+        return "'sasl-authz' provided but SASL auth is not enabled"
+    if display.share not in SHARE_POLICIES:
+        return "unknown vnc share= option"
+    if display.reverse and display.listen:
+        if display.websocket:
+            return "Cannot use websockets in reverse mode"
+        if len(display.listen) != 1:
+            return "Expected a single address in reverse mode"
+    return None
 
 
 def check_display(
