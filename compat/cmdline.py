@@ -30,7 +30,7 @@ from compat.monitor import (
     parse_monitor_address,
 )
 from compat.objects import format_object, object_source, parse_object
-from compat.vnc import VNC_KEYS, modern_params, parse_vnc
+from compat.vnc import VNC_KEYS, modern_params, parse_vnc, static_refusal
 from creds.objects import ObjectRegistry
 
 __all__ = [
@@ -51,6 +51,11 @@ MAX_OBJECTS = 1024
 SCREEN_KINDS = ("testcard", "image", "pipe", "file", "vnc")
 
 Warn = Callable[[str], None]
+
+#: Why ``-print-translation`` prints nothing for a display vncd refuses
+#: (``sasl=on``, ``tls-authz`` without TLS ...): a printed line must be one
+#: vncd accepts.  The reason follows.
+NO_TRANSLATION = "-print-translation: no equivalent vncd command line, since vncd refuses this display"
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ OPTIONS: dict[str, Option] = {
         Option("chardev", "SPEC", "a monitor's socket: socket,id=ID,... or stdio,id=ID"),
         Option("mon", "SPEC", "a monitor on a chardev: [chardev=]ID[,mode=...][,pretty=on]"),
         Option("pidfile", "FILE", "write the process id to FILE (locked; removed on exit)"),
+        Option("daemonize", None, "detach once listening; errors before that still reach"
+                                  " the terminal"),
         Option("print-translation", None, "print the modern equivalent command line and exit"),
         Option("h", None, "print this help and exit (also -help)"),
         Option("help", None, "print this help and exit"),
@@ -86,7 +93,7 @@ def help_text(registry: ObjectRegistry) -> str:
     """The answer to ``-h``: every option, object type and ``-vnc`` key."""
     lines = [
         "usage: vncd [-object SPEC]... [-vnc SPEC]... [-screen SPEC] [-pidfile FILE]",
-        "            [-qmp ADDR]... [-qmp-pretty ADDR]... [-monitor ADDR]...",
+        "            [-daemonize] [-qmp ADDR]... [-qmp-pretty ADDR]... [-monitor ADDR]...",
         "            [-chardev SPEC]... [-mon SPEC]... [-print-translation] [-h] [-version]",
         "",
         "A VNC server with QEMU's model of TLS credentials.  Options are QEMU's",
@@ -142,6 +149,13 @@ def help_text(registry: ObjectRegistry) -> str:
         "Signals: SIGTERM and SIGINT stop vncd (exit status 0); SIGHUP re-reads the",
         "files of every TLS credentials object (an object whose new files fail keeps",
         "its previous credentials).  See vncd(8).",
+        "",
+        "Environment: LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES (socket activation: a",
+        "display serves on the inherited sockets named by its id, ID.websocket for",
+        "WebSocket, or on the only one when there is one socket and one display);",
+        "NOTIFY_SOCKET (sd_notify: READY=1 once listening, RELOADING=1 around SIGHUP,",
+        "STOPPING=1); JOURNAL_STREAM (log lines carry no timestamp when standard",
+        "error is the journal; otherwise each starts with an ISO 8601 UTC time).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -230,6 +244,8 @@ def parse_command_line(
             invocation.print_translation = True
         elif opt.name == "pidfile":
             invocation.pidfile = value
+        elif opt.name == "daemonize":
+            invocation.daemonize = True
         elif opt.name == "screen":
             if screen_given:
                 raise OptionError(source, "-screen may be given only once")
@@ -289,9 +305,11 @@ def format_translation(
     Objects come first (typed ones, then those generated from legacy
     keys), then the chardevs and monitors (in the forms they were given,
     every value written out), then the displays with legacy keys
-    replaced, then ``-screen`` and ``-pidfile`` if given.  Secret
+    replaced, then ``-screen``, ``-pidfile`` and ``-daemonize`` if given.  Secret
     property values are never printed: they are left out, and ``warn``
-    says so.
+    says so.  A display vncd refuses whatever the objects
+    (:func:`compat.vnc.static_refusal`: ``sasl=on``, ``tls-authz`` without
+    TLS ...) raises :class:`OptionError`: any line printed would be refused.
     """
     words = ["vncd"]
     for spec in invocation.objects:
@@ -305,10 +323,18 @@ def format_translation(
         words += ["-object", format_object(spec, omit=omit)]
     words += format_monitor_options(invocation)
     for display in invocation.displays:
+        refusal = static_refusal(display)
+        if refusal is not None:
+            if display.sasl and display.sasl_authz:
+                refusal += (f"; QEMU 2.5 would also have checked SASL user names against"
+                            f" the deny-by-default list '{display.sasl_authz}' (sasl-authz)")
+            raise OptionError(display.source, f"{NO_TRANSLATION}: {refusal}")
         words += ["-vnc", optstr.format_params(modern_params(display), implied_key="vnc")]
     if invocation.screen.kind != ScreenSpec().kind or invocation.screen.props:
         pairs = [("kind", invocation.screen.kind), *invocation.screen.props.items()]
         words += ["-screen", optstr.format_params(pairs, implied_key="kind")]
     if invocation.pidfile is not None:
         words += ["-pidfile", invocation.pidfile]
+    if invocation.daemonize:
+        words.append("-daemonize")
     return shlex.join(words)

@@ -168,6 +168,8 @@ class Invocation:
     #: Monitors, in command-line order; each names one of ``chardevs``.
     monitors: list[MonitorConfig] = field(default_factory=list)
     pidfile: str | None = None
+    #: ``-daemonize``: detach from the terminal once every display listens.
+    daemonize: bool = False
     print_translation: bool = False
     #: Warnings produced while parsing (deprecations, ignored keys), in order,
     #: each already in its printed form ``"<option as typed>: warning: <text>"``.

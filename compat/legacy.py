@@ -18,6 +18,8 @@ any of them on a display ``none``      nothing (QEMU 2.5 ignored such a display)
 ``acl``                                ``authz-list,id=vnc.x509dname,policy=deny`` used
                                        as ``tls-authz`` (``vnc.<id>.x509dname`` for a
                                        display whose id is not ``default``)
+``acl,sasl``                           also ``authz-list,id=vnc.username,policy=deny``
+                                       used as ``sasl-authz`` (``vnc.<id>.username``)
 =====================================  ==============================================
 
 Any of ``tls``/``x509``/``x509verify`` together with ``tls-creds`` is
@@ -41,7 +43,7 @@ from compat.optstr import Param
 
 __all__ = [
     "LEGACY_TLS_KEYS", "LEGACY_KEYS", "Translation", "translate",
-    "creds_id", "acl_id", "MUTUALLY_EXCLUSIVE",
+    "creds_id", "acl_id", "sasl_acl_id", "MUTUALLY_EXCLUSIVE",
 ]
 
 #: The pre-2.5 TLS switches, in the order QEMU names them.
@@ -69,6 +71,13 @@ def acl_id(display_id: str) -> str:
     return f"vnc.{display_id}.x509dname"
 
 
+def sasl_acl_id(display_id: str) -> str:
+    """The id QEMU 2.5 gave the SASL user-name ACL of a display (``acl`` with ``sasl``)."""
+    if display_id == "default":
+        return "vnc.username"
+    return f"vnc.{display_id}.username"
+
+
 @dataclass
 class Translation:
     """What the legacy keys of one ``-vnc`` option amount to."""
@@ -79,6 +88,7 @@ class Translation:
     #: keys decided them.
     tls_creds: str | None = None
     tls_authz: str | None = None
+    sasl_authz: str | None = None
     #: Deprecation warnings, one per legacy use, without location.
     warnings: list[str] = field(default_factory=list)
 
@@ -186,9 +196,17 @@ def _translate_acl(
         f"-vnc ...,{typed} is deprecated; use -object {format_object(spec)}"
         f" -vnc ...,tls-authz={authz_id}"
     )
+    if "sasl" in params and _as_bool(params["sasl"]):
+        # QEMU 2.5 also made a deny-by-default list for SASL user names.
+        sasl_spec = ObjectSpec("authz-list", {"id": sasl_acl_id(display_id), "policy": "deny"},
+                               source, generated=True)
+        result.objects.append(sasl_spec)
+        result.sasl_authz = sasl_spec.props["id"]
+        text += (f" and -object {format_object(sasl_spec)}"
+                 f" -vnc ...,sasl-authz={result.sasl_authz}")
     if result.tls_creds is None and "tls-creds" not in params:
         return text + (
-            " (this display has no TLS, so the list is created but not used,"
+            f" (this display has no TLS, so '{authz_id}' is created but not used,"
             " as in QEMU)"
         )
     result.tls_authz = authz_id

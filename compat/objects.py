@@ -208,7 +208,42 @@ def _check_props(
     try:
         registry.check(qom_type, props, unknown_message=unknown_message)
     except ObjectError as err:
-        raise OptionError(source, err.message, hint=err.hint) from None
+        hint = err.hint
+        if unknown_message == KEY_VALUE_UNKNOWN:
+            hint = _comma_hint(registry, qom_type, props) or hint
+        raise OptionError(source, err.message, hint=hint) from None
+
+
+#: QEMU's wording for a key the type does not know, in the key=value syntax.
+KEY_VALUE_UNKNOWN = "Invalid parameter '{}'"
+
+#: What a distinguished name's attribute type looks like (``CN``, ``O``,
+#: ``OU``, ``DC``, ``emailAddress``, ``2.5.4.3``): the keys a DN written
+#: with single commas leaves behind.
+_DN_ATTRIBUTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]{0,31}|[0-9]+(?:\.[0-9]+)+)$")
+
+
+def _comma_hint(registry: ObjectRegistry, qom_type: str, props: dict[str, Any]) -> str | None:
+    """A distinguished name split at its commas: say commas in a value are written ``,,``.
+
+    ``identity=C=GB,O=ACME,CN=x`` parses as ``identity=C=GB``, ``O=ACME``,
+    ``CN=x``; the unknown keys right after a value holding ``=`` are put
+    back into that value to show the intended spelling.
+    """
+    cls = registry.type_for(qom_type)
+    items = list(props.items())
+    for index, (name, value) in enumerate(items):
+        if cls.prop_spec(name) is None or not isinstance(value, str) or "=" not in value:
+            continue
+        parts = [value]
+        for key, more in items[index + 1:]:
+            if cls.prop_spec(key) is not None or not _DN_ATTRIBUTE.match(key):
+                break
+            parts.append(f"{key}={more}")
+        if len(parts) > 1:
+            return (f"a comma inside a value is written ',,': "
+                    f"{name}={',,'.join(parts)}")
+    return None
 
 
 def parse_object(
@@ -267,8 +302,7 @@ def parse_object(
     _type_for(registry, qom_type, source)
     if obj_id is None:
         raise OptionError(source, "Parameter 'id' is missing")
-    _check_props(registry, qom_type, {"id": obj_id, **props}, source,
-                 "Invalid parameter '{}'")
+    _check_props(registry, qom_type, {"id": obj_id, **props}, source, KEY_VALUE_UNKNOWN)
     return ObjectSpec(qom_type=qom_type, props={"id": obj_id, **props}, source=source)
 
 

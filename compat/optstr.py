@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Collection, Iterable, Iterator
 
 from compat.errors import OptionError
 
@@ -177,6 +177,7 @@ def iter_params(
     implied_key: str | None = None,
     warn: Warn | None = None,
     check_keys: bool = True,
+    quiet_short_form: Collection[str] = (),
 ) -> Iterator[Param]:
     """Yield the elements of ``text`` in order.
 
@@ -185,7 +186,9 @@ def iter_params(
     ``warn`` receives QEMU's short-form boolean warning (two lines).
     ``id`` elements are yielded like any other; callers skip them.
     ``check_keys=False`` skips the key length limit (for the id pass,
-    which reads a long first value as a key).
+    which reads a long first value as a key).  Keys in
+    ``quiet_short_form`` get no short-form warning (legacy keys, whose
+    ``key=on`` spelling QEMU 7.2 would refuse: the caller says more).
     """
     check_length(text, option)
     pos = 0
@@ -215,7 +218,7 @@ def iter_params(
                 param = Param(name[2:], "off", name, flag=True)
             else:
                 param = Param(name, "on", name, flag=True)
-            if warn is not None and not param.help:
+            if warn is not None and not param.help and param.key not in quiet_short_form:
                 warn(
                     f"short-form boolean option '{name}' deprecated\n"
                     f"Please use {param.key}={param.value} instead"

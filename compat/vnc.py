@@ -40,8 +40,8 @@ from compat.config import DisplayConfig, ListenAddress, ObjectSpec
 from compat.errors import HelpRequest, OptionError
 from compat.objects import check_id
 from compat.optstr import Param
-from creds.authz import QAuthZ
-from creds.objects import ObjectError, ObjectRegistry
+from creds.authz import AuthzList, QAuthZ
+from creds.objects import ObjectError, ObjectRegistry, spelling_hint
 from creds.secret import lookup_secret
 from creds.tlscreds import Endpoint, TLSCreds
 
@@ -181,6 +181,8 @@ def _check_param(param: Param, source: str) -> None:
         hint = None
         if param.flag and param.value == "off" and f"no{param.key}" in VNC_KEYS:
             hint = f"'{param.raw}' reads as {param.key}=off; write {param.raw}=on"
+        else:
+            hint = spelling_hint(param.key, [k for k in VNC_KEYS if k != "vnc"])
         raise OptionError(source, f"Invalid parameter '{param.key}'", hint=hint)
     if key.kind == "bool":
         optstr.parse_bool(param, source)
@@ -310,7 +312,8 @@ def parse_vnc(
         if display_id in used_ids:
             raise OptionError(source, f"Duplicate ID '{display_id}' for vnc")
     params: list[Param] = []
-    for param in optstr.iter_params(arg, option=source, implied_key="vnc", warn=warn):
+    for param in optstr.iter_params(arg, option=source, implied_key="vnc", warn=warn,
+                                    quiet_short_form=legacy.LEGACY_KEYS):
         if param.help:
             raise HelpRequest(vnc_help())
         if param.key == "id":
@@ -374,7 +377,7 @@ def parse_vnc(
         non_adaptive=bool(flag("non-adaptive")),
         key_delay_ms=key_delay_ms,
         sasl=bool(flag("sasl")),
-        sasl_authz=last("sasl-authz"),
+        sasl_authz=translation.sasl_authz or last("sasl-authz"),
         ignored=ignored,
     )
     return display, translation.objects
@@ -395,6 +398,8 @@ def modern_params(display: DisplayConfig) -> list[tuple[str, str]]:
         pairs.append(("tls-creds", display.tls_creds))
     if display.tls_authz is not None and "tls-authz" not in keys:
         pairs.append(("tls-authz", display.tls_authz))
+    if display.sasl_authz is not None and "sasl-authz" not in keys:
+        pairs.append(("sasl-authz", display.sasl_authz))
     return pairs
 
 
@@ -419,6 +424,47 @@ def _authz_warning(display: DisplayConfig, registry: ObjectRegistry) -> str | No
             f"Object '{display.tls_authz}' is not a QAuthZ subclass (tls-authz);"
             " every client is refused"
         )
+    if isinstance(authz, AuthzList) and not authz.rules() and authz.policy == "deny":
+        return (
+            f"the list '{authz.id}' (tls-authz) is empty with policy deny: every client"
+            " is refused until the monitor changes it (HMP: acl_add"
+            f" {authz.id} 'CN=name,O=org' allow, or acl_policy {authz.id} allow)"
+        )
+    return None
+
+
+def _password_warning(display: DisplayConfig) -> str | None:
+    """Why ``password=on`` without ``password-secret`` would refuse every client."""
+    if not display.password or display.password_secret is not None:
+        return None
+    if not (display.listen or display.websocket):
+        return None
+    return (
+        "no password is set (password=on without password-secret): every client is"
+        " refused until the monitor sets one (HMP: set_password vnc PASSWORD or change"
+        " vnc password; QMP: change-vnc-password); or give password-secret=ID"
+    )
+
+
+def static_refusal(display: DisplayConfig) -> str | None:
+    """The first fault :func:`check_display` would find without looking at any object.
+
+    For ``-print-translation``, which creates no object: a display vncd
+    would refuse has no equivalent command line to print.
+    """
+    if display.sasl:
+        return SASL_MESSAGE
+    if display.tls_authz is not None and display.tls_creds is None:
+        return "'tls-authz' provided but TLS is not enabled"
+    if display.sasl_authz is not None:
+        return "'sasl-authz' provided but SASL auth is not enabled"
+    if display.share not in SHARE_POLICIES:
+        return "unknown vnc share= option"
+    if display.reverse and display.listen:
+        if display.websocket:
+            return "Cannot use websockets in reverse mode"
+        if len(display.listen) != 1:
+            return "Expected a single address in reverse mode"
     return None
 
 
@@ -466,3 +512,5 @@ def check_display(
         note = _authz_warning(display, registry)
         if note is not None:
             warn(f"{source}: warning: {note}")
+    if warn is not None and (note := _password_warning(display)) is not None:
+        warn(f"{source}: warning: {note}")

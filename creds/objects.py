@@ -19,16 +19,30 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 __all__ = [
     "ObjectError",
+    "spelling_hint",
     "Prop",
     "UserCreatable",
     "ObjectRegistry",
     "parse_bool",
     "ID_PATTERN",
 ]
+
+
+def spelling_hint(name: str, known: Sequence[str]) -> str | None:
+    """``did you mean 'verify-peer'?`` for a misspelt ``name`` among ``known``, or None."""
+    import difflib
+
+    if not isinstance(name, str):
+        return None
+    spelled = name.replace("_", "-").lower()
+    if spelled != name and spelled in known:
+        return f"did you mean '{spelled}'?"
+    close = difflib.get_close_matches(spelled, list(known), n=1, cutoff=0.75)
+    return f"did you mean '{close[0]}'?" if close else None
 
 
 class ObjectError(Exception):
@@ -308,9 +322,15 @@ class ObjectRegistry:
         for name in order:
             spec = cls.prop_spec(name)
             if spec is None:
-                raise ObjectError(unknown_message.format(name))
+                raise ObjectError(unknown_message.format(name),
+                                  hint=spelling_hint(name, [p.name for p in cls.props
+                                                            if not p.read_only]))
             if name not in props:
-                raise ObjectError(f"Parameter '{name}' is missing")
+                typo = next((given for given in props if given not in declared
+                             and spelling_hint(given, [name])), None)
+                raise ObjectError(f"Parameter '{name}' is missing",
+                                  hint=f"'{typo}' was given: did you mean '{name}'?"
+                                  if typo else None)
             if spec.read_only:
                 raise ObjectError(f"Property '{cls.qom_type}.{name}' is not writable")
             values[name] = spec.coerce(props[name])

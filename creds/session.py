@@ -364,6 +364,8 @@ class TLSSession:
     ``version-mismatch``, ``peer-alert``, ``premature-eof``, ``tls-error``).
     ``peer_name``: the peer's distinguished name (GnuTLS form), set by a
     :meth:`check_credentials` that checked a certificate.
+    ``alert``: the description of the fatal TLS alert the peer sent
+    (``unknown ca``, ``bad certificate`` ...), when one broke the session.
     ``peer_closed``: the peer sent close_notify.
     ``truncated``: the transport ended after the handshake without close_notify.
     """
@@ -389,6 +391,7 @@ class TLSSession:
         self.state = SessionState.HANDSHAKING
         self.failure: str | None = None
         self.failure_code: str | None = None
+        self.alert: str | None = None
         self.peer_name: str | None = None
         self.peer_closed = False
         self.truncated = False
@@ -423,6 +426,9 @@ class TLSSession:
 
     def _break(self, error: SSL.Error) -> None:
         reason, code = _describe(error, self._first_bytes, self._handshake_done)
+        if code == "peer-alert" and self.alert is None:
+            self.alert = next((m.group(1) for m in map(_ALERT.fullmatch,
+                                                       _openssl_reasons(error)) if m), None)
         self._fail(reason, code)
 
     def _fail(self, reason: str, code: str,
@@ -443,6 +449,11 @@ class TLSSession:
         if self.state is SessionState.HANDSHAKING:
             return HandshakeStatus.IN_PROGRESS
         return HandshakeStatus.FAILED
+
+    @property
+    def has_own_certificate(self) -> bool:
+        """Whether this side has a certificate to present (a client's own identity)."""
+        return self._conn.get_certificate() is not None
 
     @property
     def closed(self) -> bool:

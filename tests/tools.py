@@ -40,6 +40,7 @@ _PACKAGES = {
     "setpriv": "util-linux",
     "x11vnc": "x11vnc",
     "xev": "x11-utils",
+    "systemd-socket-activate": "systemd",
 }
 
 QEMU = "qemu-system-x86_64"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import os
 import signal
 import sys
@@ -131,14 +132,24 @@ class _Console:
         self.location = PROG
         #: The ``-object`` option that created each object, by id.
         self.sources: dict[str, str] = {}
+        #: Lines start with an ISO 8601 time once serving (see :func:`start_logging`);
+        #: start-up errors stay as QEMU prints them.
+        self.timestamps = False
+        self.stamp_when_serving = False
 
     def location_of(self, obj: Any) -> str:
         """Where messages about ``obj`` point: its ``-object`` option, or its id."""
         return self.sources.get(obj.id, f"object '{obj.id}'")
 
     def say(self, line: str) -> None:
-        self.stream.write(f"{PROG}: {line}\n")
-        self.stream.flush()
+        stamp = f"{_timestamp()} " if self.timestamps else ""
+        try:
+            self.stream.write(f"{stamp}{PROG}: {line}\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            # Standard error is gone (a closed pipe, a vanished terminal):
+            # the message is lost, but vncd must go on (and stop) regardless.
+            pass
 
     def registry_warning(self, text: str) -> None:
         self.say(f"{self.location}: warning: {text}")
@@ -190,13 +201,17 @@ def _serve(
     reactor: Any,
     service: Any,
     console: "_Console",
+    manager: "_Manager | None" = None,
 ) -> int:
     """Step 4: pid file, service, reactor; returns the exit status.
 
     The service's start-up notices (QEMU's "VNC server running on ..."
     for ``to=``) go to standard error without prefix, as QEMU prints them.
+    ``manager`` carries what a service manager or ``-daemonize`` asks
+    for: inherited sockets, readiness notification, the waiting parent.
     """
     say, stderr = console.say, console.stream
+    manager = manager or _Manager()
     pidfile = None
     if invocation.pidfile is not None:
         pidfile = PidFile(invocation.pidfile)
@@ -206,8 +221,9 @@ def _serve(
             say(f"-pidfile {invocation.pidfile}: cannot create PID file: {err.strerror}")
             return 1
     monitor, reloader = _monitor(reactor, registry, console)
-    previous_handlers = _stop_on_signals(reactor, monitor)
-    previous_handlers.update(_reload_on_sighup(reactor, registry, reloader, console))
+    previous_handlers, watcher = _stop_on_signals(reactor, monitor, console)
+    previous_handlers.update(_reload_on_sighup(reactor, registry, reloader, console,
+                                               manager.notifier))
     monitors = None
     try:
         if invocation.monitors:
@@ -222,17 +238,22 @@ def _serve(
         status = [0]
 
         def start_displays() -> bool:
+            extra = {"inherited": manager.inherited} if manager.inherited else {}
             try:
-                running = service.start(reactor, registry, invocation)
+                running = service.start(reactor, registry, invocation, **extra)
             except service.StartupError as err:
                 say(str(err))
                 status[0] = 1
                 return False
             monitor.attach(running)
+            console.timestamps = console.stamp_when_serving
             for notice in running.notices:
                 stderr.write(notice + "\n")
             stderr.flush()
             reactor.addSystemEventTrigger("before", "shutdown", running.stop)
+            if manager.notifier is not None:
+                reactor.addSystemEventTrigger("before", "shutdown", manager.stopping)
+            manager.listening(running, say)
             return True
 
         waiting = monitors.waiting() if monitors is not None else []
@@ -258,6 +279,8 @@ def _serve(
             reactor.run()
         return status[0]
     finally:
+        if watcher is not None:
+            watcher.close()
         for signum, old in previous_handlers.items():
             signal.signal(signum, old)
         if pidfile is not None:
@@ -297,7 +320,7 @@ def _monitor(reactor: Any, registry: ObjectRegistry,
 
 
 def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, reloader: Any,
-                      console: "_Console") -> dict[int, Any]:
+                      console: "_Console", notifier: Any = None) -> dict[int, Any]:
     """SIGHUP re-reads every TLS credentials object from its files.
 
     What QEMU's ``display-reload`` does for VNC, for every object at once,
@@ -308,6 +331,8 @@ def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, reloader: Any,
     their sessions.  Each object's outcome is one line located at the
     ``-object`` option that created it: ``reloaded (generation N)``, or
     ``reload failed, previous credentials stay in force: <error>``.
+    A service manager listening on ``NOTIFY_SOCKET`` hears ``RELOADING=1``
+    when a reload starts and ``READY=1`` when it is over.
     """
     call_from_thread = getattr(reactor, "callFromThread", None)
     if call_from_thread is None or threading.current_thread() is not threading.main_thread():
@@ -319,6 +344,8 @@ def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, reloader: Any,
         if results is reported[0]:
             return
         reported[0] = results
+        if notifier is not None:
+            notifier.ready()
         for result in results:
             reloader_location = console.location_of(result.obj)
             if result.error is None:
@@ -328,9 +355,13 @@ def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, reloader: Any,
                             f" stay in force: {result.error}")
 
     def failed(failure: Any) -> None:
+        if notifier is not None:
+            notifier.ready()
         console.say(f"error: reload failed: {failure.getErrorMessage()}")
 
     def reload() -> None:
+        if notifier is not None:
+            notifier.reloading()
         reloader.reload_all(registry).addCallbacks(report, failed)
 
     def handler(signum: int, frame: Any) -> None:
@@ -339,25 +370,36 @@ def _reload_on_sighup(reactor: Any, registry: ObjectRegistry, reloader: Any,
     return {signal.SIGHUP: signal.signal(signal.SIGHUP, handler)}
 
 
-def _stop_on_signals(reactor: Any, monitor: Any = None) -> dict[int, Any]:
+def _stop_on_signals(reactor: Any, monitor: Any = None,
+                     console: "_Console | None" = None) -> tuple[dict[int, Any], Any]:
     """SIGTERM/SIGINT stop the reactor once, cleanly, from before it runs until it ends.
 
     The listeners open in ``service.start()``; a signal between that and
     ``reactor.run()`` must not kill the process with the signal's default
     action.  vncd keeps these handlers for the whole run (the reactor is
     run without its own), so a second signal during shutdown is harmless.
-    Returns the previous handlers, which the caller restores; an empty dict
-    when the reactor cannot take calls from a signal handler (test fakes).
+    The signals are taken by a :class:`vncd.daemon.SignalWatcher`, which
+    knows the sender, and the stop is logged as QEMU logs it:
+    ``terminating on signal 15 from pid 1234 (kill)`` (no sender for a
+    Ctrl-C from the terminal).  Plain handlers stay installed behind it for
+    a signal that reaches a thread not blocking it.
+
+    Returns the previous handlers, which the caller restores, and the
+    watcher, which the caller closes; ``({}, None)`` when the reactor cannot
+    take calls from a signal handler (test fakes).
     """
     call_from_thread = getattr(reactor, "callFromThread", None)
     if call_from_thread is None or threading.current_thread() is not threading.main_thread():
-        return {}
+        return {}, None
     stopping = []
 
-    def stop() -> None:
+    def stop(signum: int | None = None, pid: int = 0) -> None:
         if stopping:
             return
         stopping.append(True)
+        if console is not None and signum is not None:
+            from vncd.daemon import describe_sender
+            console.say(f"terminating on signal {signum}{describe_sender(pid)}")
         if monitor is not None:
             monitor.shutting_down("host-signal")
         if reactor.running:
@@ -366,12 +408,54 @@ def _stop_on_signals(reactor: Any, monitor: Any = None) -> dict[int, Any]:
             reactor.callWhenRunning(reactor.stop)
 
     def handler(signum: int, frame: Any) -> None:
-        call_from_thread(stop)
+        call_from_thread(stop, signum)
 
     previous = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous[signum] = signal.signal(signum, handler)
-    return previous
+    from vncd.daemon import SignalWatcher
+    watcher = SignalWatcher(lambda signum, pid: call_from_thread(stop, signum, pid))
+    return previous, watcher
+
+
+class _Manager:
+    """What a service manager or ``-daemonize`` gave us, and what they want to hear.
+
+    ``inherited``: sockets passed by socket activation; ``notifier``: the
+    ``sd_notify`` channel (silent without ``NOTIFY_SOCKET``); ``daemon``:
+    the waiting parent of ``-daemonize`` (None without it).
+    """
+
+    def __init__(self, inherited: Sequence[Any] = (), notifier: Any = None,
+                 daemon: Any = None) -> None:
+        self.inherited = list(inherited)
+        self.notifier = notifier
+        self.daemon = daemon
+        self._stopping_sent = False
+
+    def listening(self, running: Any, say: Callable[[str], None]) -> None:
+        """Every display listens: tell the manager, release the waiting parent."""
+        if self.notifier is not None:
+            addresses = [text for d in getattr(running, "displays", [])
+                         for text, _ in getattr(d, "addresses", [])]
+            problem = self.notifier.ready(
+                "serving on " + ", ".join(addresses) if addresses else "serving")
+            if problem:
+                say(f"warning: {problem}")
+        if self.daemon is not None:
+            self.daemon.ready()
+
+    def stopping(self) -> None:
+        """The reactor begins to shut down: tell the manager (once)."""
+        if self.notifier is not None and not self._stopping_sent:
+            self._stopping_sent = True
+            self.notifier.stopping()
+
+    def stopped(self, status: int) -> None:
+        """The run is over with ``status``."""
+        self.stopping()
+        if self.daemon is not None:
+            self.daemon.failed(status) if status else self.daemon.ready()
 
 
 def main(
@@ -392,7 +476,23 @@ def main(
     argv = sys.argv[1:] if argv is None else list(argv)
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
+    if reactor is not None or threading.current_thread() is not threading.main_thread():
+        return _main(argv, reactor, service, out, err, clock)
+    # Block SIGTERM and SIGINT before any library starts a thread (numpy's
+    # BLAS does at import): every thread inherits the block, so the kernel
+    # keeps them for the signal watcher, which learns their sender.  One
+    # that arrives while starting waits for it.
+    from vncd.daemon import SignalWatcher
 
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, SignalWatcher.SIGNALS)
+    try:
+        return _main(argv, reactor, service, out, err, clock)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _main(argv: list[str], reactor: Any, service: Any, out: TextIO, err: TextIO,
+          clock: Callable | None) -> int:
     console = _Console(err)
     registry = creds.new_registry(
         warn=console.registry_warning,
@@ -401,22 +501,68 @@ def main(
     prepared = _prepare(argv, registry, console, out)
     if isinstance(prepared, int):
         return prepared
+    manager = _Manager()
+    if reactor is None:
+        from vncd import activation, daemon
+
+        try:
+            manager.inherited = activation.inherited_sockets()
+        except activation.ActivationError as e:
+            console.say(f"socket activation: {e}")
+            return 1
+        manager.notifier = activation.Notifier()
+        if prepared.daemonize:
+            # Before the reactor exists: the daemon must not share its state.
+            manager.daemon = daemon.daemonize()
     if service is None:
         from vncd import service
     if reactor is None:
         from twisted.internet import reactor
 
-        start_logging(err)
-    return _serve(prepared, registry, reactor, service, console)
+        console.stamp_when_serving = start_logging(err)
+    status = 1
+    try:
+        status = _serve(prepared, registry, reactor, service, console, manager)
+    finally:
+        manager.stopped(status)
+    return status
 
 
 #: Events below this level (per-connection TLS details) are not printed.
 LOG_LEVEL = "info"
 
 
-def start_logging(stream: TextIO) -> None:
+def _timestamp() -> str:
+    """The current time as QEMU's ``-msg timestamp=on`` writes it (ISO 8601, UTC)."""
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _under_journald(stream: TextIO, environ: Any = None) -> bool:
+    """Whether ``stream`` is the journal's stream (``JOURNAL_STREAM=DEV:INODE``).
+
+    systemd sets the variable to the device and inode of the socket it
+    connected standard output and error to; a program that redirected
+    its error elsewhere still inherits it, so the inode is compared.
+    """
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(part) for part in value.split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError, io.UnsupportedOperation):
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
+def start_logging(stream: TextIO) -> bool:
     """Send the server's log (connections refused, authentication and TLS
     failures, listeners) to ``stream``, one line each, as ``vncd: <text>``.
+
+    Each line starts with an ISO 8601 UTC time (QEMU's ``-msg
+    timestamp=on`` form), except when ``stream`` is the journal, which
+    stamps lines itself.  Returns whether lines are stamped.
 
     Only for the ``vncd`` command's own process: an embedding program
     chooses its own log observers.
@@ -434,8 +580,14 @@ def start_logging(stream: TextIO) -> None:
         failure = event.get("log_failure")
         if failure is not None:
             text += "\n" + failure.getTraceback()
-        stream.write(f"{PROG}: {prefixes.get(event.get('log_level'), '')}{text}\n")
-        stream.flush()
+        stamp = f"{_timestamp()} " if stamped else ""
+        try:
+            stream.write(f"{stamp}{PROG}: {prefixes.get(event.get('log_level'), '')}{text}\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    stamped = not _under_journald(stream)
 
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(LOG_LEVEL))
     # Twisted's own start/stop chatter ("Starting factory", "Main loop
@@ -444,3 +596,4 @@ def start_logging(stream: TextIO) -> None:
     predicate.setLogLevelForNamespace("log_legacy", LogLevel.warn)
     globalLogBeginner.beginLoggingTo([FilteringLogObserver(write, [predicate])],
                                      redirectStandardIO=False)
+    return stamped

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 # creds configures OpenSSL when first imported, which must happen before
 # twisted.internet.endpoints loads pyOpenSSL (see creds._openssl_config).
-from creds.session import TLSSession  # isort: skip
+from creds.session import HandshakeStatus, TLSSession  # isort: skip
 from creds.tlscreds import Endpoint  # isort: skip
 
 import numpy as np
@@ -83,7 +83,53 @@ class RFBClientError(Exception):
         self.certificate = certificate
 
 
-def _classify(error: RemoteProtocolError) -> RFBClientError:
+#: TLS alerts a server sends when it does not accept the client's
+#: certificate, in words for people (OpenSSL names them in lower case).
+CERTIFICATE_ALERTS = {
+    "unknown ca": "unknown CA",
+    "bad certificate": "bad certificate",
+    "certificate required": "a certificate is required",
+    "certificate expired": "certificate expired",
+    "certificate revoked": "certificate revoked",
+    "certificate unknown": "certificate unknown",
+    "unsupported certificate": "unsupported certificate",
+    "access denied": "access denied",
+    "decrypt error": "signature check failed",
+}
+
+#: The advice when a server leaves right after the TLS handshake without
+#: saying why (vncd and QEMU check client certificates only then).
+_LEFT_AFTER_TLS = (
+    "the server closed the connection right after the TLS handshake: it probably"
+    " refused our certificate (check that the server trusts the CA that signed it and"
+    " that our name is in its tls-authz list)")
+
+
+def _tls_session(stack: Any):
+    tls = getattr(stack, "tls", None)
+    return getattr(tls, "session", None)
+
+
+def _refused_certificate(stack: Any) -> RFBClientError | None:
+    """The server's alert, if it told us that it refused our certificate."""
+    session = _tls_session(stack)
+    alert = getattr(session, "alert", None)
+    if alert is None:
+        return None
+    words = CERTIFICATE_ALERTS.get(alert)
+    if words is not None and session.has_own_certificate:
+        return RFBClientError("tls", f"the server refused our certificate ({words})")
+    if words is not None:
+        return RFBClientError("tls", f"the server wants a client certificate ({words});"
+                                     " give one (--tls-creds-dir with client-cert.pem)")
+    return RFBClientError("tls", f"the server ended TLS with the alert '{alert}'")
+
+
+def _classify(error: RemoteProtocolError, stack: Any = None) -> RFBClientError:
+    if isinstance(error, TLSFailed):
+        refused = _refused_certificate(stack)
+        if refused is not None:
+            return refused
     if isinstance(error, CredentialsRejected):
         return RFBClientError("tls", error.reason, certificate=True)
     if isinstance(error, TLSFailed):
@@ -172,11 +218,11 @@ class RFBClient(Protocol):
             self._stack.receive_data(data)
             self._process()
         except RemoteProtocolError as e:
-            self._fail(_classify(e))
+            self._fail(_classify(e, self._stack))
         self._flush()
 
     def connectionLost(self, reason=None) -> None:
-        error = self._error or RFBClientError(
+        error = self._error or self._closed_after_tls() or RFBClientError(
             "closed", "the server closed the connection" + (
                 "" if self.server_init is not None else " during the handshake"))
         if not self.ready.called:
@@ -246,6 +292,16 @@ class RFBClient(Protocol):
                 waiters, self._waiters = self._waiters, []
                 for waiter in waiters:
                     waiter.callback(None)
+
+    def _closed_after_tls(self) -> RFBClientError | None:
+        """A close right after a TLS handshake in which we showed a certificate."""
+        session = _tls_session(self._stack)
+        if session is None or self.server_init is not None:
+            return None
+        if session.handshake_status is not HandshakeStatus.COMPLETE \
+                or not session.has_own_certificate:
+            return None
+        return RFBClientError("tls", _LEFT_AFTER_TLS)
 
     def _fail(self, error: RFBClientError) -> None:
         if self._error is None:

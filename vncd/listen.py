@@ -16,6 +16,10 @@ reactor (``adoptStreamPort``), so the reactor can be any
 :class:`Listener` with QEMU's ``VncBasicInfo`` fields (``host``,
 ``service``, ``family``) for the monitor.
 
+A socket inherited from a service manager (socket activation) is
+adopted as it is (:func:`adopt`): it must be a listening stream socket;
+its address, mode and backlog are the manager's.
+
 Failures raise :class:`StartupError` naming the option as typed, with
 QEMU's messages ("Failed to find an available port: Address already in
 use", "Failed to bind socket to PATH: ...").
@@ -35,7 +39,7 @@ from typing import Any
 from compat.config import ListenAddress
 
 __all__ = ["StartupError", "Listener", "LISTEN_BACKLOG", "families", "listen",
-           "listen_unix", "unlink_socket"]
+           "listen_unix", "unlink_socket", "adopt"]
 
 #: Pending connections the kernel queues per listening socket.  QEMU
 #: listens with a backlog of 1, which makes simultaneous viewers wait for
@@ -83,6 +87,8 @@ class Listener:
     websocket: bool = False
     #: The reactor's listening port (``stopListening``).
     port: Any = None
+    #: Inherited from a service manager, which owns the socket (and its file).
+    inherited: bool = False
 
 
 def families(ipv4: bool | None, ipv6: bool | None, source: str) -> tuple[int, ...]:
@@ -241,3 +247,45 @@ def listen_unix(reactor, factory, path: str, *, source: str, websocket: bool = F
         os.umask(old_umask)
     return Listener(text=f"unix:{path}", host="", service=path, family="unix",
                     websocket=websocket, port=port)
+
+
+def _describe(sock: socket.socket) -> tuple[str, str, str, str]:
+    """``(text, host, service, family)`` of a bound socket, as :class:`Listener` has them."""
+    if sock.family == socket.AF_UNIX:
+        path = sock.getsockname()
+        if isinstance(path, bytes):
+            path = "@" + path[1:].decode("utf-8", "replace")
+        return f"unix:{path}", "", path, "unix"
+    host, port = sock.getsockname()[:2]
+    if sock.family == socket.AF_INET6:
+        return f"[{host}]:{port}", host, str(port), "ipv6"
+    return f"{host}:{port}", host, str(port), "ipv4"
+
+
+def adopt(reactor, factory, fd: int, *, source: str, what: str,
+          websocket: bool = False) -> Listener:
+    """Serve on the listening socket ``fd`` a service manager passed us.
+
+    ``what`` names it in messages (``inherited socket 'default' (fd 3)``).
+    The descriptor is handed to the reactor and then closed here (the
+    reactor keeps its own duplicate).  Raises :class:`StartupError`
+    when it is not a listening stream socket.
+    """
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as e:
+        raise StartupError(source, f"{what}: {os.strerror(e.errno)}") from None
+    try:
+        if sock.type != socket.SOCK_STREAM or sock.family not in (
+                socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+            raise StartupError(source, f"{what} is not a TCP or UNIX stream socket")
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise StartupError(source, f"{what} is not listening",
+                               hint="use ListenStream= in the socket unit, without Accept=yes")
+        text, host, service, family = _describe(sock)
+        sock.setblocking(False)
+        port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+    finally:
+        sock.close()
+    return Listener(text=text, host=host, service=service, family=family,
+                    websocket=websocket, port=port, inherited=True)

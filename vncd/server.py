@@ -547,6 +547,9 @@ class RFBServerProtocol(Protocol):
         self._peer_host: str | None = None
         self._timeout = None
         self._close_timer = None
+        #: The TLS handshake has completed and the client has sent nothing
+        #: since: if it leaves now, it most likely refused our certificate.
+        self._quiet_since_tls = False
 
     @property
     def life(self) -> Life:
@@ -660,6 +663,7 @@ class RFBServerProtocol(Protocol):
             if event is CLOSED:
                 self._peer_closed()
                 break
+            self._note_client_step(event)
             handler = _EVENT_HANDLERS.get(type(event))
             if handler is not None:
                 handler(self, event)
@@ -816,7 +820,32 @@ class RFBServerProtocol(Protocol):
         finally:
             self._output.writing = 0
 
+    def _note_client_step(self, event) -> None:
+        """Whether the client has done anything since the TLS handshake.
+
+        Without a password the server reports success on its own right
+        after TLS (VeNCrypt X509None/TLSNone): that is not the client's step.
+        """
+        if isinstance(event, TLSEstablished):
+            self._quiet_since_tls = True
+        elif not (isinstance(event, AuthenticationSucceeded)
+                  and self._security.auth.inner is not SecurityType.VNC):
+            self._quiet_since_tls = False
+
+    def _left_after_tls(self, reason: str) -> bool:
+        """Log why a client that leaves right after the TLS handshake probably left."""
+        if not self._quiet_since_tls:
+            return False
+        self._log(LineKind.TLS_FAILURE, "{what} ({reason}): {advice}",
+                  what=_LEFT_AFTER_TLS, reason=reason, advice=_LEFT_AFTER_TLS_ADVICE)
+        self._close_after_flush(_LEFT_AFTER_TLS)
+        return True
+
     def _failed(self, error: RemoteProtocolError) -> None:
+        if (error.reason.startswith(_CLIENT_CLOSED) or isinstance(error, TLSFailed)) \
+                and not isinstance(error, CredentialsRejected) \
+                and self._left_after_tls(error.reason):
+            return
         kind, words = _FAILURE_KINDS.get(type(error), (LineKind.PROTOCOL_ERROR, "protocol error"))
         self._log(kind, "{failure}: {reason}", failure=words, reason=error.reason)
         if isinstance(error, CredentialsRejected):
@@ -825,6 +854,8 @@ class RFBServerProtocol(Protocol):
 
     def _peer_closed(self) -> None:
         """The client ended the session inside the stream (TLS close_notify, WebSocket close)."""
+        if self._life.state in LIVE and self._left_after_tls("it sent close_notify"):
+            return
         if self._life.state in LIVE:
             self._log(LineKind.DISCONNECTED, "disconnected{during}",
                       during=" during the handshake" if self._life.state in HANDSHAKE else "")
@@ -873,6 +904,19 @@ class RFBServerProtocol(Protocol):
 
 
 #: How the log names each kind of remote failure.
+#: How the RFB layer words a client's leaving in the middle of a step.
+_CLIENT_CLOSED = "the client closed the connection"
+
+#: What a client leaving right after the TLS handshake usually means: it
+#: checked our certificate only then (gtk-vnc, vncd-capture, TigerVNC) and
+#: did not like it.  vncd cannot know for sure: the client sends no reason.
+_LEFT_AFTER_TLS = "the client closed the connection right after the TLS handshake"
+_LEFT_AFTER_TLS_ADVICE = (
+    "it probably refused this server's certificate; check that the name the client"
+    " connects to is in the certificate's subjectAltName (DNS name or IP address), that"
+    " the client trusts the CA that signed it (gtk-vnc reads /etc/pki/CA/cacert.pem or"
+    " ~/.pki/CA/cacert.pem), and that the certificate is within its validity dates")
+
 _FAILURE_KINDS: dict[type, tuple[LineKind, str]] = {
     TLSFailed: (LineKind.TLS_FAILURE, "TLS failure"),
     CredentialsRejected: (LineKind.CERTIFICATE_REFUSED, "certificate refused"),

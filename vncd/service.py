@@ -55,7 +55,8 @@ from creds.objects import ObjectError, ObjectRegistry
 from creds.secret import lookup_secret
 from creds.session import TLSSession
 from creds.tlscreds import Endpoint, TLSCreds
-from vncd.listen import Listener, StartupError, families, listen, unlink_socket
+from vncd.activation import InheritedSocket, InheritedSockets
+from vncd.listen import Listener, StartupError, adopt, families, listen, unlink_socket
 from vncd.rfb.limits import Limits
 from vncd.rfb.security import Auth, SecurityConfig, SecurityType, auth_for
 from vncd.screens import from_spec
@@ -168,18 +169,28 @@ class Service:
 
         def cleanup(_):
             for listener in listeners:
-                if listener.family == "unix":
+                if listener.family == "unix" and not listener.inherited:
                     unlink_socket(listener.service)
             return None
 
         return defer.gatherResults(stopping).addCallback(cleanup)
 
 
+#: The ``LISTEN_FDNAMES`` suffix of a display's inherited WebSocket sockets
+#: (``default.websocket``); its plain VNC sockets are named by the id alone.
+WEBSOCKET_FDNAME_SUFFIX = ".websocket"
+
+
 def start(reactor, registry: ObjectRegistry, invocation: Invocation, *, screen=None,
-          limits: Limits | None = None) -> Service:
+          limits: Limits | None = None,
+          inherited: list[InheritedSocket] | tuple = ()) -> Service:
     """Start every display of ``invocation`` (see the module docstring).
 
     ``screen`` overrides the ``-screen`` of the invocation (embedding).
+    ``inherited`` are sockets a service manager passed
+    (:func:`vncd.activation.inherited_sockets`): a display serves on those
+    named by its id (``ID.websocket`` for WebSocket) instead of its own
+    addresses; with one socket and one display, that display takes it.
     Raises :class:`StartupError`.
     """
     if screen is None:
@@ -187,12 +198,21 @@ def start(reactor, registry: ObjectRegistry, invocation: Invocation, *, screen=N
     limits = limits or Limits()
     service = Service(reactor, screen, registry, limits)
     throttle = AuthThrottle(reactor.seconds, limits)
+    pool = InheritedSockets(inherited, [d.id for d in invocation.displays if not d.reverse])
     try:
         for config in invocation.displays:
-            service.displays.append(_start_display(service, registry, config, limits, throttle))
+            service.displays.append(_start_display(service, registry, config, limits, throttle,
+                                                   pool))
     except BaseException:
         service.stop()
+        for sock in pool.unclaimed():
+            _close_fd(sock.fd)
         raise
+    for sock in pool.unclaimed():
+        log.warn("{what} matches no display id ({ids}); closed",
+                 what=sock.describe(), ids=", ".join(d.id for d in invocation.displays)
+                 or "no displays")
+        _close_fd(sock.fd)
     screen.set_served_addresses([a for d in service.displays for a in d.served()])
     screen.start()
     return service
@@ -207,8 +227,16 @@ def _make_screen(reactor, invocation: Invocation, registry: ObjectRegistry):
 
 # -- one display ----------------------------------------------------------------
 
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def _start_display(service: Service, registry: ObjectRegistry, config: DisplayConfig,
-                   limits: Limits, throttle: AuthThrottle) -> RunningDisplay:
+                   limits: Limits, throttle: AuthThrottle,
+                   pool: InheritedSockets | None = None) -> RunningDisplay:
     source = config.source
     try:
         check_display(config, registry)
@@ -233,7 +261,7 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
     running = RunningDisplay(config, server, client_certificates=(
         creds is not None and creds.checks_peer_certificates))
     try:
-        _open(service, running, allowed)
+        _open(service, running, allowed, pool)
     except BaseException:
         display.close()
         raise
@@ -252,20 +280,31 @@ def _start_display(service: Service, registry: ObjectRegistry, config: DisplayCo
     return running
 
 
-def _open(service: Service, running: RunningDisplay, allowed) -> None:
-    """Listen on (or, reversed, connect to) every address of one display."""
+def _open(service: Service, running: RunningDisplay, allowed,
+          pool: InheritedSockets | None = None) -> None:
+    """Listen on (or, reversed, connect to) every address of one display,
+    or serve on the sockets a service manager passed for it."""
     config, server, source = running.config, running.server, running.config.source
     if config.reverse:
         for address in config.listen:
             _connect_reverse(service, server.factory(), address, source)
             running.reverse.append(f"reverse {address}")
         return
-    for address in config.listen:
+    plain = pool.take(config.id) if pool is not None else []
+    websockets = pool.take(config.id + WEBSOCKET_FDNAME_SUFFIX) if pool is not None else []
+    for sock in plain:
+        running.listeners += service.track([adopt(
+            service.reactor, server.factory(), sock.fd, source=source, what=sock.describe())])
+    for sock in websockets:
+        running.listeners += service.track([adopt(
+            service.reactor, server.factory(websocket=True), sock.fd, source=source,
+            what=sock.describe(), websocket=True)])
+    for address in config.listen if not plain else ():
         last = VNC_PORT_BASE + config.to if config.to is not None else None
         running.listeners += service.track(listen(
             service.reactor, server.factory(), address, source=source, last_port=last,
             allowed=allowed))
-    for address in config.websocket:
+    for address in config.websocket if not websockets else ():
         running.listeners += service.track(listen(
             service.reactor, server.factory(websocket=True), address, source=source,
             last_port=_websocket_last_port(config, address), allowed=allowed, websocket=True))

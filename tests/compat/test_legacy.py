@@ -13,6 +13,7 @@ from compat import optstr
 from compat.cmdline import format_translation, parse_command_line
 from compat.errors import HelpRequest, OptionError
 from compat.legacy import MUTUALLY_EXCLUSIVE, acl_id, creds_id
+from compat.vnc import static_refusal
 
 ANON = ("tls-creds-anon", {"id": "tlsvncdefault", "endpoint": "server"})
 
@@ -65,6 +66,16 @@ FORMS = [
 ]
 
 
+#: Legacy forms with SASL (-vnc argument, ids of the objects QEMU 2.5 created, sasl-authz).
+SASL_FORMS = [
+    (":1,acl,sasl", ["vnc.x509dname", "vnc.username"], "vnc.username"),
+    (":1,tls,x509verify=/d,acl,sasl", ["tlsvncdefault", "vnc.x509dname", "vnc.username"],
+     "vnc.username"),
+    (":1,id=two,acl,sasl=on", ["vnc.two.x509dname", "vnc.two.username"], "vnc.two.username"),
+    (":1,sasl", [], None),
+]
+
+
 class FormTests(SynchronousTestCase):
     """Each legacy form creates QEMU 2.5's objects, with its ids, and is used by its display."""
 
@@ -102,18 +113,39 @@ class FormTests(SynchronousTestCase):
             " is deprecated; use -object tls-creds-x509,id=tlsvncdefault,dir=/etc/pki/vnc,"
             "endpoint=server,verify-peer=on -vnc ...,tls-creds=tlsvncdefault"])
 
-    def test_short_form_also_warns(self):
-        """A bare 'tls' also prints QEMU's short-form boolean warning."""
-        seen = []
-        parse("-vnc", ":1,tls", warnings=seen)
-        self.assertEqual(seen[0], "-vnc :1,tls: warning: short-form boolean option 'tls'"
-                                  " deprecated\nPlease use tls=on instead")
+    def test_short_form_not_advised(self):
+        """A bare legacy key gets only the legacy deprecation warning: QEMU 7.2's advice
+        'Please use tls=on instead' is wrong, since QEMU 7.2 refuses tls=on and acl=on."""
+        for key in ("tls", "acl"):
+            seen = []
+            parse("-vnc", f":1,{key}", warnings=seen)
+            self.assertEqual(len(seen), 1, seen)
+            self.assertIn(f"-vnc ...,{key} is deprecated", seen[0])
+            self.assertNotIn("short-form", seen[0])
 
     def test_precedence_explained(self):
         """With both x509 and x509verify the warning says x509 wins."""
         seen = []
         parse("-vnc", ":1,tls,x509=/a,x509verify=/b", warnings=seen)
         self.assertIn("x509verify is ignored: x509 takes precedence", deprecations(seen)[0])
+
+    def test_sasl_lists(self):
+        """acl with sasl also makes QEMU 2.5's deny-by-default SASL user-name list."""
+        for arg, ids, sasl_authz in SASL_FORMS:
+            invocation = parse("-vnc", arg)
+            self.assertEqual([s.props["id"] for s in invocation.objects], ids, arg)
+            self.assertEqual(invocation.displays[0].sasl_authz, sasl_authz, arg)
+
+    def test_sasl_not_translated(self):
+        """-print-translation refuses a SASL display, saying why and what QEMU 2.5 made."""
+        for arg, _, sasl_authz in SASL_FORMS:
+            with self.assertRaises(OptionError) as caught:
+                format_translation(parse("-vnc", arg), registry=creds.new_registry())
+            text = str(caught.exception)
+            self.assertIn("no equivalent vncd command line", text)
+            self.assertIn("SASL auth is not supported by vncd", text)
+            self.assertEqual(sasl_authz is not None, f"'{sasl_authz}' (sasl-authz)" in text,
+                             text)
 
     def test_ignored_without_tls(self):
         """x509 without tls is ignored, and the warning says why and how to get TLS."""
@@ -187,8 +219,12 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(strip, again, line)
 
     def test_every_form(self):
-        """Every legacy form round-trips, and the translation has no deprecated syntax."""
+        """Every legacy form vncd can run round-trips, and the translation has no
+        deprecated syntax; the others get no translation."""
         for arg, _, _, _ in FORMS:
+            if static_refusal(parse("-vnc", arg).displays[0]) is not None:
+                self.assertRaises(OptionError, self.round_trip, ["-vnc", arg])
+                continue
             first, second, line, seen = self.round_trip(["-vnc", arg])
             self.assertSame(first, second, line)
             self.assertEqual(deprecations(seen), [], line)
@@ -251,6 +287,10 @@ class RoundTripPropertyTests(SynchronousTestCase):
         try:
             first = parse("-vnc", arg, "-vnc", ":5,tls")
         except (OptionError, HelpRequest):
+            return
+        if static_refusal(first.displays[0]) is not None:
+            self.assertRaises(OptionError, format_translation, first,
+                              registry=creds.new_registry())
             return
         line = format_translation(first, registry=creds.new_registry())
         seen = []

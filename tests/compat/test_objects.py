@@ -92,6 +92,26 @@ class KeyValueTests(SynchronousTestCase):
             self.assertEqual(caught.exception.message, message, arg)
             self.assertEqual(caught.exception.option, f"-object {arg}")
 
+    def test_spelling_hints(self):
+        """Misspelt properties get 'did you mean'; a DN split at its commas gets the ',,' rule."""
+        for arg, message, hint in [
+            ("tls-creds-x509,id=t,dir=/d,verify_peer=on", "Invalid parameter 'verify_peer'",
+             "did you mean 'verify-peer'?"),
+            ("tls-creds-anon,id=t,endpont=server", "Invalid parameter 'endpont'",
+             "did you mean 'endpoint'?"),
+            ("authz-simple,id=a,identiy=CN=x", "Parameter 'identity' is missing",
+             "'identiy' was given: did you mean 'identity'?"),
+            ("authz-simple,id=a,identity=C=GB,O=ACME,CN=x", "Invalid parameter 'O'",
+             "a comma inside a value is written ',,': identity=C=GB,,O=ACME,,CN=x"),
+            ("tls-creds-anon,id=t,frobnicate=on", "Invalid parameter 'frobnicate'", None),
+        ]:
+            with self.assertRaises(OptionError, msg=arg) as caught:
+                parse(arg)
+            self.assertEqual((caught.exception.message, caught.exception.hint),
+                             (message, hint), arg)
+        spec = parse("authz-simple,id=a,identity=C=GB,,O=ACME,,CN=x")
+        self.assertEqual(spec.props["identity"], "C=GB,O=ACME,CN=x")
+
     def test_help(self):
         """-object help lists every type; TYPE,help lists that type's properties."""
         with self.assertRaises(HelpRequest) as caught:

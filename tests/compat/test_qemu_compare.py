@@ -323,6 +323,9 @@ class RecordingService:
 
     def __init__(self):
         self.started = False
+        #: The running displays (the monitor reads them) and start-up notices; none here.
+        self.displays = []
+        self.notices = []
 
     def start(self, reactor, registry, invocation):
         self.started = True
@@ -557,3 +560,89 @@ class NoListenAddressTests(SynchronousTestCase):
             self.assertFalse(outcome.started, arg)
             self.assertTrue(outcome.stderr.startswith(f"vncd: -vnc {arg}: {NO_ADDRESS_ERROR}"),
                             outcome.stderr)
+
+
+#: Seconds QEMU gets to refuse a command line; still running then means accepted.
+QEMU_REFUSAL_TIME = 2.0
+
+
+class LegacyCatalogueTests(SynchronousTestCase):
+    """The manual's round-trip claim, for every legacy form of tests/compat/test_legacy.py:
+    vncd's -print-translation is a line vncd accepts and QEMU 7.2 accepts with the program
+    name changed; where vncd refuses the original, -print-translation refuses, saying why."""
+
+    def setUp(self):
+        require_tool(QEMU)
+        base = os.path.abspath(self.mktemp())
+        root = certgen.ca("vncd test CA", not_after=VALIDITY)
+        self.x509 = server_dir(os.path.join(base, "x509"), root)
+        self.comma = server_dir(os.path.join(base, "with,comma"), root)
+
+    def concrete(self, arg: str, display: int) -> list[str]:
+        """A catalogue -vnc argument with real directories, a free port and its objects."""
+        for placeholder, path in (("/a,,b", self.comma.replace(",", ",,")),
+                                  ("/etc/pki/vnc", self.x509), ("/a", self.x509),
+                                  ("/b", self.x509), ("/d", self.x509)):
+            arg = arg.replace("=" + placeholder, "=" + path)
+        first, rest = (arg.split(",", 1) + [""])[:2]
+        if first != "none":
+            arg = f"127.0.0.1:{display}" + ("," + rest if rest else "")
+        objects = []
+        if "tls-creds=mine" in arg:
+            objects += ["-object", f"tls-creds-x509,id=mine,endpoint=server,dir={self.x509}"]
+        if "tls-authz=mine" in arg:
+            objects += ["-object", "authz-simple,id=mine,identity=CN=bob"]
+        return [*objects, "-vnc", arg]
+
+    def test_every_form(self):
+        """Every catalogue form: a translation is printed iff vncd runs the original, and
+        vncd and QEMU 7.2 both run every printed translation."""
+        from tests.compat.test_legacy import FORMS, SASL_FORMS
+
+        catalogue = [f[0] for f in FORMS] + [f[0] for f in SASL_FORMS]
+        displays = free_displays(len(catalogue))
+        problems, qemu_runs = [], []
+        for form, display in zip(catalogue, displays):
+            args = self.concrete(form, display)
+            original = run_vncd_in_process(args)
+            out, err = io.StringIO(), io.StringIO()
+            status = main([*args, "-print-translation"], stdout=out, stderr=err)
+            if status != 0:
+                if original.started:
+                    problems.append(f"{form}: vncd runs it but prints no translation:"
+                                    f" {err.getvalue()!r}")
+                elif "no equivalent vncd command line" not in err.getvalue():
+                    problems.append(f"{form}: no translation, and no reason: {err.getvalue()!r}")
+                continue
+            if not original.started:
+                problems.append(f"{form}: vncd refuses it ({original.stderr!r}) but prints"
+                                f" {out.getvalue()!r}")
+                continue
+            words = shlex.split(out.getvalue())
+            if words[0] != "vncd":
+                problems.append(f"{form}: translation does not start with vncd: {words}")
+                continue
+            again = run_vncd_in_process(words[1:])
+            if not again.started:
+                problems.append(f"{form}: vncd refuses its own translation: {again.stderr!r}")
+            qemu_runs.append((form, [QEMU, *words[1:]]))
+        for start in range(0, len(qemu_runs), BATCH):
+            batch = qemu_runs[start:start + BATCH]
+            procs = [subprocess.Popen(
+                [argv[0], "-machine", "none", "-nodefaults", "-display", "none",
+                 "-monitor", "none", "-serial", "none", *argv[1:]],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                for _, argv in batch]
+            try:
+                time.sleep(QEMU_REFUSAL_TIME)
+                running = [proc.poll() is None for proc in procs]
+            finally:
+                for proc in procs:
+                    stop(proc)
+            for (form, argv), proc, ok in zip(batch, procs, running):
+                stderr = proc.stderr.read().decode("utf-8", "replace")
+                proc.stderr.close()
+                if not ok:
+                    problems.append(f"{form}: QEMU 7.2 refuses {shlex.join(argv)}: {stderr!r}")
+        self.assertEqual(problems, [])
+        self.assertGreater(len(qemu_runs), len(catalogue) // 2)

@@ -200,9 +200,9 @@ class KeyTests(SynchronousTestCase):
     def test_error_stops_before_later_warnings(self):
         """An invalid key stops parsing: short-form flags after it do not warn (QEMU order)."""
         seen = []
-        self.assertRaises(OptionError, vnc, ":1,tls,frob,reverse", warnings=seen)
+        self.assertRaises(OptionError, vnc, ":1,lossy,frob,reverse", warnings=seen)
         self.assertEqual([w.split("\n")[0] for w in seen],
-                         ["short-form boolean option 'tls' deprecated",
+                         ["short-form boolean option 'lossy' deprecated",
                           "short-form boolean option 'frob' deprecated"])
 
     def test_qemu_only_keys(self):
@@ -322,7 +322,7 @@ class CheckDisplayTests(SynchronousTestCase):
     def test_accepted(self):
         """Valid combinations pass without warnings."""
         for arg in (":1", ":1,tls-creds=anon", ":1,tls-creds=x509,tls-authz=authz0",
-                    ":1,tls-creds=x509nv", ":1,password=on", ":1,password-secret=sec0",
+                    ":1,tls-creds=x509nv", "none,password=on", ":1,password-secret=sec0",
                     ":1,tls-creds=x509,password-secret=sec0,share=ignore",
                     "none,reverse=on", "127.0.0.1:5500,reverse=on", ":1,sasl=off"):
             self.assertEqual(self.check(arg), [], arg)
@@ -340,6 +340,35 @@ class CheckDisplayTests(SynchronousTestCase):
                                   " until it is created")
         self.assertIn("Object 'sec0' is not a QAuthZ subclass",
                       self.check(":1,tls-creds=x509,tls-authz=sec0")[0])
+
+
+    def test_refuses_everyone(self):
+        """A password display without a password and an empty deny list warn at start-up,
+        naming the monitor command that lets clients in."""
+        [warning] = self.check(":1,password=on")
+        self.assertIn("no password is set", warning)
+        self.assertIn("set_password vnc PASSWORD", warning)
+        self.assertIn("change-vnc-password", warning)
+        self.registry.create("authz-list", {"id": "vnc.x509dname", "policy": "deny"})
+        [warning] = self.check(":1,tls-creds=x509,tls-authz=vnc.x509dname")
+        self.assertEqual(warning, "-vnc :1,tls-creds=x509,tls-authz=vnc.x509dname: warning: the"
+                                  " list 'vnc.x509dname' (tls-authz) is empty with policy deny:"
+                                  " every client is refused until the monitor changes it (HMP:"
+                                  " acl_add vnc.x509dname 'CN=name,O=org' allow, or acl_policy"
+                                  " vnc.x509dname allow)")
+        self.registry.get("vnc.x509dname").append("CN=bob", "allow")
+        self.assertEqual(self.check(":1,tls-creds=x509,tls-authz=vnc.x509dname"), [])
+
+    def test_misspelt_key(self):
+        """A misspelt key gets 'did you mean'; an unrelated one does not."""
+        with self.assertRaises(OptionError) as caught:
+            vnc(":1,pasword=on")
+        self.assertEqual(str(caught.exception),
+                         "-vnc :1,pasword=on: Invalid parameter 'pasword'"
+                         " (hint: did you mean 'password'?)")
+        with self.assertRaises(OptionError) as caught:
+            vnc(":1,frobnicate=on")
+        self.assertIsNone(caught.exception.hint)
 
 
 class PropertyTests(SynchronousTestCase):

@@ -139,12 +139,13 @@ class WarningTests(SynchronousTestCase):
 
     def test_parse_warnings(self):
         """Short-form and deprecation warnings come out in QEMU's layout."""
-        status, out, err = run("-vnc", ":1,tls")
+        status, out, err = run("-vnc", ":1,lossy,tls")
         self.assertEqual(status, 0)
         self.assertEqual(err.splitlines()[:2], [
-            "vncd: -vnc :1,tls: warning: short-form boolean option 'tls' deprecated",
-            "Please use tls=on instead"])
-        self.assertIn("vncd: -vnc :1,tls: warning: -vnc ...,tls is deprecated; use -object"
+            "vncd: -vnc :1,lossy,tls: warning: short-form boolean option 'lossy' deprecated",
+            "Please use lossy=on instead"])
+        self.assertNotIn("tls=on", err)
+        self.assertIn("vncd: -vnc :1,lossy,tls: warning: -vnc ...,tls is deprecated; use -object"
                       " tls-creds-anon,id=tlsvncdefault,endpoint=server"
                       " -vnc ...,tls-creds=tlsvncdefault\n", err)
 
@@ -566,7 +567,11 @@ class LogTests(SynchronousTestCase):
         self.assertEqual(proc.wait(timeout=30), 0)
         printed += proc.stderr.read()
         lines = printed.decode().splitlines()
-        self.assertTrue(all(line.startswith("vncd: ") for line in lines), lines)
+        # Each line: an ISO 8601 UTC time (standard error is not the journal), then vncd:.
+        stamped = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z vncd: ")
+        self.assertTrue(all(stamped.match(line) for line in lines), lines)
+        self.assertTrue(any(re.search(r": terminating on signal 15 from pid \d+ \(", line)
+                            for line in lines), lines)
         self.assertTrue(any(line.endswith("authentication failed: wrong VNC password")
                             for line in lines), lines)
         self.assertNotIn("s3cret", printed.decode())
