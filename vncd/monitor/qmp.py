@@ -212,7 +212,10 @@ class QMPConnection:
         return True
 
     def _send(self, message: Mapping[str, Any]) -> None:
-        self._out += (dumps(message, pretty=self._pretty) + "\n").encode("ascii")
+        # QEMU's monitor_puts turns every "\n" it writes into "\r\n", so
+        # each message (and each line of a pretty one) ends with CR LF.
+        text = dumps(message, pretty=self._pretty) + "\n"
+        self._out += text.replace("\n", "\r\n").encode("ascii")
 
     def data_to_send(self) -> bytes:
         out = bytes(self._out)
