@@ -470,7 +470,15 @@ def _standard_io(reactor: Any, protocol: Protocol) -> Any:
 
 
 def waiting_notice(factory: MonitorFactory) -> str:
-    """QEMU's line for a monitor that waits for its client (``wait=on``)."""
-    return f"waiting for connection on: disconnected:{factory.chardev.address},server=on"
+    """QEMU's line for a monitor that waits for its client (``wait=on``).
+
+    Located at the option, as QEMU 7.2 prints it (``-qmp ...: info: QEMU
+    waiting for connection on: disconnected:unix:PATH,server=on``), with
+    vncd's name where QEMU names itself.
+    """
+    chardev = factory.chardev
+    where = f"{chardev.source}: " if chardev.source else ""
+    return (f"{where}info: vncd waiting for connection on:"
+            f" disconnected:{chardev.address},server=on")
 
 

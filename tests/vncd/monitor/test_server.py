@@ -168,8 +168,9 @@ class ChardevTests(TestCase):
         from vncd.monitor.server import waiting_notice
 
         class Factory:
-            chardev = ChardevConfig(id="m", backend="socket", source="",
+            chardev = ChardevConfig(id="m", backend="socket", source="-qmp unix:/run/m.sock",
                                     address=ListenAddress("unix", "/run/m.sock"), server=True)
 
         self.assertEqual(waiting_notice(Factory()),
-                         "waiting for connection on: disconnected:unix:/run/m.sock,server=on")
+                         "-qmp unix:/run/m.sock: info: vncd waiting for connection on:"
+                         " disconnected:unix:/run/m.sock,server=on")
