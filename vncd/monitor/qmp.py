@@ -272,6 +272,7 @@ def _check_capabilities(arguments: Mapping[str, Any]) -> None:
         if not isinstance(capability, str):
             raise QMPError(f"Invalid parameter type for 'enable[{index}]', expected: string")
         if capability != "oob":
-            raise QMPError(f"Parameter 'enable[{index}]' does not accept value '{capability}'")
+            # QEMU 7.2's enum check names a list element 'null'.
+            raise QMPError(f"Parameter 'null' does not accept value '{capability}'")
         if capability not in CAPABILITIES:
             raise QMPError(f"Capability '{capability}' not available")

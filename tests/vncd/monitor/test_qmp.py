@@ -87,7 +87,7 @@ class NegotiationTests(TestCase):
         """enable must be a list of known capabilities; nothing else is accepted."""
         cases = {
             '{"enable": "oob"}': "Invalid parameter type for 'enable', expected: array",
-            '{"enable": ["x"]}': "Parameter 'enable[0]' does not accept value 'x'",
+            '{"enable": ["x"]}': "Parameter 'null' does not accept value 'x'",
             '{"enable": [1]}': "Invalid parameter type for 'enable[0]', expected: string",
             '{"other": 1}': "Parameter 'other' is unexpected",
         }
