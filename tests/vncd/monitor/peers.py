@@ -304,16 +304,19 @@ X509VNC = 261
 class RawVNC:
     """A blocking RFB 3.8 client that connects and stays connected.
 
-    ``password``: answer VNC authentication.  ``tls``: an ``ssl.SSLContext``
+    ``password``: answer VNC authentication.  ``source``: another loopback
+    address to connect from (127.0.0.2 ...: vncd's log summarises repeats
+    per address, so a fresh address gets its lines written in full).  ``tls``: an ``ssl.SSLContext``
     for VeNCrypt x509 (x509vnc when a password is given, else x509none).
     Raises :class:`VNCRefused` with the server's reason.
     """
 
     def __init__(self, port: int, *, password: str | None = None,
                  tls: ssl.SSLContext | None = None, shared: bool = True,
-                 timeout: float = IO_TIMEOUT) -> None:
-        self.sock: socket.socket = socket.create_connection(("127.0.0.1", port),
-                                                            timeout=timeout)
+                 timeout: float = IO_TIMEOUT, source: str | None = None) -> None:
+        self.sock: socket.socket = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout,
+            source_address=(source, 0) if source is not None else None)
         try:
             self._handshake(password, tls, shared)
         except BaseException:
