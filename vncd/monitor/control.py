@@ -120,6 +120,39 @@ def parse_expiry(text: str, now: float) -> float | None:
     return now + seconds if match.group(1) else float(seconds)
 
 
+#: Members QEMU 7.2's QAPI schema makes mandatory in ``object-add`` where
+#: the object itself would only complain later, in its own words.
+QAPI_REQUIRED: Mapping[str, tuple[str, ...]] = {
+    "authz-listfile": ("filename",),
+}
+
+#: QAPI's name for the JSON type each kind of property must be given as.
+_JSON_TYPES = {"bool": "boolean", "int": "integer"}
+
+
+def _check_json_types(cls: Any, arguments: Mapping[str, Any]) -> None:
+    """QMP carries typed JSON: refuse what QEMU's QAPI visitor refuses.
+
+    The command line's ``key=value`` strings (``verify-peer=yes``) and the
+    index form of ``rules`` are text conventions; over QMP a boolean must
+    be ``true``/``false`` and ``rules`` an array, with QEMU's messages.
+    """
+    for name in QAPI_REQUIRED.get(cls.qom_type, ()):
+        if name not in arguments:
+            raise QMPError(f"Parameter '{name}' is missing")
+    for name, value in arguments.items():
+        spec = cls.prop_spec(name)
+        if spec is None:
+            continue
+        expected = _JSON_TYPES.get(spec.kind)
+        if expected == "boolean" and not isinstance(value, bool):
+            raise QMPError(f"Invalid parameter type for '{name}', expected: {expected}")
+        if expected == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise QMPError(f"Invalid parameter type for '{name}', expected: {expected}")
+        if spec.kind == "json" and not isinstance(value, list):
+            raise QMPError(f"Invalid parameter type for '{name}', expected: array")
+
+
 def _iso(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -284,6 +317,7 @@ class Monitor:
 
     def object_add(self, qom_type: str, id: str, rest: Mapping[str, Any]) -> defer.Deferred:
         registry = self.registry
+        _check_json_types(registry.type_for(qom_type), rest)
         props = {"id": id, **rest}
         registry.check(qom_type, props, unknown_message="Parameter '{}' is unexpected")
         if id in registry:

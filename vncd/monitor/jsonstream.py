@@ -569,6 +569,10 @@ def _write_items(items, out: list[str], indent: int | None, opening: str, closin
     items = list(items)
     out.append(opening)
     if not items:
+        # QEMU's pretty writer breaks the line even inside an empty
+        # object or array: "{" and "}" on lines of their own.
+        if indent is not None:
+            out.append("\n" + "    " * indent)
         out.append(closing)
         return
     for index, (key, item) in enumerate(items):

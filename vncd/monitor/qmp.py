@@ -212,7 +212,10 @@ class QMPConnection:
         return True
 
     def _send(self, message: Mapping[str, Any]) -> None:
-        self._out += (dumps(message, pretty=self._pretty) + "\n").encode("ascii")
+        # QEMU's monitor_puts turns every "\n" it writes into "\r\n", so
+        # each message (and each line of a pretty one) ends with CR LF.
+        text = dumps(message, pretty=self._pretty) + "\n"
+        self._out += text.replace("\n", "\r\n").encode("ascii")
 
     def data_to_send(self) -> bytes:
         out = bytes(self._out)
@@ -269,6 +272,7 @@ def _check_capabilities(arguments: Mapping[str, Any]) -> None:
         if not isinstance(capability, str):
             raise QMPError(f"Invalid parameter type for 'enable[{index}]', expected: string")
         if capability != "oob":
-            raise QMPError(f"Parameter 'enable[{index}]' does not accept value '{capability}'")
+            # QEMU 7.2's enum check names a list element 'null'.
+            raise QMPError(f"Parameter 'null' does not accept value '{capability}'")
         if capability not in CAPABILITIES:
             raise QMPError(f"Capability '{capability}' not available")

@@ -108,6 +108,12 @@ class MonitorProtocol(Protocol):
         self._running = False
         self._paused = False
         self._quit_sent = False
+        #: True while :meth:`_run`'s loop is on the stack.
+        self._pumping = False
+        #: True while the transport's send buffer is full (it paused us).
+        self._output_paused = False
+        #: Bytes written since the transport's send buffer filled up.
+        self._held_output = 0
 
     @property
     def is_qmp(self) -> bool:
@@ -118,6 +124,10 @@ class MonitorProtocol(Protocol):
     def connectionMade(self) -> None:
         factory = self.factory
         factory.connections.append(self)
+        # The transport tells a registered producer when its send buffer
+        # fills (pauseProducing) and drains (resumeProducing): that is how
+        # the monitor measures what a client leaves unread.
+        self.transport.registerProducer(self, True)
         self.peer = ("stdio" if factory.chardev.backend == "stdio"
                      else peer_text(self.transport.getPeer()))
         if factory.tls_session is not None:
@@ -200,28 +210,45 @@ class MonitorProtocol(Protocol):
     # -- requests --------------------------------------------------------------------
 
     def _run(self) -> None:
-        """Start the next request if none is running; pause reading when too many wait."""
+        """Start queued requests, one at a time, until one is still running or none is left.
+
+        A loop, not recursion: a command that answers at once (most do)
+        returns here through :meth:`_after`, which finds the loop running
+        and leaves the next request to it, so thousands of requests
+        pipelined in one packet take constant stack.
+        """
+        if not self._pumping:
+            self._pumping = True
+            try:
+                while not (self._running or self._closing or self._core is None):
+                    if not self._start_next():
+                        break
+            finally:
+                self._pumping = False
+        if not self._closing:
+            self._flow()
+        self._flush()
+
+    def _start_next(self) -> bool:
+        """Start the next queued request; False when none is queued."""
         core = self._core
-        if self._running or self._closing or core is None:
-            self._flush()
-            return
         if self.is_qmp:
             request = core.next_request()
-            if request is not None:
-                self._running = True
-                d = self.monitor.execute(request.command, request.arguments)
-                d.addCallbacks(functools.partial(self._qmp_done, request),
-                               functools.partial(self._qmp_failed, request))
-        else:
-            item = core.next_line()
-            if item is not None:
-                self._running = True
-                line, password_for = item
-                d = password_for(line) if password_for is not None \
-                    else self._interpreter.run(line)
-                d.addCallbacks(self._hmp_done, self._hmp_failed)
-        self._flow()
-        self._flush()
+            if request is None:
+                return False
+            self._running = True
+            d = self.monitor.execute(request.command, request.arguments)
+            d.addCallbacks(functools.partial(self._qmp_done, request),
+                           functools.partial(self._qmp_failed, request))
+            return True
+        item = core.next_line()
+        if item is None:
+            return False
+        self._running = True
+        line, password_for = item
+        d = password_for(line) if password_for is not None else self._interpreter.run(line)
+        d.addCallbacks(self._hmp_done, self._hmp_failed)
+        return True
 
     def _qmp_done(self, request, value: Any) -> None:
         self._running = False
@@ -304,16 +331,32 @@ class MonitorProtocol(Protocol):
             if data:
                 self._tls.send(data)
             data = self._tls.data_to_send()
-        if data:
-            self.transport.write(data)
-        buffered = getattr(self.transport, "bufferSize", 0)
-        limit = self.factory.limits.max_pending_output
-        if buffered > limit:
-            log.info("{name}: {peer}: dropped: more than {limit} bytes of output queued;"
-                     " the client is not reading", name=self.factory.name, peer=self.peer,
-                     limit=limit)
-            self._closing = True
-            self.transport.abortConnection()
+        if not data:
+            return
+        self.transport.write(data)
+        if self._output_paused:
+            self._held_output += len(data)
+            limit = self.factory.limits.max_pending_output
+            if self._held_output > limit:
+                log.info("{name}: {peer}: dropped: more than {limit} bytes of output queued;"
+                         " the client is not reading", name=self.factory.name, peer=self.peer,
+                         limit=limit)
+                self._closing = True
+                self.transport.abortConnection()
+
+    # -- the transport's send buffer (IPushProducer, registered on connectionMade) ----
+
+    def pauseProducing(self) -> None:
+        """The send buffer is full: from now on, count what piles up behind it."""
+        self._output_paused = True
+
+    def resumeProducing(self) -> None:
+        """The send buffer drained: the client reads again."""
+        self._output_paused = False
+        self._held_output = 0
+
+    def stopProducing(self) -> None:
+        """The connection is going away; :meth:`connectionLost` cleans up."""
 
     def _close(self) -> None:
         if self._closing:
@@ -427,7 +470,15 @@ def _standard_io(reactor: Any, protocol: Protocol) -> Any:
 
 
 def waiting_notice(factory: MonitorFactory) -> str:
-    """QEMU's line for a monitor that waits for its client (``wait=on``)."""
-    return f"waiting for connection on: disconnected:{factory.chardev.address},server=on"
+    """QEMU's line for a monitor that waits for its client (``wait=on``).
+
+    Located at the option, as QEMU 7.2 prints it (``-qmp ...: info: QEMU
+    waiting for connection on: disconnected:unix:PATH,server=on``), with
+    vncd's name where QEMU names itself.
+    """
+    chardev = factory.chardev
+    where = f"{chardev.source}: " if chardev.source else ""
+    return (f"{where}info: vncd waiting for connection on:"
+            f" disconnected:{chardev.address},server=on")
 
 

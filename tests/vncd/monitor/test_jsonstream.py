@@ -158,6 +158,9 @@ class DumpsTests(TestCase):
                          "[1500, 1.2345678901234568e+22, -0.5]")
 
     def test_pretty(self):
-        """pretty=True indents by four spaces, one member per line."""
-        self.assertEqual(dumps({"a": [1], "b": {}}, pretty=True),
-                         '{\n    "a": [\n        1\n    ],\n    "b": {}\n}')
+        """pretty=True indents by four spaces, one member per line; empty ones break too."""
+        self.assertEqual(dumps({"a": [1], "b": {}, "c": []}, pretty=True),
+                         '{\n    "a": [\n        1\n    ],\n    "b": {\n    },'
+                         '\n    "c": [\n    ]\n}')
+        self.assertEqual(dumps({}, pretty=True), "{\n}")
+        self.assertEqual(dumps({"b": {}, "c": []}), '{"b": {}, "c": []}')

@@ -87,7 +87,7 @@ class NegotiationTests(TestCase):
         """enable must be a list of known capabilities; nothing else is accepted."""
         cases = {
             '{"enable": "oob"}': "Invalid parameter type for 'enable', expected: array",
-            '{"enable": ["x"]}': "Parameter 'enable[0]' does not accept value 'x'",
+            '{"enable": ["x"]}': "Parameter 'null' does not accept value 'x'",
             '{"enable": [1]}': "Invalid parameter type for 'enable[0]', expected: string",
             '{"other": 1}': "Parameter 'other' is unexpected",
         }
@@ -196,8 +196,20 @@ class EventTests(TestCase):
         """pretty=True writes multi-line JSON, still one message after another."""
         conn = QMPConnection(VERSION, pretty=True)
         text = conn.data_to_send().decode()
-        self.assertIn('\n    "QMP": {\n', text)
+        self.assertIn('\r\n    "QMP": {\r\n', text)
+        self.assertNotIn("\n", text.replace("\r\n", ""))
         self.assertEqual(json.loads(text)["QMP"]["capabilities"], [])
+        conn.receive_data(b'{"execute": "qmp_capabilities"}')
+        conn.next_request()
+        self.assertEqual(conn.data_to_send(), b'{\r\n    "return": {\r\n    }\r\n}\r\n')
+
+    def test_crlf(self):
+        """Every message ends with CR LF, as QEMU's monitor_puts writes it."""
+        conn = QMPConnection(VERSION)
+        self.assertTrue(conn.data_to_send().endswith(b"}}\r\n"))
+        conn.receive_data(b'{"execute": "qmp_capabilities", "id": 1}')
+        conn.next_request()
+        self.assertEqual(conn.data_to_send(), b'{"return": {}, "id": 1}\r\n')
 
 
 class GarbageTests(TestCase):

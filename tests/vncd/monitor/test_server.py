@@ -90,12 +90,40 @@ class EdgeTests(MonitorTestCase):
         self.assertEqual(len(self.registry), 10)
 
     def test_slow_reader_dropped(self):
-        """A client whose output piles up beyond the limit is dropped."""
+        """Output piling up behind a full send buffer beyond the limit gets the client dropped."""
+        _, protocol, transport = self.connect(limits=MonitorLimits(max_pending_output=1000))
+        self.assertIs(transport.producer, protocol)
+        protocol.dataReceived(b'{"execute":"qmp_capabilities"}')
+        protocol.pauseProducing()
+        for _ in range(10):
+            self.monitor.emit("TEST", {"a": 1})
+        self.assertFalse(transport.disconnecting)
+        protocol.resumeProducing()
+        protocol.pauseProducing()
+        for _ in range(30):
+            self.monitor.emit("TEST", {"a": 1})
+        self.assertTrue(transport.disconnecting)
+
+    def test_reader_catching_up_kept(self):
+        """A client whose send buffer drains in time is never dropped, however much it gets."""
         _, protocol, transport = self.connect(limits=MonitorLimits(max_pending_output=1000))
         protocol.dataReceived(b'{"execute":"qmp_capabilities"}')
-        transport.bufferSize = 2000
-        self.monitor.emit("TEST", {"a": 1})
-        self.assertTrue(transport.disconnecting)
+        for _ in range(200):
+            protocol.pauseProducing()
+            self.monitor.emit("TEST", {"a": 1})
+            protocol.resumeProducing()
+        self.assertFalse(transport.disconnecting)
+
+    def test_pipelined_thousands(self):
+        """Thousands of requests in one packet are answered in order without deep recursion."""
+        _, protocol, transport = self.connect()
+        protocol.dataReceived(b'{"execute":"qmp_capabilities"}')
+        transport.clear()
+        count = 5000
+        protocol.dataReceived(b"".join(b'{"execute":"query-version","id":%d}' % i
+                                       for i in range(count)))
+        replies = self.replies(transport)
+        self.assertEqual([r.get("id") for r in replies], list(range(count)))
 
     def test_connection_limit(self):
         """A monitor serves at most max_connections clients at once."""
@@ -140,8 +168,9 @@ class ChardevTests(TestCase):
         from vncd.monitor.server import waiting_notice
 
         class Factory:
-            chardev = ChardevConfig(id="m", backend="socket", source="",
+            chardev = ChardevConfig(id="m", backend="socket", source="-qmp unix:/run/m.sock",
                                     address=ListenAddress("unix", "/run/m.sock"), server=True)
 
         self.assertEqual(waiting_notice(Factory()),
-                         "waiting for connection on: disconnected:unix:/run/m.sock,server=on")
+                         "-qmp unix:/run/m.sock: info: vncd waiting for connection on:"
+                         " disconnected:unix:/run/m.sock,server=on")
