@@ -162,6 +162,9 @@ def _name_end(text: str, pos: int) -> int:
 
 
 def _check_key(key: str, option: str) -> None:
+    if not key:
+        # ``:1,=x`` or ``a,,,b``; QEMU 7.2 says the same for every option.
+        raise OptionError(option, "Invalid parameter ''")
     if len(key) > MAX_KEY_LENGTH:
         raise OptionError(
             option,
