@@ -223,6 +223,8 @@ def iter_params(
                     f"short-form boolean option '{name}' deprecated\n"
                     f"Please use {param.key}={param.value} instead"
                 )
+            if check_keys and not param.key:
+                _check_key(param.key, option)  # ``no``: QEMU warns, then refuses ''
         if pos < len(text):
             pos += 1  # the separating comma
         first = False
