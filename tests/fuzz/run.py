@@ -131,6 +131,7 @@ def _fuzz(name: str, seconds: int, crashes: str, jobs_args: list[str]) -> int:
         shutil.copytree(os.path.join(CORPUS_DIR, name), os.path.join(work, "corpus"))
         crash_dir = os.path.join(os.path.abspath(crashes), name)
         os.makedirs(crash_dir, exist_ok=True)
+        before = set(os.listdir(crash_dir))
         args = [sys.executable, "-m", "tests.fuzz.run", name, "--child", "--",
                 f"-max_total_time={seconds}", f"-artifact_prefix={crash_dir}/",
                 "-rss_limit_mb=2048", "-timeout=20", "-max_len=16384",
@@ -145,8 +146,8 @@ def _fuzz(name: str, seconds: int, crashes: str, jobs_args: list[str]) -> int:
         inited = next((s for s in stats if s[1] == "INITED"), stats[0] if stats else None)
         last = stats[-1] if stats else None
         execs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", log)
-        found = sorted(f for f in os.listdir(crash_dir) if f.startswith(("crash-", "timeout-",
-                                                                         "oom-", "leak-")))
+        found = sorted(f for f in set(os.listdir(crash_dir)) - before
+                       if f.startswith(("crash-", "timeout-", "oom-", "leak-")))
         print(f"harness     {name}")
         print(f"seconds     {elapsed:.0f}")
         print(f"executions  {execs[-1] if execs else (last[0] if last else '?')}")
