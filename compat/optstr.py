@@ -162,6 +162,9 @@ def _name_end(text: str, pos: int) -> int:
 
 
 def _check_key(key: str, option: str) -> None:
+    if not key:
+        # ``:1,=x`` or ``a,,,b``; QEMU 7.2 says the same for every option.
+        raise OptionError(option, "Invalid parameter ''")
     if len(key) > MAX_KEY_LENGTH:
         raise OptionError(
             option,
@@ -223,6 +226,8 @@ def iter_params(
                     f"short-form boolean option '{name}' deprecated\n"
                     f"Please use {param.key}={param.value} instead"
                 )
+            if check_keys and not param.key:
+                _check_key(param.key, option)  # ``no``: QEMU warns, then refuses ''
         if pos < len(text):
             pos += 1  # the separating comma
         first = False

@@ -105,6 +105,13 @@ class WebSocketLayer:
                 self._out += self._ws.send(hint)
             self.closed = True
             raise RemoteProtocolError(f"WebSocket: {e}") from None
+        except UnicodeError:
+            # wsproto decodes header values as ASCII (Host as IDNA) and lets
+            # the decoding error escape: a malformed request all the same.
+            self._reject(400)
+            raise RemoteProtocolError(
+                "WebSocket upgrade request with a header that is not ASCII"
+                " (or a malformed Host name)") from None
         return bytes(payload)
 
     def _on_request(self, request: Request) -> None:

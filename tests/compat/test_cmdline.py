@@ -175,7 +175,11 @@ class ScreenTests(SynchronousTestCase):
         """Unknown kinds, a missing kind and a second -screen are refused."""
         for arg, message in [("frob", "Parameter 'kind' does not accept value 'frob'"),
                              ("file=x.png", "Parameter 'kind' is missing"),
-                             ("", "Parameter 'kind' is missing")]:
+                             ("", "Parameter 'kind' is missing"),
+                             # Found by fuzzing: the empty name was kept, and
+                             # -print-translation could not write it back.
+                             ("pipe,path=-,=x", "Invalid parameter ''"),
+                             ("pipe,path=-,abc,,O=x", "Invalid parameter ''")]:
             with self.assertRaises(OptionError) as caught:
                 parse_screen(arg)
             self.assertEqual(caught.exception.message, message)

@@ -113,6 +113,20 @@ class WebSocketLayerTests(SynchronousTestCase):
         self.assertTrue(layer.closed)
         self.assertIsInstance(client_events(client, layer.data_to_send())[0], CloseConnection)
 
+    def test_non_ascii_headers_refused(self):
+        """An upgrade request whose Host or token headers are not ASCII gets 400 and a
+        protocol error (found by fuzzing: wsproto's UnicodeDecodeError escaped)."""
+        _, request = upgrade_request()
+        for bad in (request.replace(b"Host: localhost", "Host: h\u00f4te".encode("latin-1")),
+                    request.replace(b"Protocol: binary", b"Protocol: binary\xcc;\xe4")):
+            self.assertNotEqual(bad, request)
+            layer = WebSocketLayer()
+            with self.assertRaises(RemoteProtocolError) as caught:
+                layer.receive_data(bad)
+            self.assertIn("not ASCII", caught.exception.reason)
+            self.assertTrue(layer.data_to_send().startswith(b"HTTP/1.1 400 "))
+            self.assertTrue(layer.closed)
+
     @given(st.binary(max_size=500))
     def test_garbage(self, data):
         """Garbage before or after the upgrade yields bytes or RemoteProtocolError only."""
