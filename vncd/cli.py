@@ -9,8 +9,11 @@ The steps, each finished before the next starts, as QEMU does them:
 3. check every chardev and monitor (:func:`compat.monitor.check_monitors`),
    then every display (:func:`compat.vnc.check_display`), against the
    objects, in QEMU's order;
-4. write the pid file, start the service (:func:`vncd.service.start`),
-   run until SIGTERM or SIGINT, stop the service, remove the pid file.
+4. take the sockets a service manager passed (:mod:`vncd.activation`),
+   detach for ``-daemonize`` (:mod:`vncd.daemon`), write the pid file,
+   start the service (:func:`vncd.service.start`) and tell the manager
+   (``READY=1``) or the waiting parent, run until SIGTERM or SIGINT
+   (logged with the sender), stop the service, remove the pid file.
 
 The monitors are checked but not served yet.
 
@@ -454,8 +457,10 @@ class _Manager:
     def stopped(self, status: int) -> None:
         """The run is over with ``status``."""
         self.stopping()
-        if self.daemon is not None:
-            self.daemon.failed(status) if status else self.daemon.ready()
+        if self.daemon is not None and status:
+            self.daemon.failed(status)
+        elif self.daemon is not None:
+            self.daemon.ready()
 
 
 def main(
