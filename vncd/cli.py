@@ -180,6 +180,12 @@ def _prepare(
     except OptionError as err:
         say(str(err))
         return 1
+    if invocation.daemonize:
+        # A daemon's standard input and output are /dev/null (QEMU's check and words).
+        for chardev in invocation.chardevs:
+            if chardev.backend == "stdio":
+                say(f"{chardev.source}: cannot use stdio with -daemonize")
+                return 1
     console.sources = {str(spec.props.get("id")): spec.source for spec in invocation.objects}
     for spec in invocation.objects:
         console.location = spec.source
