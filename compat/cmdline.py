@@ -55,7 +55,8 @@ Warn = Callable[[str], None]
 #: Why ``-print-translation`` prints nothing for a display vncd refuses
 #: (``sasl=on``, ``tls-authz`` without TLS ...): a printed line must be one
 #: vncd accepts.  The reason follows.
-NO_TRANSLATION = "-print-translation: no equivalent vncd command line, since vncd refuses this display"
+NO_TRANSLATION = ("-print-translation: no equivalent vncd command line, since vncd refuses"
+                  " this display")
 
 
 @dataclass(frozen=True)
