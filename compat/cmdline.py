@@ -55,7 +55,8 @@ Warn = Callable[[str], None]
 #: Why ``-print-translation`` prints nothing for a display vncd refuses
 #: (``sasl=on``, ``tls-authz`` without TLS ...): a printed line must be one
 #: vncd accepts.  The reason follows.
-NO_TRANSLATION = "-print-translation: no equivalent vncd command line, since vncd refuses this display"
+NO_TRANSLATION = ("-print-translation: no equivalent vncd command line, since vncd refuses"
+                  " this display")
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,7 @@ OPTIONS: dict[str, Option] = {
         Option("chardev", "SPEC", "a monitor's socket: socket,id=ID,... or stdio,id=ID"),
         Option("mon", "SPEC", "a monitor on a chardev: [chardev=]ID[,mode=...][,pretty=on]"),
         Option("pidfile", "FILE", "write the process id to FILE (locked; removed on exit)"),
-        Option("daemonize", None, "detach once listening; errors before that still reach"
-                                  " the terminal"),
+        Option("daemonize", None, "detach once listening (start-up errors still shown)"),
         Option("print-translation", None, "print the modern equivalent command line and exit"),
         Option("h", None, "print this help and exit (also -help)"),
         Option("help", None, "print this help and exit"),
@@ -93,8 +93,9 @@ def help_text(registry: ObjectRegistry) -> str:
     """The answer to ``-h``: every option, object type and ``-vnc`` key."""
     lines = [
         "usage: vncd [-object SPEC]... [-vnc SPEC]... [-screen SPEC] [-pidfile FILE]",
-        "            [-daemonize] [-qmp ADDR]... [-qmp-pretty ADDR]... [-monitor ADDR]...",
-        "            [-chardev SPEC]... [-mon SPEC]... [-print-translation] [-h] [-version]",
+        "            [-daemonize] [-qmp ADDR]... [-qmp-pretty ADDR]...",
+        "            [-monitor ADDR]... [-chardev SPEC]... [-mon SPEC]...",
+        "            [-print-translation] [-h] [-version]",
         "",
         "A VNC server with QEMU's model of TLS credentials.  Options are QEMU's",
         "single-dash words; --opt is the same as -opt; names are never abbreviated.",

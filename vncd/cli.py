@@ -9,8 +9,11 @@ The steps, each finished before the next starts, as QEMU does them:
 3. check every chardev and monitor (:func:`compat.monitor.check_monitors`),
    then every display (:func:`compat.vnc.check_display`), against the
    objects, in QEMU's order;
-4. write the pid file, start the service (:func:`vncd.service.start`),
-   run until SIGTERM or SIGINT, stop the service, remove the pid file.
+4. take the sockets a service manager passed (:mod:`vncd.activation`),
+   detach for ``-daemonize`` (:mod:`vncd.daemon`), write the pid file,
+   start the service (:func:`vncd.service.start`) and tell the manager
+   (``READY=1``) or the waiting parent, run until SIGTERM or SIGINT
+   (logged with the sender), stop the service, remove the pid file.
 
 The monitors are checked but not served yet.
 
@@ -177,6 +180,12 @@ def _prepare(
     except OptionError as err:
         say(str(err))
         return 1
+    if invocation.daemonize:
+        # A daemon's standard input and output are /dev/null (QEMU's check and words).
+        for chardev in invocation.chardevs:
+            if chardev.backend == "stdio":
+                say(f"{chardev.source}: cannot use stdio with -daemonize")
+                return 1
     console.sources = {str(spec.props.get("id")): spec.source for spec in invocation.objects}
     for spec in invocation.objects:
         console.location = spec.source
@@ -454,8 +463,10 @@ class _Manager:
     def stopped(self, status: int) -> None:
         """The run is over with ``status``."""
         self.stopping()
-        if self.daemon is not None:
-            self.daemon.failed(status) if status else self.daemon.ready()
+        if self.daemon is not None and status:
+            self.daemon.failed(status)
+        elif self.daemon is not None:
+            self.daemon.ready()
 
 
 def main(

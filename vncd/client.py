@@ -30,6 +30,7 @@ from typing import Any, Callable
 # twisted.internet.endpoints loads pyOpenSSL (see creds._openssl_config).
 from creds.session import HandshakeStatus, TLSSession  # isort: skip
 from creds.tlscreds import Endpoint  # isort: skip
+from vncd.tlsalerts import certificate_alert_words  # isort: skip
 
 import numpy as np
 from twisted.internet import defer
@@ -83,20 +84,6 @@ class RFBClientError(Exception):
         self.certificate = certificate
 
 
-#: TLS alerts a server sends when it does not accept the client's
-#: certificate, in words for people (OpenSSL names them in lower case).
-CERTIFICATE_ALERTS = {
-    "unknown ca": "unknown CA",
-    "bad certificate": "bad certificate",
-    "certificate required": "a certificate is required",
-    "certificate expired": "certificate expired",
-    "certificate revoked": "certificate revoked",
-    "certificate unknown": "certificate unknown",
-    "unsupported certificate": "unsupported certificate",
-    "access denied": "access denied",
-    "decrypt error": "signature check failed",
-}
-
 #: The advice when a server leaves right after the TLS handshake without
 #: saying why (vncd and QEMU check client certificates only then).
 _LEFT_AFTER_TLS = (
@@ -116,7 +103,7 @@ def _refused_certificate(stack: Any) -> RFBClientError | None:
     alert = getattr(session, "alert", None)
     if alert is None:
         return None
-    words = CERTIFICATE_ALERTS.get(alert)
+    words = certificate_alert_words(alert)
     if words is not None and session.has_own_certificate:
         return RFBClientError("tls", f"the server refused our certificate ({words})")
     if words is not None:

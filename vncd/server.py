@@ -98,6 +98,7 @@ from vncd.rfb.server import ServerConnection
 from vncd.rfb.stack import RFBStack, TLSEstablished
 from vncd.rfb.states import StateMachine
 from vncd.rfb.tls import CredentialsRejected, TLSFailed
+from vncd.tlsalerts import certificate_alert_words
 from vncd.websocket import OuterStack
 
 __all__ = [
@@ -841,7 +842,23 @@ class RFBServerProtocol(Protocol):
         self._close_after_flush(_LEFT_AFTER_TLS)
         return True
 
+    def _client_refused_certificate(self, error: RemoteProtocolError) -> bool:
+        """Log a client's certificate alert as the refusal of our certificate it is."""
+        if not isinstance(error, TLSFailed):
+            return False
+        layers = [self._stack.tls, self._outer.tls if self._outer is not None else None]
+        alerts = [getattr(getattr(layer, "session", None), "alert", None) for layer in layers]
+        words = next((w for w in map(certificate_alert_words, alerts) if w), None)
+        if words is None:
+            return False
+        self._log(LineKind.TLS_FAILURE, "the client refused this server's certificate"
+                  " ({words}): {advice}", words=words, advice=_CHECK_OUR_CERTIFICATE)
+        self._close_after_flush(error.reason)
+        return True
+
     def _failed(self, error: RemoteProtocolError) -> None:
+        if self._client_refused_certificate(error):
+            return
         if (error.reason.startswith(_CLIENT_CLOSED) or isinstance(error, TLSFailed)) \
                 and not isinstance(error, CredentialsRejected) \
                 and self._left_after_tls(error.reason):
@@ -911,11 +928,12 @@ _CLIENT_CLOSED = "the client closed the connection"
 #: checked our certificate only then (gtk-vnc, vncd-capture, TigerVNC) and
 #: did not like it.  vncd cannot know for sure: the client sends no reason.
 _LEFT_AFTER_TLS = "the client closed the connection right after the TLS handshake"
-_LEFT_AFTER_TLS_ADVICE = (
-    "it probably refused this server's certificate; check that the name the client"
-    " connects to is in the certificate's subjectAltName (DNS name or IP address), that"
-    " the client trusts the CA that signed it (gtk-vnc reads /etc/pki/CA/cacert.pem or"
-    " ~/.pki/CA/cacert.pem), and that the certificate is within its validity dates")
+_CHECK_OUR_CERTIFICATE = (
+    "check that the name the client connects to is in the certificate's subjectAltName"
+    " (DNS name or IP address), that the client trusts the CA that signed it (gtk-vnc"
+    " reads /etc/pki/CA/cacert.pem or ~/.pki/CA/cacert.pem), and that the certificate is"
+    " within its validity dates")
+_LEFT_AFTER_TLS_ADVICE = "it probably refused this server's certificate; " + _CHECK_OUR_CERTIFICATE
 
 _FAILURE_KINDS: dict[type, tuple[LineKind, str]] = {
     TLSFailed: (LineKind.TLS_FAILURE, "TLS failure"),

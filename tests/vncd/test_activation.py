@@ -215,7 +215,7 @@ class SocketActivationTests(SynchronousTestCase):
 
     def test_hand_passed_fds(self):
         """Two named sockets passed by hand as fds 3 and 4 go to the displays of those ids;
-        a stray name is warned about."""
+        a stray name is warned about; a SIGHUP reload is framed by RELOADING=1 and READY=1."""
         listeners = []
         for _ in range(3):
             sock = socket.socket()
@@ -232,10 +232,16 @@ class SocketActivationTests(SynchronousTestCase):
             "                  LISTEN_FDNAMES='default:vnc2:stray')\n"
             "os.execv(sys.executable, [sys.executable, '-m', 'vncd', *sys.argv[2:]])\n")
         fds = [s.fileno() for s in listeners]
+        notify = _NotifyListener(self)
         proc = _Process(self, [sys.executable, "-c", launcher, ",".join(map(str, fds)),
-                               "-vnc", "none", "-vnc", "none"], pass_fds=fds)
+                               "-vnc", "none", "-vnc", "none"], pass_fds=fds,
+                        env={**os.environ, "NOTIFY_SOCKET": notify.path})
+        notify.expect(b"READY=1")
         for sock in listeners[:2]:
             self.assertEqual(_greeting(sock.getsockname()[1]), GREETING)
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        notify.expect(b"RELOADING=1")
+        notify.expect(b"READY=1")
         status, log = proc.stop()
         self.assertEqual(status, 0, log)
         self.assertIn("inherited socket 'stray' (fd 5) matches no display id"

@@ -205,3 +205,20 @@ class PasswordFileTests(SynchronousTestCase):
         with self.assertRaises(capture.UsageError) as cm:
             capture._read_password(path)
         self.assertIn(path, str(cm.exception))
+
+
+class ManualAgreesTests(SynchronousTestCase):
+    """vncd-capture(1) documents exactly the exit statuses the code uses."""
+
+    def test_exit_statuses(self):
+        """The EXIT STATUS section lists every status in EXIT_CODES and no other; TLS is 4."""
+        import re
+
+        with open(os.path.join(ROOT, "man", "vncd-capture.1"), encoding="utf-8") as f:
+            page = f.read()
+        section = page.split('.SH "EXIT STATUS"', 1)[1].split(".SH ", 1)[0]
+        documented = {int(n) for n in re.findall(r"^\.TP\n(\d+)\n", section, re.M)}
+        self.assertEqual(documented, set(capture.EXIT_CODES.values()))
+        tls = section.split(f".TP\n{capture.EXIT_CODES['tls']}\n", 1)[1].split(".TP", 1)[0]
+        self.assertIn("TLS failure", tls)
+        self.assertIn("refusing our certificate", tls)

@@ -577,3 +577,44 @@ class LogTests(SynchronousTestCase):
         self.assertNotIn("s3cret", printed.decode())
         self.assertNotIn("Starting factory", printed.decode())
         self.assertNotIn("Main loop terminated", printed.decode())
+
+
+class JournalTests(SynchronousTestCase):
+    """Log lines carry no timestamp when standard error is the journal (JOURNAL_STREAM)."""
+
+    def test_under_journald(self):
+        """JOURNAL_STREAM must name standard error's device and inode; garbage does not."""
+        from vncd.cli import _under_journald
+
+        with open(self.mktemp(), "w") as stream:
+            st = os.fstat(stream.fileno())
+            journal = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+            self.assertTrue(_under_journald(stream, journal))
+            for value in ("", "1:2", "x:y", f"{st.st_dev}:{st.st_ino}:0", ":", "9" * 400):
+                self.assertFalse(_under_journald(stream, {"JOURNAL_STREAM": value}), value)
+            self.assertFalse(_under_journald(io.StringIO(), {"JOURNAL_STREAM": "1:2"}))
+
+    def test_no_timestamps_on_the_journal(self):
+        """A vncd whose stderr is the stream JOURNAL_STREAM names writes plain 'vncd: ' lines."""
+        read_fd, write_fd = os.pipe()
+        st = os.fstat(write_fd)
+        display = free_display()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vncd", "-vnc", f"127.0.0.1:{display}"], cwd=ROOT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=write_fd,
+            env={**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as err:
+            try:
+                self.assertTrue(wait_for_port("127.0.0.1", 5900 + display, timeout=30,
+                                              proc=proc))
+                proc.send_signal(signal.SIGTERM)
+                self.assertEqual(proc.wait(timeout=30), 0)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(30)
+            lines = err.read().decode().splitlines()
+        self.assertTrue(lines)
+        self.assertTrue(all(line.startswith("vncd: ") for line in lines), lines)
+        self.assertIn("serving on", lines[0])

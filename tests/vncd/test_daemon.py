@@ -112,6 +112,28 @@ class DaemonizeTests(SynchronousTestCase):
         self.assertTrue(_gone(pid, STOP_TIMEOUT))
 
 
+class StdioTests(SynchronousTestCase):
+    """A stdio monitor cannot go with -daemonize, in QEMU's words."""
+
+    def test_stdio_refused(self):
+        """-qmp stdio and -chardev stdio are refused with -daemonize, as QEMU 7.2 does."""
+        require_tool(QEMU)
+        for args in (["-qmp", "stdio"], ["-chardev", "stdio,id=c", "-mon", "c"]):
+            results = {}
+            for name, program in (
+                ("vncd", [sys.executable, "-m", "vncd"]),
+                (QEMU, [QEMU, "-machine", "none", "-nodefaults", "-display", "none"]),
+            ):
+                result = subprocess.run([*program, "-daemonize", *args, "-vnc", "none"],
+                                        cwd=ROOT, stdin=subprocess.DEVNULL,
+                                        capture_output=True, timeout=START_TIMEOUT)
+                results[name] = (result.returncode,
+                                 result.stderr.decode().replace(name, "PROG", 1))
+            self.assertEqual(results["vncd"], results[QEMU])
+            self.assertEqual(results["vncd"][0], 1)
+            self.assertIn("cannot use stdio with -daemonize", results["vncd"][1])
+
+
 class SenderTests(SynchronousTestCase):
     """The sender of a signal is named as QEMU names it."""
 

@@ -25,7 +25,7 @@ import threading
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests import certgen
-from tests.tools import ROOT, free_display, require_tool
+from tests.tools import QEMU, ROOT, free_display, require_tool
 from tests.vncd import realclients
 from tests.vncd.realclients import GvncPki
 from vncd.capture import EXIT_CODES
@@ -119,6 +119,18 @@ class ClientSideTests(SynchronousTestCase):
         self.base = os.path.abspath(self.mktemp())
         self.server_dir, self.client_dir = _pki(self.base)
 
+    def test_qemu_refusal(self):
+        """QEMU 7.2 also closes after the handshake without an alert: the same message."""
+        qemu = require_tool(QEMU)
+        display = free_display()
+        realclients.start_server(self, [
+            qemu, "-machine", "none", "-nodefaults", "-display", "none", "-monitor", "none",
+            "-object", f"tls-creds-x509,id=t,endpoint=server,dir={self.server_dir}",
+            "-vnc", f"127.0.0.1:{display},tls-creds=t"], [5900 + display], name="qemu")
+        result = _capture(self.client_dir, 5900 + display, os.path.join(self.base, "q.png"))
+        self.assertEqual(result.returncode, EXIT_CODES["tls"], result.stderr)
+        self.assertIn("it probably refused our certificate", result.stderr)
+
     def test_alert_named(self):
         """A server that sends the TLS alert 'unknown CA' is quoted."""
         server = _AlertingServer(self, self.server_dir)
@@ -146,7 +158,45 @@ class ClientSideTests(SynchronousTestCase):
 
 
 class ServerSideTests(SynchronousTestCase):
-    """vncd explains a client that leaves right after the TLS handshake."""
+    """vncd explains a client that refuses its certificate, with or without an alert."""
+
+    def test_client_alert(self):
+        """A client that verifies during the handshake (Python's ssl, trusting another CA)
+        sends 'unknown CA'; vncd logs that the client refused its certificate."""
+        realclients.require_vncd()
+        base = os.path.abspath(self.mktemp())
+        server_dir, _ = _pki(base)
+        display = free_display()
+        proc = realclients.start_server(
+            self, realclients.vncd_command([
+                "-object", f"tls-creds-x509,id=t,endpoint=server,verify-peer=off,dir={server_dir}",
+                "-vnc", f"127.0.0.1:{display},tls-creds=t"]),
+            [5900 + display], name="vncd")
+        context = ssl.create_default_context(cafile=certgen.write_pem(
+            os.path.join(base, "stranger-ca.pem"), certgen.ca("stranger CA")))
+        with socket.create_connection(("127.0.0.1", 5900 + display),
+                                      timeout=STEP_TIMEOUT) as conn:
+            _read(conn, 12)
+            conn.sendall(b"RFB 003.008\n")
+            count = _read(conn, 1)[0]
+            self.assertIn(VENCRYPT, _read(conn, count))
+            conn.sendall(bytes([VENCRYPT]))
+            _read(conn, 2)
+            conn.sendall(b"\x00\x02")
+            self.assertEqual(_read(conn, 1), b"\x00")
+            subtypes = _read(conn, 1)[0]
+            offered = struct.unpack(f">{subtypes}I", _read(conn, 4 * subtypes))
+            self.assertIn(X509_NONE, offered)
+            conn.sendall(struct.pack(">I", X509_NONE))
+            self.assertEqual(_read(conn, 1), b"\x01")
+            with self.assertRaises(ssl.SSLCertVerificationError):
+                context.wrap_socket(conn, server_hostname="localhost")
+        self.assertTrue(realclients.wait_until(
+            lambda: "refused this server's certificate" in proc.output(), STEP_TIMEOUT),
+            proc.describe())
+        self.assertIn("the client refused this server's certificate (unknown CA): check that"
+                      " the name the client connects to is in the certificate's"
+                      " subjectAltName", proc.output())
 
     def test_gvnccapture_refuses_server_certificate(self):
         """gvnccapture connecting to 127.0.0.1 refuses a certificate naming only
