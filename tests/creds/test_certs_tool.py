@@ -26,7 +26,7 @@ from creds.session import TLSCheckError, TLSSession
 from creds.tlscreds import Endpoint
 from tests import certgen
 from tests.creds.sessionpump import VNC_BASE_PORT, pump, vencrypt_x509none
-from tests.tools import QEMU, free_port, qemu_vnc, require_tool
+from tests.tools import QEMU, free_port, qemu_vnc, require_tool, wait_for_port
 from vncd import certs
 
 #: Seconds one command-line run of the installed script may take.
@@ -347,7 +347,8 @@ class QemuAcceptsTests(SynchronousTestCase):
                 "-object", f"tls-creds-x509,id=tls0,dir={d},endpoint=server,verify-peer=on",
                 "-vnc", f"127.0.0.1:{port - VNC_BASE_PORT},tls-creds=tls0"])
             self.addCleanup(lambda p=proc: (p.poll() is None and p.kill(), p.communicate()))
-            self.assertTrue(started, proc.stderr.read() if not started else "")
+            self.assertTrue(started and wait_for_port("127.0.0.1", port, proc=proc),
+                            proc.stderr.read() if not started else "not listening")
             verdicts.append(vencrypt_x509none(port, client_obj))
             proc.kill()
         self.assertEqual(verdicts, [True, False])

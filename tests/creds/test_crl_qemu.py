@@ -33,7 +33,7 @@ from tests.creds.sessionpump import (
     VNC_BASE_PORT, FakeCreds, pump, registry, vencrypt_x509none, x509_material,
 )
 from tests.creds.test_x509_tools import run
-from tests.tools import QEMU, free_port, qemu_vnc, require_tool
+from tests.tools import QEMU, free_port, qemu_vnc, require_tool, wait_for_port
 
 #: Seconds QEMU may take to leave its trace lines once terminated.
 TRACE_TIMEOUT = 10
@@ -166,7 +166,7 @@ class CertToolCRLTests(SynchronousTestCase):
                 "-object", f"tls-creds-x509,id=tls0,dir={d},endpoint=server,verify-peer=on",
                 "-vnc", f"127.0.0.1:{port - VNC_BASE_PORT},tls-creds=tls0"])
             self.addCleanup(lambda p=proc: (p.poll() is None and p.kill(), p.communicate()))
-            if not started:
+            if not started or not wait_for_port("127.0.0.1", port, proc=proc):
                 self.fail(f"QEMU did not start ({case}): "
                           f"{proc.stderr.read().decode(errors='replace')}")
             procs[case] = (proc, port, d)
