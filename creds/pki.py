@@ -506,6 +506,8 @@ def check(directory: str, endpoint: str, *, now: datetime.datetime | None = None
             run.skip(f"{role} certificate verified against {x509creds.CA_CERT}",
                      "no usable CA certificate")
     key = None
+    if not chain and cert_path is not None and key_path is not None:
+        run.skip(f"{role} private key", "no readable certificate to match it with")
     if chain and key_path is not None:
         pair = f"Cannot load certificate '{cert_path}' & key '{key_path}'"
         key = run.step(f"{role} private key",

@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 from cryptography import x509
+from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 import creds
@@ -258,6 +259,22 @@ class CheckTests(SynchronousTestCase):
                 self.assertIn(f"FAIL tls-creds-x509 object loads: {e.message}", out)
             else:
                 self.fail(f"{name}: the object loaded")
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.sampled_from(["ca-cert.pem", "server-cert.pem", "server-key.pem", "ca-crl.pem",
+                            "dh-params.pem"]),
+           st.one_of(st.binary(max_size=300),
+                     st.binary(max_size=200).map(
+                         lambda b: b"-----BEGIN CERTIFICATE-----\n"
+                                   + __import__("base64").encodebytes(b)
+                                   + b"-----END CERTIFICATE-----\n")))
+    def test_garbage_never_crashes(self, name: str, data: bytes) -> None:
+        """Any bytes in any file: verdicts, the last one failing, never an exception."""
+        d = CreatedDir.copy(self)
+        certgen.write_pem(os.path.join(d, name), data, mode=0o600)
+        checks = pki.check(d, "server")
+        self.assertEqual(checks[-1].name, "tls-creds-x509 object loads")
+        self.assertTrue(checks[-1].failed or name in ("dh-params.pem",), checks[-1])
 
     def test_missing_directory_and_client_alone(self) -> None:
         d = os.path.abspath(self.mktemp())
