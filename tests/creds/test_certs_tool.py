@@ -107,6 +107,32 @@ class CreateTests(SynchronousTestCase):
         self.assertEqual(warnings, [])
         self.assertTrue(admitted(server_obj, client_obj))
 
+    def test_several_clients(self) -> None:
+        """Further --client-dn values get client directories of their own under clients/;
+        revoking one refuses only that client."""
+        d = os.path.abspath(self.mktemp())
+        status, out, err = run("create", d, "--client-dn", "O=ACME,CN=alice",
+                               "--client-dn", "O=ACME,CN=bob", "--client-dn", "O=ACME,CN=../x")
+        self.assertEqual(status, 0, err)
+        self.assertIn(f"O=ACME,CN=bob (client directory {d}/clients/bob)", out)
+        self.assertIn(f"(client directory {d}/clients/x)", out)
+        self.assertEqual(sorted(os.listdir(f"{d}/clients/bob")),
+                         ["ca-cert.pem", "client-cert.pem", "client-key.pem"])
+        self.assertEqual(stat.S_IMODE(os.stat(f"{d}/clients/bob/client-key.pem").st_mode), 0o600)
+        server_obj = load(d, "server")[0]
+        alice, bob = load(d, "client")[0], load(f"{d}/clients/bob", "client")[0]
+        self.assertEqual(creds.dn.certificate_dn(bob.material.chain[0]), "O=ACME,CN=bob")
+        self.assertEqual(run("revoke", d, f"{d}/clients/bob/client-cert.pem")[0], 0)
+        server_obj = load(d, "server")[0]
+        self.assertEqual((admitted(server_obj, alice), admitted(server_obj, bob)),
+                         (True, False))
+        status, _, err = run("create", d, "--force", "--client-dn", "CN=a", "--client-dn",
+                             "CN=bob")
+        self.assertEqual(status, 0, err)
+        status, _, err = run("create", os.path.abspath(self.mktemp()),
+                             *[a for i in range(101) for a in ("--client-dn", f"CN=c{i}")])
+        self.assertIn("1 to 100 client distinguished names", err)
+
     def test_refuses_to_overwrite(self) -> None:
         """Existing files are kept unless --force; --force makes a new CA."""
         d = CreatedDir.copy(self)
