@@ -3,7 +3,7 @@
 
 ::
 
-    vncd-certs create DIR [--dns NAME]... [--ip ADDR]... [--client-dn DN]
+    vncd-certs create DIR [--dns NAME]... [--ip ADDR]... [--client-dn DN]...
                           [--ca-dn DN] [--days N] [--force]
     vncd-certs revoke DIR CERT [--ca-key FILE] [--crl-days N]
     vncd-certs check DIR [--endpoint server|client] [--password-file FILE]
