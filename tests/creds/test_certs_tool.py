@@ -213,6 +213,17 @@ class RevokeTests(SynchronousTestCase):
         status, out, _ = run("revoke", d, f"{other}/client-cert.pem")
         self.assertIn("was already revoked", out)
 
+    def test_other_issuers_crls_are_kept(self) -> None:
+        """CRLs of other issuers in ca-crl.pem survive a revoke unchanged."""
+        d = CreatedDir.copy(self)
+        foreign = certgen.crl(certgen.ca("another CA"))
+        certgen.write_pem(f"{d}/ca-crl.pem", foreign)
+        self.assertEqual(run("revoke", d, f"{d}/client-cert.pem")[0], 0)
+        crls = parse_crls(read_file(f"{d}/ca-crl.pem"))
+        self.assertEqual(len(crls), 2)
+        self.assertEqual(crls[1], foreign)
+        self.assertEqual(len(list(crls[0])), 1)
+
     def test_refusals(self) -> None:
         """A stranger's certificate, a wrong CA key and missing files are refused, named."""
         d = CreatedDir.copy(self)
@@ -301,6 +312,25 @@ class CheckTests(SynchronousTestCase):
         checks = pki.check(d, "server")
         self.assertEqual(checks[-1].name, "tls-creds-x509 object loads")
         self.assertTrue(checks[-1].failed or name in ("dh-params.pem",), checks[-1])
+
+    def test_encrypted_key(self) -> None:
+        """An encrypted key fails without --password-file and passes with it."""
+        from cryptography.hazmat.primitives import serialization
+
+        d = CreatedDir.copy(self)
+        key = creds.pem.parse_private_key(read_file(f"{d}/server-key.pem"), None)
+        certgen.write_pem(f"{d}/server-key.pem", key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"s3cret")), mode=0o600)
+        status, out, _ = run("check", d)
+        self.assertEqual(status, 1)
+        self.assertIn("FAIL server private key", out)
+        self.assertIn("passwordid", out)
+        secret = os.path.abspath(self.mktemp())
+        certgen.write_pem(secret, b"s3cret", mode=0o600)
+        status, out, _ = run("check", d, "--password-file", secret)
+        self.assertEqual(status, 0, out)
+        self.assertNotIn("s3cret", out)
 
     def test_missing_directory_and_client_alone(self) -> None:
         d = os.path.abspath(self.mktemp())
