@@ -430,7 +430,8 @@ class PeerCertificateTests(SynchronousTestCase):
         """A forged CRL that reached the engine (the loader drops them) is not trusted
         even for a CA without cRLSign: OpenSSL still checks its signature, and nobody
         it covers is admitted."""
-        ca, other = certgen.ca("qemu CA", crl_sign=False), certgen.ca("other CA")
+        ca = certgen.ca("qemu CA", crl_sign=False, key_index=1)
+        other = certgen.ca("other CA", key_index=2)
         server = certgen.server(ca, "qemu.org")
         listed, unlisted = certgen.client(ca, "listed"), certgen.client(ca, "unlisted")
         forged = certgen.crl(certgen.Issued(cert=ca.cert, key=other.key, issuer=None), [listed])
