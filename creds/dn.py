@@ -26,14 +26,16 @@ matching, so :func:`certificate_dn` reproduces that string exactly:
 The rules were established against libgnutls 3.7.9 (Debian 12, the library
 QEMU 7.2 uses there) and are pinned by differential tests.
 
-This module reads the DER itself (a small reader), because the order and
-string types of the encoding matter and ``cryptography``'s ``x509.Name``
+This module reads the DER itself (with :mod:`creds.der`), because the
+order and string types of the encoding matter and ``cryptography``'s ``x509.Name``
 normalises both.  It knows nothing about TLS sessions or VNC.
 """
 
 from __future__ import annotations
 
 from cryptography import x509
+
+from creds import der
 
 __all__ = [
     "DNError",
@@ -118,9 +120,6 @@ _KNOWN: dict[str, tuple[str | None, object]] = {
     "1.2.643.3.131.1.1": ("INN", _NUMERIC),
 }
 
-_UINT_MAX = 2 ** 32 - 1
-_INT_MAX = 2 ** 31 - 1
-
 #: Bytes RFC 4514 (and GnuTLS) escape wherever they appear.
 _SPECIAL = frozenset(b',+"\\<>;')
 
@@ -135,71 +134,25 @@ class DNError(ValueError):
 def _tlv(buf: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
     """One element at ``pos``: (first tag byte, content start, content end, element end).
 
-    Tags and lengths are read the way libtasn1 reads them, which differs
-    from strict DER only at the very end of the input (where GnuTLS is
-    lenient, a certificate's subject never lies).  The element must end
-    by ``end``.
+    Read by :mod:`creds.der` the way libtasn1 reads it, which differs from
+    strict DER only at the very end of the input (where GnuTLS is lenient;
+    a certificate's subject never lies there).  The element must end by
+    ``end``.
     """
-    if len(buf) - pos < 2:
-        raise DNError(ERR_DER)
-    tag = buf[pos]
-    pos += 1
-    if tag & 0x1F == 0x1F:
-        # High tag number form: base-128, at most 32 bits.
-        number = 0
-        while True:
-            if pos >= len(buf):
-                raise DNError(ERR_DER)
-            byte = buf[pos]
-            pos += 1
-            number = (number << 7) | (byte & 0x7F)
-            if number > _UINT_MAX:
-                raise DNError(ERR_DER)
-            if not byte & 0x80:
-                break
-    length, pos = _length(buf, pos)
-    if pos + length > end:
-        raise DNError(ERR_DER)
-    return tag, pos, pos + length, pos + length
-
-
-def _length(buf: bytes, pos: int) -> tuple[int, int]:
-    """A definite length at ``pos`` and where the content starts."""
-    remaining = len(buf) - pos
-    if remaining <= 0:
-        # Nothing left after the tag: libtasn1 reads length zero.
-        return 0, pos
-    first = buf[pos]
-    if first < 0x80:
-        return first, pos + 1
-    count = first & 0x7F
-    if count == 0:
-        # Indefinite length is BER, not DER.
-        raise DNError(ERR_DER)
-    value = 0
-    used = 1
-    # Length bytes missing at the end of the input are not read (libtasn1).
-    while used <= count and used < remaining:
-        value = (value << 8) | buf[pos + used]
-        if value > _UINT_MAX:
-            raise DNError(ERR_DER)
-        used += 1
-    if value >= _INT_MAX:
-        raise DNError(ERR_DER)
-    return value, pos + used
+    try:
+        tag, start, stop = der.element(buf, pos, end, libtasn1=True)
+    except der.DERError:
+        raise DNError(ERR_DER) from None
+    return tag, start, stop, stop
 
 
 def _children(buf: bytes, start: int, end: int, tag: int) -> list[tuple[int, int, int, int]]:
     """The elements inside ``buf[start:end]``, each required to have ``tag``."""
-    out = []
-    pos = start
-    while pos < end:
-        element = _tlv(buf, pos, end)
-        if element[0] != tag:
-            raise DNError(ERR_DER)
-        out.append((pos, *element[1:]))
-        pos = element[3]
-    return out
+    try:
+        return [(pos, cstart, cend, cend) for pos, _, cstart, cend
+                in der.children(buf, start, end, tag=tag, libtasn1=True)]
+    except der.DERError:
+        raise DNError(ERR_DER) from None
 
 
 def _oid_text(content: bytes) -> str:

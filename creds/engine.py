@@ -3,6 +3,8 @@
 :func:`build_context` turns a credentials object (its kind, endpoint and
 priority) and the material its loader checked (:mod:`creds.material`)
 into a fully configured, never-again-mutated ``OpenSSL.SSL.Context``.
+The credentials classes (:mod:`creds.x509`, :mod:`creds.anon`) call it;
+this module imports none of them.
 Everything that can be decided once per credentials generation is decided
 here, so creating a session (:mod:`creds.session`) costs one
 ``Connection`` and nothing else.
@@ -20,7 +22,11 @@ The policy mirrors QEMU's use of GnuTLS:
   clock, authz and the hostname (QEMU's ``check_credentials`` semantics).
 * Any certificate in ``ca-cert.pem`` is a trust anchor (partial chains are
   accepted, as GnuTLS does); CRLs from ``ca-crl.pem`` are checked for every
-  certificate of the chain they cover.
+  certificate of the chain they cover.  As with GnuTLS, a CRL signed by a
+  CA whose keyUsage lacks cRLSign, or outside its thisUpdate/nextUpdate
+  window, still revokes what it lists: OpenSSL reports those conditions
+  and the session ignores them (forged CRLs never get here; the loader
+  drops them).
 * Anonymous credentials offer only anonymous (ADH / AECDH) suites, TLS 1.2
   at most, and never a cipher without encryption.
 * Renegotiation, session tickets, the session cache and compression are off.

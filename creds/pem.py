@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from creds import der as _der
 from creds.objects import ObjectError
 
 __all__ = [
@@ -529,15 +530,9 @@ def _gnutls_key(block: PemBlock, password: bytes | None):
         return None
 
 
-def _children(der: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    items = []
-    while start < end:
-        tag, cstart, cend = _der_item(der, start)
-        items.append((tag, cstart, cend))
-        start = cend
-    if start != end:
-        raise ValueError("bad DER nesting")
-    return items
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(tag, content start, content end) of every element in ``data[start:end]``."""
+    return [(tag, cstart, cend) for _, tag, cstart, cend in _der.children(data, start, end)]
 
 
 def _oid(content: bytes) -> str:
@@ -637,10 +632,7 @@ def _pbes2_decrypt(der: bytes, password: bytes) -> bytes:
     key = PBKDF2HMAC(env.prf(), env.key_size, env.salt, env.iterations).derive(password)
     decryptor = Cipher(algorithms.AES(key), modes.CBC(env.iv)).decryptor()
     plain = decryptor.update(env.ciphertext) + decryptor.finalize()
-    pad = plain[-1] if plain else 0
-    if not 0 < pad <= 16 or plain[-pad:] != bytes([pad]) * pad:
-        raise ValueError("bad padding")
-    return plain[:-pad]
+    return _der.unpad_pkcs7(plain)
 
 
 def _check_iterations(block: PemBlock, where: str) -> None:
@@ -737,20 +729,7 @@ def _reencode(block: PemBlock) -> bytes:
 
 def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
     """(tag, start of content, end of content) of the DER item at ``pos``."""
-    if pos + 2 > len(data):
-        raise ValueError("truncated DER")
-    tag = data[pos]
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(data[pos:pos + count], "big")
-        pos += count
-    if pos + length > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + length
+    return _der.element(data, pos)
 
 
 def _der_int(data: bytes, pos: int) -> tuple[int, int]:

@@ -1,8 +1,8 @@
 """A small PKI for ``tls-creds-x509`` directories: what ``vncd-certs`` does.
 
 * :func:`create` writes a CA able to sign CRLs, a server certificate with
-  DNS and IP subjectAltNames and a client certificate with a chosen
-  distinguished name, in QEMU's file layout (``ca-cert.pem``,
+  DNS and IP subjectAltNames and client certificates with chosen
+  distinguished names, in QEMU's file layout (``ca-cert.pem``,
   ``server-cert.pem``, ``server-key.pem``, ``client-cert.pem``,
   ``client-key.pem``; keys mode 0600) plus the CA's key ``ca-key.pem``,
   which ``tls-creds-x509`` never reads.  Every result is loaded with the
@@ -46,12 +46,16 @@ from creds import x509 as x509creds
 
 __all__ = [
     "PKIError", "Check", "create", "revoke", "check", "show", "gtk_vnc", "parse_dn",
-    "MAX_NAMES", "MAX_DN_LENGTH", "MAX_DAYS", "DEFAULT_DAYS", "CA_DAYS", "CRL_DAYS",
+    "MAX_NAMES", "MAX_CLIENTS", "CLIENTS_DIR", "MAX_DN_LENGTH", "MAX_DAYS", "DEFAULT_DAYS", "CA_DAYS", "CRL_DAYS",
     "DEFAULT_DNS", "DEFAULT_IPS", "DEFAULT_CLIENT_DN", "CA_KEY", "GTK_VNC_PROGRAMS",
 ]
 
 #: Most subjectAltNames (DNS names plus addresses) one server certificate gets.
 MAX_NAMES = 64
+#: Most client certificates one ``create`` makes.
+MAX_CLIENTS = 100
+#: Where ``create`` puts the client credentials directories after the first.
+CLIENTS_DIR = "clients"
 #: Longest distinguished name accepted on the command line (characters).
 MAX_DN_LENGTH = 1024
 #: Longest validity, in days, of any certificate made here.
@@ -249,28 +253,58 @@ def _check_days(days: int, what: str) -> None:
 class Created:
     directory: str
     files: tuple[str, ...]
+    #: The first client's distinguished name (``client-cert.pem``).
     client_dn: str
     alt_names: tuple[str, ...]
+    #: Every client: (distinguished name, client credentials directory).
+    clients: tuple[tuple[str, str], ...] = ()
+
+
+def _client_dirs(directory: str, names: Sequence[x509.Name]) -> list[str]:
+    """Where each client's files go: ``directory`` for the first, then
+    ``directory/clients/<common name>`` (made unique) for the others."""
+    out = [directory]
+    used: set[str] = set()
+    for index, name in enumerate(names[1:], 2):
+        cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+        label = re.sub(r"[^A-Za-z0-9._-]+", "_", str(cns[-1].value)).strip("._") if cns else ""
+        label = label[:64] or f"client-{index}"
+        base, n = label, 2
+        while label in used:
+            label, n = f"{base}-{n}", n + 1
+        used.add(label)
+        out.append(os.path.join(directory, CLIENTS_DIR, label))
+    return out
 
 
 def create(directory: str, *, dns: Sequence[str] = DEFAULT_DNS,
-           ips: Sequence[str] = DEFAULT_IPS, client_dn: str = DEFAULT_CLIENT_DN,
+           ips: Sequence[str] = DEFAULT_IPS,
+           client_dn: str | Sequence[str] = DEFAULT_CLIENT_DN,
            ca_dn: str = DEFAULT_CA_DN, days: int = DEFAULT_DAYS, force: bool = False,
            now: datetime.datetime | None = None) -> Created:
-    """Make a CA, a server and a client certificate in ``directory`` (QEMU's layout).
+    """Make a CA, a server and client certificates in ``directory`` (QEMU's layout).
 
-    Refuses to replace existing files unless ``force``.  The result is
-    loaded as server and as client credentials, with every check, before
-    this returns (raises :class:`PKIError` otherwise).
+    ``client_dn`` is one distinguished name or several: the first client
+    gets ``client-cert.pem``/``client-key.pem`` in ``directory``, each
+    further one a client credentials directory of its own under
+    ``directory/clients/`` (named after its common name).  Refuses to
+    replace existing files unless ``force``.  The result is loaded as
+    server and as client credentials, with every check, before this
+    returns (raises :class:`PKIError` otherwise).
     """
     now = now or _now()
     _check_days(days, "--days")
     alt_names = _general_names(dns, ips)
-    client_name, ca_name = parse_dn(client_dn), parse_dn(ca_dn)
+    client_dns = [client_dn] if isinstance(client_dn, str) else list(client_dn)
+    if not 1 <= len(client_dns) <= MAX_CLIENTS:
+        raise PKIError(f"give 1 to {MAX_CLIENTS} client distinguished names")
+    client_names, ca_name = [parse_dn(d) for d in client_dns], parse_dn(ca_dn)
     if os.path.lexists(directory) and not os.path.isdir(directory):
         raise PKIError(f"{directory} exists and is not a directory")
+    targets = _client_dirs(directory, client_names)
     existing = [n for n in _CREATED + (x509creds.CA_CRL,)
                 if os.path.lexists(os.path.join(directory, n))]
+    existing += [os.path.relpath(t, directory) for t in targets[1:] if os.path.lexists(t)]
     if existing and not force:
         raise PKIError(f"{directory} already holds {', '.join(existing)}; "
                        "use --force to replace them (old certificates stop working)")
@@ -286,9 +320,11 @@ def create(directory: str, *, dns: Sequence[str] = DEFAULT_DNS,
                                     x509.NameAttribute(NameOID.COMMON_NAME, server_cn)]),
                          server_key, issuer=ca_cert, issuer_key=ca_key, now=now, days=days,
                          purpose=ExtendedKeyUsageOID.SERVER_AUTH, alt_names=alt_names)
-    client_key = _new_key()
-    client_cert = _issue(client_name, client_key, issuer=ca_cert, issuer_key=ca_key,
-                         now=now, days=days, purpose=ExtendedKeyUsageOID.CLIENT_AUTH)
+    clients = []
+    for name in client_names:
+        key = _new_key()
+        clients.append((_issue(name, key, issuer=ca_cert, issuer_key=ca_key, now=now,
+                               days=days, purpose=ExtendedKeyUsageOID.CLIENT_AUTH), key))
 
     def path(name: str) -> str:
         return os.path.join(directory, name)
@@ -297,20 +333,25 @@ def create(directory: str, *, dns: Sequence[str] = DEFAULT_DNS,
     _write(path(x509creds.CA_CERT), _pem(ca_cert), 0o644)
     _write(path(x509creds.SERVER_KEY), _key_pem(server_key), 0o600)
     _write(path(x509creds.SERVER_CERT), _pem(server_cert), 0o644)
-    _write(path(x509creds.CLIENT_KEY), _key_pem(client_key), 0o600)
-    _write(path(x509creds.CLIENT_CERT), _pem(client_cert), 0o644)
+    for target, (cert, key) in zip(targets, clients):
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        if target != directory:
+            _write(os.path.join(target, x509creds.CA_CERT), _pem(ca_cert), 0o644)
+        _write(os.path.join(target, x509creds.CLIENT_KEY), _key_pem(key), 0o600)
+        _write(os.path.join(target, x509creds.CLIENT_CERT), _pem(cert), 0o644)
     if os.path.lexists(path(x509creds.CA_CRL)):
         os.unlink(path(x509creds.CA_CRL))  # signed by the CA just replaced
-    for server in (True, False):
+    for where, server in [(directory, True)] + [(t, False) for t in targets]:
         try:
-            x509creds.load_x509_material(directory=directory, server=server,
+            x509creds.load_x509_material(directory=where, server=server,
                                          sanity_check=True, get_password=lambda: None,
                                          now=now)
         except ObjectError as e:
             raise PKIError(f"the new files fail vncd's checks: {e}") from None
     return Created(directory=directory, files=tuple(path(n) for n in _CREATED),
-                   client_dn=certificate_dn(client_cert),
-                   alt_names=tuple(str(n.value) for n in alt_names))
+                   client_dn=certificate_dn(clients[0][0]),
+                   alt_names=tuple(str(n.value) for n in alt_names),
+                   clients=tuple((certificate_dn(c), t) for t, (c, _) in zip(targets, clients)))
 
 
 # -- revoke ---------------------------------------------------------------------
@@ -506,6 +547,8 @@ def check(directory: str, endpoint: str, *, now: datetime.datetime | None = None
             run.skip(f"{role} certificate verified against {x509creds.CA_CERT}",
                      "no usable CA certificate")
     key = None
+    if not chain and cert_path is not None and key_path is not None:
+        run.skip(f"{role} private key", "no readable certificate to match it with")
     if chain and key_path is not None:
         pair = f"Cannot load certificate '{cert_path}' & key '{key_path}'"
         key = run.step(f"{role} private key",

@@ -21,6 +21,7 @@ import re
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from creds.der import PaddingError, unpad_pkcs7
 from creds.objects import ObjectError, ObjectRegistry, Prop, UserCreatable
 from creds.pem import FileReadError, read_file
 
@@ -188,10 +189,10 @@ class Secret(UserCreatable):
                               hint="AES-CBC with PKCS#7 padding gives at least 16 bytes")
         decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
         plain = decryptor.update(ciphertext) + decryptor.finalize()
-        pad = plain[-1]
-        if not 0 < pad <= _BLOCK_SIZE or plain[-pad:] != bytes([pad]) * pad:
-            raise ObjectError(f"Incorrect number of padding bytes ({pad}) "
+        try:
+            return unpad_pkcs7(plain, _BLOCK_SIZE)
+        except PaddingError as e:
+            raise ObjectError(f"Incorrect number of padding bytes ({e.pad}) "
                               "found on decrypted data",
                               hint="wrong key or IV, or the data was not PKCS#7 padded",
-                              check="secret")
-        return plain[:-pad]
+                              check="secret") from None

@@ -3,7 +3,7 @@
 
 ::
 
-    vncd-certs create DIR [--dns NAME]... [--ip ADDR]... [--client-dn DN]
+    vncd-certs create DIR [--dns NAME]... [--ip ADDR]... [--client-dn DN]...
                           [--ca-dn DN] [--days N] [--force]
     vncd-certs revoke DIR CERT [--ca-key FILE] [--crl-days N]
     vncd-certs check DIR [--endpoint server|client] [--password-file FILE]
@@ -50,9 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ip", action="append", metavar="ADDR",
                    help="IP address for the server certificate (repeatable; default: "
                         f"{', '.join(pki.DEFAULT_IPS)})")
-    p.add_argument("--client-dn", default=pki.DEFAULT_CLIENT_DN, metavar="DN",
-                   help="subject of the client certificate, in authz identity form "
-                        f"(default: {pki.DEFAULT_CLIENT_DN})")
+    p.add_argument("--client-dn", action="append", metavar="DN",
+                   help="subject of a client certificate, in authz identity form "
+                        "(repeatable: the first goes to DIR/client-cert.pem, the others "
+                        f"to DIR/{pki.CLIENTS_DIR}/CN/; default: {pki.DEFAULT_CLIENT_DN})")
     p.add_argument("--ca-dn", default=pki.DEFAULT_CA_DN, metavar="DN",
                    help=f"subject of the CA (default: {pki.DEFAULT_CA_DN})")
     p.add_argument("--days", type=int, default=pki.DEFAULT_DAYS, metavar="N",
@@ -119,12 +120,15 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
 
 def _create(args, out: TextIO) -> int:
     made = pki.create(args.directory, dns=args.dns or pki.DEFAULT_DNS,
-                      ips=args.ip or pki.DEFAULT_IPS, client_dn=args.client_dn,
+                      ips=args.ip or pki.DEFAULT_IPS,
+                      client_dn=args.client_dn or pki.DEFAULT_CLIENT_DN,
                       ca_dn=args.ca_dn, days=args.days, force=args.force)
     out.write(f"vncd-certs: created {', '.join(made.files)}\n"
-              f"  server names: {', '.join(made.alt_names)}\n"
-              f"  client identity (for authz-simple): {made.client_dn}\n"
-              f"  keep {made.files[1]} secret: it signs certificates and CRLs\n")
+              f"  server names: {', '.join(made.alt_names)}\n")
+    for dn, where in made.clients:
+        extra = "" if where == made.directory else f" (client directory {where})"
+        out.write(f"  client identity (for authz-simple): {dn}{extra}\n")
+    out.write(f"  keep {made.files[1]} secret: it signs certificates and CRLs\n")
     return 0
 
 

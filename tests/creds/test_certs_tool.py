@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 from cryptography import x509
+from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 import creds
@@ -26,7 +27,7 @@ from creds.session import TLSCheckError, TLSSession
 from creds.tlscreds import Endpoint
 from tests import certgen
 from tests.creds.sessionpump import VNC_BASE_PORT, pump, vencrypt_x509none
-from tests.tools import QEMU, free_port, qemu_vnc, require_tool
+from tests.tools import QEMU, free_port, qemu_vnc, require_tool, wait_for_port
 from vncd import certs
 
 #: Seconds one command-line run of the installed script may take.
@@ -105,6 +106,32 @@ class CreateTests(SynchronousTestCase):
         client_obj, warnings = load(d, "client")
         self.assertEqual(warnings, [])
         self.assertTrue(admitted(server_obj, client_obj))
+
+    def test_several_clients(self) -> None:
+        """Further --client-dn values get client directories of their own under clients/;
+        revoking one refuses only that client."""
+        d = os.path.abspath(self.mktemp())
+        status, out, err = run("create", d, "--client-dn", "O=ACME,CN=alice",
+                               "--client-dn", "O=ACME,CN=bob", "--client-dn", "O=ACME,CN=../x")
+        self.assertEqual(status, 0, err)
+        self.assertIn(f"O=ACME,CN=bob (client directory {d}/clients/bob)", out)
+        self.assertIn(f"(client directory {d}/clients/x)", out)
+        self.assertEqual(sorted(os.listdir(f"{d}/clients/bob")),
+                         ["ca-cert.pem", "client-cert.pem", "client-key.pem"])
+        self.assertEqual(stat.S_IMODE(os.stat(f"{d}/clients/bob/client-key.pem").st_mode), 0o600)
+        server_obj = load(d, "server")[0]
+        alice, bob = load(d, "client")[0], load(f"{d}/clients/bob", "client")[0]
+        self.assertEqual(creds.dn.certificate_dn(bob.material.chain[0]), "O=ACME,CN=bob")
+        self.assertEqual(run("revoke", d, f"{d}/clients/bob/client-cert.pem")[0], 0)
+        server_obj = load(d, "server")[0]
+        self.assertEqual((admitted(server_obj, alice), admitted(server_obj, bob)),
+                         (True, False))
+        status, _, err = run("create", d, "--force", "--client-dn", "CN=a", "--client-dn",
+                             "CN=bob")
+        self.assertEqual(status, 0, err)
+        status, _, err = run("create", os.path.abspath(self.mktemp()),
+                             *[a for i in range(101) for a in ("--client-dn", f"CN=c{i}")])
+        self.assertIn("1 to 100 client distinguished names", err)
 
     def test_refuses_to_overwrite(self) -> None:
         """Existing files are kept unless --force; --force makes a new CA."""
@@ -186,6 +213,17 @@ class RevokeTests(SynchronousTestCase):
         status, out, _ = run("revoke", d, f"{other}/client-cert.pem")
         self.assertIn("was already revoked", out)
 
+    def test_other_issuers_crls_are_kept(self) -> None:
+        """CRLs of other issuers in ca-crl.pem survive a revoke unchanged."""
+        d = CreatedDir.copy(self)
+        foreign = certgen.crl(certgen.ca("another CA"))
+        certgen.write_pem(f"{d}/ca-crl.pem", foreign)
+        self.assertEqual(run("revoke", d, f"{d}/client-cert.pem")[0], 0)
+        crls = parse_crls(read_file(f"{d}/ca-crl.pem"))
+        self.assertEqual(len(crls), 2)
+        self.assertEqual(crls[1], foreign)
+        self.assertEqual(len(list(crls[0])), 1)
+
     def test_refusals(self) -> None:
         """A stranger's certificate, a wrong CA key and missing files are refused, named."""
         d = CreatedDir.copy(self)
@@ -258,6 +296,41 @@ class CheckTests(SynchronousTestCase):
                 self.assertIn(f"FAIL tls-creds-x509 object loads: {e.message}", out)
             else:
                 self.fail(f"{name}: the object loaded")
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.sampled_from(["ca-cert.pem", "server-cert.pem", "server-key.pem", "ca-crl.pem",
+                            "dh-params.pem"]),
+           st.one_of(st.binary(max_size=300),
+                     st.binary(max_size=200).map(
+                         lambda b: b"-----BEGIN CERTIFICATE-----\n"
+                                   + __import__("base64").encodebytes(b)
+                                   + b"-----END CERTIFICATE-----\n")))
+    def test_garbage_never_crashes(self, name: str, data: bytes) -> None:
+        """Any bytes in any file: verdicts, the last one failing, never an exception."""
+        d = CreatedDir.copy(self)
+        certgen.write_pem(os.path.join(d, name), data, mode=0o600)
+        checks = pki.check(d, "server")
+        self.assertEqual(checks[-1].name, "tls-creds-x509 object loads")
+        self.assertTrue(checks[-1].failed or name in ("dh-params.pem",), checks[-1])
+
+    def test_encrypted_key(self) -> None:
+        """An encrypted key fails without --password-file and passes with it."""
+        from cryptography.hazmat.primitives import serialization
+
+        d = CreatedDir.copy(self)
+        key = creds.pem.parse_private_key(read_file(f"{d}/server-key.pem"), None)
+        certgen.write_pem(f"{d}/server-key.pem", key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"s3cret")), mode=0o600)
+        status, out, _ = run("check", d)
+        self.assertEqual(status, 1)
+        self.assertIn("FAIL server private key", out)
+        self.assertIn("passwordid", out)
+        secret = os.path.abspath(self.mktemp())
+        certgen.write_pem(secret, b"s3cret", mode=0o600)
+        status, out, _ = run("check", d, "--password-file", secret)
+        self.assertEqual(status, 0, out)
+        self.assertNotIn("s3cret", out)
 
     def test_missing_directory_and_client_alone(self) -> None:
         d = os.path.abspath(self.mktemp())
@@ -347,7 +420,8 @@ class QemuAcceptsTests(SynchronousTestCase):
                 "-object", f"tls-creds-x509,id=tls0,dir={d},endpoint=server,verify-peer=on",
                 "-vnc", f"127.0.0.1:{port - VNC_BASE_PORT},tls-creds=tls0"])
             self.addCleanup(lambda p=proc: (p.poll() is None and p.kill(), p.communicate()))
-            self.assertTrue(started, proc.stderr.read() if not started else "")
+            self.assertTrue(started and wait_for_port("127.0.0.1", port, proc=proc),
+                            proc.stderr.read() if not started else "not listening")
             verdicts.append(vencrypt_x509none(port, client_obj))
             proc.kill()
         self.assertEqual(verdicts, [True, False])

@@ -17,6 +17,7 @@ deliberately stricter one.
 from __future__ import annotations
 
 import datetime
+import io
 import os
 import re
 import subprocess
@@ -33,7 +34,8 @@ from tests.creds.sessionpump import (
     VNC_BASE_PORT, FakeCreds, pump, registry, vencrypt_x509none, x509_material,
 )
 from tests.creds.test_x509_tools import run
-from tests.tools import QEMU, free_port, qemu_vnc, require_tool
+from tests.tools import QEMU, free_port, qemu_vnc, require_tool, wait_for_port
+from vncd import certs
 
 #: Seconds QEMU may take to leave its trace lines once terminated.
 TRACE_TIMEOUT = 10
@@ -166,7 +168,7 @@ class CertToolCRLTests(SynchronousTestCase):
                 "-object", f"tls-creds-x509,id=tls0,dir={d},endpoint=server,verify-peer=on",
                 "-vnc", f"127.0.0.1:{port - VNC_BASE_PORT},tls-creds=tls0"])
             self.addCleanup(lambda p=proc: (p.poll() is None and p.kill(), p.communicate()))
-            if not started:
+            if not started or not wait_for_port("127.0.0.1", port, proc=proc):
                 self.fail(f"QEMU did not start ({case}): "
                           f"{proc.stderr.read().decode(errors='replace')}")
             procs[case] = (proc, port, d)
@@ -213,3 +215,17 @@ class CertToolCRLTests(SynchronousTestCase):
                                 for w in warned[case]), warned[case])
         self.assertTrue(any("signature does not verify" in w and "ignored" in w
                             for w in warned["forged"]), warned["forged"])
+
+    def test_check_warns_about_the_documented_ca(self) -> None:
+        """vncd-certs check on QEMU's documented certtool PKI with a CRL: usable, one
+        warning naming the CA file and both fixes."""
+        pki = CerttoolPKI(os.path.abspath(self.mktemp()))
+        certgen.write_pem(pki.path("ca-crl.pem"), pki.certtool_crl())
+        out, err = io.StringIO(), io.StringIO()
+        status = certs.run(["check", pki.d, "--endpoint", "server"], out, err)
+        self.assertEqual(status, 0, out.getvalue())
+        warnings = [line for line in out.getvalue().splitlines() if line.startswith("WARN")]
+        self.assertEqual(len(warnings), 1, out.getvalue())
+        self.assertIn(f"in {pki.d}/ca-cert.pem signs CRL {pki.d}/ca-crl.pem but its keyUsage "
+                      "does not include cRLSign", warnings[0])
+        self.assertIn("crl_signing_key", warnings[0])

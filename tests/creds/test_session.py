@@ -426,6 +426,21 @@ class PeerCertificateTests(SynchronousTestCase):
         s, c = x509_pair(ca, server, ca, other, crls=[crl])
         self.assertIsNone(check(s))
 
+    def test_forged_crl_never_trusted(self) -> None:
+        """A forged CRL that reached the engine (the loader drops them) is not trusted
+        even for a CA without cRLSign: OpenSSL still checks its signature, and nobody
+        it covers is admitted."""
+        ca = certgen.ca("qemu CA", crl_sign=False, key_index=1)
+        other = certgen.ca("other CA", key_index=2)
+        server = certgen.server(ca, "qemu.org")
+        listed, unlisted = certgen.client(ca, "listed"), certgen.client(ca, "unlisted")
+        forged = certgen.crl(certgen.Issued(cert=ca.cert, key=other.key, issuer=None), [listed])
+        s, c = x509_pair(ca, server, ca, unlisted, crls=[forged])
+        err = self.assertRaises(TLSCheckError, s.check_credentials)
+        self.assertIn("the CRL signature is invalid", err.hint)
+        s, c = x509_pair(ca, server, ca, listed, crls=[forged])
+        self.assertIsNotNone(check(s))
+
     def test_crl_expired_still_revokes(self) -> None:
         """An expired or not yet valid CRL still revokes what it lists and lets
         the others in, as QEMU 7.2 (GnuTLS) does."""
