@@ -234,7 +234,9 @@ def _refusal(output: str, vnc_args: dict) -> tuple[Config, str] | None:
         marker = f"-vnc {arg}: "
         for line in output.splitlines():
             if marker in line:
-                return config, line.split(marker, 1)[1].strip()
+                message = line.split(marker, 1)[1].strip()
+                if not message.startswith("warning:"):   # start-up advice, not the refusal
+                    return config, message
     return None
 
 

@@ -266,7 +266,7 @@ class FromSpecTests(SynchronousTestCase):
     def test_errors(self):
         """Every error names the -screen option and says what is wrong."""
         self.assertEqual(self.error("video", {}),
-                         "unknown screen kind 'video' (expected testcard, image, pipe, vnc)")
+                         "unknown screen kind 'video' (expected testcard, image, pipe, file, vnc)")
         self.assertEqual(self.error("image", {}), "Parameter 'file' is missing")
         self.assertEqual(self.error("image", {"file": "x", "colour": "red"}),
                          "Invalid parameter 'colour'")
