@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -137,4 +138,8 @@ def _read_exact(stream, size: int) -> bytes:
 
 
 if __name__ == "__main__":
+    # A parent that blocks signals to wait for them in a thread (vncd
+    # does, for SIGTERM and SIGINT) passes its mask on; this process must
+    # stay stoppable by them.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     sys.exit(_child(sys.stdin.buffer, sys.stdout.buffer))

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import struct
+import subprocess
+import sys
 
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -53,6 +57,26 @@ class ChildTests(SynchronousTestCase):
             keycheck.check_in_child(b"x", None)
         self.assertEqual(cm.exception.kind, pem.Fault.CHECK)
         self.assertIn("exit status 1", cm.exception.detail)
+
+    def test_child_stops_on_sigterm_from_a_blocking_parent(self) -> None:
+        """vncd blocks SIGTERM to wait for it in a thread; its key-check child
+        unblocks it, so a SIGTERM still stops a child waiting for its request."""
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            child = subprocess.Popen([sys.executable, "-m", "creds.keycheck"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     cwd=os.path.dirname(os.path.dirname(keycheck.__file__)))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        self.addCleanup(child.stdin.close)
+        try:
+            # Sent at once: blocked, it stays pending until the child unblocks it.
+            child.send_signal(signal.SIGTERM)
+            self.assertEqual(child.wait(10), -signal.SIGTERM)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
     def test_child_timeout(self) -> None:
         """A child slower than CHECK_TIMEOUT is stopped and the check fails."""
