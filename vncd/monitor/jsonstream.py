@@ -178,7 +178,9 @@ class JSONStream:
         rest of an over-limit message is skipped."""
         if self._skipping:
             return False
-        if len(self._text) + len(self._string) + self._size >= self._limits.max_message_bytes:
+        # The raw text of the token counts (a string's characters are in
+        # both ``_text`` and ``_string``: counting both halved the limit).
+        if len(self._text) + self._size >= self._limits.max_message_bytes:
             self._overflow("JSON token size limit exceeded")
             return False
         self._text.append(c)

@@ -93,6 +93,14 @@ class LimitTests(TestCase):
         data = b'{"a": "' + b"x" * 1000 + b'", "b": [1, 2]}{"ok": 1}'
         self.assertEqual(feed(data, limits), ["JSON token size limit exceeded", {"ok": 1}])
 
+    def test_string_up_to_the_limit(self):
+        """A string whose message fits the byte limit is accepted, one just over is not."""
+        limits = MonitorLimits(max_message_bytes=100)
+        fits = b'{"a": "' + b"x" * 90 + b'"}'
+        over = b'{"a": "' + b"x" * 95 + b'"}'
+        self.assertEqual(feed(fits + over + b"[1]", limits),
+                         [{"a": "x" * 90}, "JSON token size limit exceeded", [1]])
+
     def test_size_across_tokens(self):
         """Many small tokens add up to the size limit."""
         limits = MonitorLimits(max_message_bytes=100)
