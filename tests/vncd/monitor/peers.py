@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from tests.tools import QEMU, ROOT, free_display, require_tool
+from tests.tools import QEMU, ROOT, free_display, free_port, require_tool
 from tests.vncd.realclients import Proc, require_vncd
 
 __all__ = ["Server", "start_qemu", "start_vncd", "start_pair", "RawQMP", "with_qmp",
@@ -126,9 +126,10 @@ def _start(test, kind: str, argv: list[str], qmp_path: str, display: int | None,
 
 
 def _vnc_args(vnc: str | None, display: int | None) -> list[str]:
+    """``-vnc`` with ``{display}`` and ``{wsport}`` (a free TCP port) filled in."""
     if vnc is None:
         return []
-    return ["-vnc", vnc.format(display=display)]
+    return ["-vnc", vnc.format(display=display, wsport=free_port())]
 
 
 def start_qemu(test, base: str, *, vnc: str | None = "127.0.0.1:{display}",

@@ -114,6 +114,10 @@ SAME = [
     ("human-monitor-command", None),
     ("human-monitor-command", {"command-line": "bogus"}),
     ("human-monitor-command", {"command-line": "info bogus"}),
+    ("human-monitor-command", {"command-line": "object_del nope"}),
+    ("human-monitor-command", {"command-line": "object_add secret,id=h0,data=x"}),
+    ("human-monitor-command", {"command-line": "object_add secret,id=h0,data=x"}),
+    ("human-monitor-command", {"command-line": "object_del h0"}),
 ]
 
 #: Where vncd answers otherwise on purpose: (command, arguments, QEMU's
@@ -185,8 +189,7 @@ class ShapeTests(SynchronousTestCase):
         for command, arguments in SAME:
             qreply, vreply = q.execute(command, arguments), v.execute(command, arguments)
             if "return" in qreply:
-                if "return" not in vreply or (vreply["return"] != qreply["return"]
-                                              and command != "human-monitor-command"):
+                if vreply != qreply:
                     problems.append((command, arguments, qreply, vreply))
             elif not same_error(vreply, qreply):
                 problems.append((command, arguments, qreply, vreply))
@@ -243,15 +246,18 @@ class ShapeTests(SynchronousTestCase):
 
     def test_query_vnc_with_client(self):
         """query-vnc and query-vnc-servers: QEMU's members and types, a client connected."""
-        qemu, vncd = start_pair(self, self.base)
+        qemu, vncd = start_pair(self, self.base,
+                                vnc="127.0.0.1:{display},websocket=127.0.0.1:{wsport}")
         shapes = {}
         for server in (qemu, vncd):
             vnc = RawVNC(server.port)
             self.addCleanup(vnc.close)
             client = server.qmp()
             self.addCleanup(client.close)
-            shapes[server.kind] = (shape(client.execute("query-vnc")),
-                                   shape(client.execute("query-vnc-servers")))
+            servers = client.execute("query-vnc-servers")
+            self.assertEqual(sorted(s["websocket"] for s in servers["return"][0]["server"]),
+                             [False, True])
+            shapes[server.kind] = (shape(client.execute("query-vnc")), shape(servers))
             info = client.execute("human-monitor-command", {"command-line": "info vnc"})
             self.assertIn("Client:", info["return"])
         self.assertEqual(shapes["vncd"], shapes["qemu"])
@@ -308,3 +314,70 @@ class ShapeTests(SynchronousTestCase):
         with open(MANUAL, encoding="utf-8") as f:
             manual = " ".join(f.read().replace("\\-", "-").split())
         self.assertTrue("naming the holder" in manual, "man/vncd.8 lacks 'naming the holder'")
+
+
+class StartupTests(SynchronousTestCase):
+    """What the command line prints before the monitor serves."""
+
+    def test_waiting_line(self):
+        """wait=on: vncd prints QEMU's line (its own name for QEMU's), located at the option."""
+        import subprocess
+        import sys
+        from tests.tools import QEMU, require_tool
+        from tests.vncd.realclients import require_vncd
+        require_vncd()
+        base = short_dir(self)
+        lines = {}
+        for kind, argv in (
+                ("qemu", [require_tool(QEMU), "-machine", "none", "-nodefaults",
+                          "-display", "none", "-serial", "none"]),
+                ("vncd", [sys.executable, "-m", "vncd"])):
+            path = os.path.join(base, f"{kind}.sock")
+            proc = subprocess.Popen(argv + ["-qmp", f"unix:{path},server=on"], cwd=ROOT,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)
+            try:
+                for line in proc.stderr:
+                    line = line.decode().rstrip("\n")
+                    if "waiting for connection" in line:
+                        lines[kind] = line.replace(path, "PATH")
+                        break
+            finally:
+                proc.kill()
+                proc.wait()
+                proc.stderr.close()
+        expected = lines["qemu"].replace("qemu-system-x86_64: ", "vncd: ").replace(
+            "QEMU waiting", "vncd waiting")
+        self.assertEqual(lines["vncd"], expected)
+        self.assertEqual(lines["qemu"], "qemu-system-x86_64: -qmp unix:PATH,server=on: info:"
+                         " QEMU waiting for connection on: disconnected:unix:PATH,server=on")
+
+
+class QemuQmpTests(SynchronousTestCase):
+    """The same through the qemu.qmp library, as management tools see it."""
+
+    def test_library_view(self):
+        """qemu.qmp negotiates with both; its ExecuteError carries the same class and words."""
+        from qemu.qmp import ExecuteError
+        from tests.vncd.monitor.peers import with_qmp
+        base = short_dir(self)
+        qemu, vncd = start_pair(self, base)
+
+        async def body(client):
+            out = [await client.execute("query-vnc"), client.greeting.QMP.capabilities]
+            for command, arguments in (("object-del", {"id": "nope"}),
+                                       ("object-add", {"qom-type": "tls-creds-anon",
+                                                       "id": "a", "verify-peer": "yes"}),
+                                       ("nope", None)):
+                try:
+                    await client.execute(command, arguments)
+                    out.append(None)
+                except ExecuteError as e:
+                    out.append((e.error_class, e.error.error.desc))
+            return out
+
+        q = with_qmp(qemu.qmp_path, body)
+        v = with_qmp(vncd.qmp_path, body)
+        self.assertEqual(shape(v[0]), shape(q[0]))
+        self.assertEqual((q[1], v[1]), (["oob"], []))
+        self.assertEqual(v[2:], q[2:])
