@@ -130,7 +130,7 @@ DIFFERENT = [
                 "desc": "Parameter 'policy' does not accept value 'bogus'"}},
      {"error": {"class": "GenericError",
                 "desc": "Parameter 'rules[0].policy' does not accept value 'bogus'"}},
-     None),
+     "rules[0].policy"),
     # expire_password on a display without password authentication:
     # QEMU accepts it and never asks; vncd refuses.
     ("expire_password", {"protocol": "vnc", "time": "now"},
