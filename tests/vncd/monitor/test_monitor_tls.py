@@ -14,14 +14,17 @@ close_notify ends its session quietly.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import ssl
+import subprocess
+import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests import certgen
 from tests.compat.helpers import VALIDITY, client_identity, server_dir
-from tests.tools import free_port
+from tests.tools import ROOT, free_port
 from tests.vncd import realclients
 from tests.vncd.monitor.peers import RawQMP, RawVNC, qmp_tls_context, short_dir, start_vncd, with_qmp
 
@@ -72,6 +75,16 @@ class TLSMonitorTests(SynchronousTestCase):
 
         version, vnc_info, creds = with_qmp(("127.0.0.1", self.port), body,
                                             ssl_context=self.context(self.bob))
+        # A real client program on the same object: vncd-capture with bob's files.
+        bob_dir = os.path.dirname(self.bob[0])
+        shutil.copy(self.ca, os.path.join(bob_dir, "ca-cert.pem"))
+        out = os.path.join(self.base, "shot.png")
+        capture = subprocess.run(
+            [sys.executable, "-m", "vncd.capture", f"127.0.0.1::{self.vncd.port}", out,
+             "--tls-creds-dir", bob_dir, "--hostname", "localhost", "--timeout", "20"],
+            capture_output=True, timeout=60, cwd=ROOT)
+        self.assertEqual(capture.returncode, 0, capture.stderr)
+        self.assertGreater(os.path.getsize(out), 0)
         self.assertEqual(version["package"].split()[0], "vncd")
         self.assertEqual([c["x509_dname"] for c in vnc_info["clients"]], ["CN=bob"])
         self.assertEqual([(c["id"], c["users"]) for c in creds][:1][0][0], "tls0")
