@@ -102,6 +102,28 @@ class RobustnessTests(SynchronousTestCase):
         self.assertEqual(ids, list(range(count)))
         self.assertHealthy()
 
+    def test_hmp_pipelined(self):
+        """2000 HMP lines in one write are answered, each followed by the prompt."""
+        hmp_path = os.path.join(self.base, "hmp.sock")
+        vncd = start_vncd(self, self.base, extra=("-monitor",
+                                                   f"unix:{hmp_path},server=on,wait=off"))
+        sock = socket.socket(socket.AF_UNIX)
+        self.addCleanup(sock.close)
+        sock.settimeout(20)
+        sock.connect(hmp_path)
+        count = 2000
+        sock.sendall(b"info version\n" * count)
+        data = b""
+        deadline = time.monotonic() + 20
+        while data.count(b"(qemu) ") < count + 1 and time.monotonic() < deadline:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        self.assertEqual(data.count(b"(qemu) "), count + 1)
+        self.assertEqual(data.count(b" (vncd)\r\n"), count)
+        self.assertIsNone(vncd.proc.poll())
+
     def test_connection_limit(self):
         """Past the per-monitor limit a connection is closed at once; the others go on."""
         clients = [self.fresh() for _ in range(MAX_CONNECTIONS - 1)]
