@@ -80,11 +80,17 @@ _PUNCTUATION = {ord(t.value): t for t in (_Tok.LCURLY, _Tok.RCURLY, _Tok.LSQUARE
                                           _Tok.RSQUARE, _Tok.COLON, _Tok.COMMA)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Token:
     kind: _Tok
     #: The decoded value (strings, numbers), the keyword, or the error text.
     value: Any = None
+
+
+#: One shared token per punctuation byte (tokens are immutable; most
+#: tokens of a message are punctuation, and building each was a third of
+#: the lexer's time).
+_PUNCT_TOKENS = {c: _Token(kind) for c, kind in _PUNCTUATION.items()}
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,12 @@ class JSONStream:
                     i = self._string_run(data, i, run.end())
                     continue
             elif state is _Lex.START:
+                punct = _PUNCT_TOKENS.get(data[i])
+                if punct is not None:
+                    self._text.clear()
+                    self._token(punct, 1)
+                    i += 1
+                    continue
                 run = _SPACES.match(data, i)
                 if run is not None:
                     self._text.clear()
@@ -203,9 +215,9 @@ class JSONStream:
         self._text.clear()
         if c in _WHITESPACE:
             return
-        punct = _PUNCTUATION.get(c)
+        punct = _PUNCT_TOKENS.get(c)
         if punct is not None:
-            self._token(_Token(punct), 1)
+            self._token(punct, 1)
         elif c in (0x22, 0x27):
             self._quote = c
             self._string = bytearray()
