@@ -399,3 +399,51 @@ class QemuQmpTests(SynchronousTestCase):
         self.assertEqual(shape(v[0]), shape(q[0]))
         self.assertEqual((q[1], v[1]), (["oob"], []))
         self.assertEqual(v[2:], q[2:])
+
+
+class HMPTests(SynchronousTestCase):
+    """The human monitor socket next to QEMU 7.2's (-monitor unix:...)."""
+
+    def test_banner_prompt_output(self):
+        """Banner shape, prompt and CR LF output lines are QEMU's; QEMU echoes, vncd does not."""
+        import socket
+        import time
+        from tests.vncd.monitor.test_monitor_live import PROMPT
+        base = short_dir(self)
+        outputs = {}
+        for start in (start_qemu, start_vncd):
+            hmp_path = os.path.join(base, f"{start.__name__}.hmp")
+            server = start(self, base, extra=("-monitor", f"unix:{hmp_path},server=on,wait=off"))
+            sock = socket.socket(socket.AF_UNIX)
+            self.addCleanup(sock.close)
+            sock.settimeout(10)
+            sock.connect(hmp_path)
+
+            def until_prompt():
+                data = b""
+                while not data.endswith(PROMPT):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise EOFError(data)
+                    data += chunk
+                return data[:-len(PROMPT)]
+
+            def run(line):
+                sock.sendall(line + b"\n")
+                out = until_prompt()
+                if server.kind == "qemu":                # drop QEMU's echo of the line
+                    out = out[out.index(b"\r\n") + 2:]
+                return out.replace(str(server.port).encode(), b"PORT")
+
+            got = [until_prompt()]
+            # The start-up probe of the VNC port may still be listed for a moment.
+            deadline = time.monotonic() + 5
+            while b"Client:" in run(b"info vnc") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for line in (b"info vnc", b"bogus", b"object_del nope"):
+                got.append(run(line))
+            outputs[server.kind] = got
+        q, v = outputs["qemu"], outputs["vncd"]
+        self.assertTrue(q[0].startswith(b"QEMU ") and v[0].startswith(b"vncd "), (q[0], v[0]))
+        self.assertEqual(q[0].split(b" ", 2)[2], v[0].split(b" ", 2)[2])
+        self.assertEqual(v[1:], q[1:])
