@@ -170,11 +170,21 @@ class MonitorProtocol(Protocol):
                 self._tls_established()
             if not data:
                 self._flush()
+                self._after_tls_input()
                 return
         if self._core is None:
             return
         self._core.receive_data(data)
         self._run()
+        if self._tls is not None:
+            self._after_tls_input()
+
+    def _after_tls_input(self) -> None:
+        """The peer's close_notify: answer with ours and close (requests before it ran)."""
+        if self._tls.peer_closed and not self._closing:
+            log.info("{name}: {peer}: TLS session closed by the client", name=self.factory.name,
+                     peer=self.peer)
+            self._close()
 
     def _tls_established(self) -> None:
         if self._handshake_timer is not None and self._handshake_timer.active():

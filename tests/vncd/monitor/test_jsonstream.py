@@ -93,6 +93,14 @@ class LimitTests(TestCase):
         data = b'{"a": "' + b"x" * 1000 + b'", "b": [1, 2]}{"ok": 1}'
         self.assertEqual(feed(data, limits), ["JSON token size limit exceeded", {"ok": 1}])
 
+    def test_string_up_to_the_limit(self):
+        """A string whose message fits the byte limit is accepted, one just over is not."""
+        limits = MonitorLimits(max_message_bytes=100)
+        fits = b'{"a": "' + b"x" * 90 + b'"}'
+        over = b'{"a": "' + b"x" * 95 + b'"}'
+        self.assertEqual(feed(fits + over + b"[1]", limits),
+                         [{"a": "x" * 90}, "JSON token size limit exceeded", [1]])
+
     def test_size_across_tokens(self):
         """Many small tokens add up to the size limit."""
         limits = MonitorLimits(max_message_bytes=100)
@@ -164,3 +172,35 @@ class DumpsTests(TestCase):
                          '\n    "c": [\n    ]\n}')
         self.assertEqual(dumps({}, pretty=True), "{\n}")
         self.assertEqual(dumps({"b": {}, "c": []}), '{"b": {}, "c": []}')
+
+
+def feed_byte_by_byte(data: bytes, limits: MonitorLimits) -> list:
+    """The reference: every byte through the per-byte lexer, no fast paths."""
+    stream = JSONStream(limits)
+    for byte in data:
+        stream._lex(byte)
+    return [m.error if m.error is not None else m.value for m in stream.feed(b"")]
+
+
+#: Pieces that exercise strings, escapes, whitespace, recovery and limits.
+_PIECES = st.sampled_from([
+    b'{"execute": "', b"'", b'"', b"abc", b"\xc3\xa9", b"\\n", b"\\u00e9", b"\\", b"\x01",
+    b"   ", b"\n", b"{", b"}", b"[", b"]", b":", b",", b"1", b"true", b"@", b"x" * 40,
+])
+
+
+class FastPathTests(TestCase):
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(_PIECES, max_size=40), st.integers(min_value=1, max_value=64),
+           st.integers(min_value=20, max_value=200))
+    def test_same_as_byte_by_byte(self, pieces, chunk, limit):
+        """Taking runs whole gives exactly what the per-byte lexer gives, in any chunking."""
+        data = b"".join(pieces)
+        limits = MonitorLimits(max_message_bytes=limit)
+        stream = JSONStream(limits)
+        got = []
+        for offset in range(0, len(data), chunk):
+            got += [m.error if m.error is not None else m.value
+                    for m in stream.feed(data[offset:offset + chunk])]
+        self.assertEqual(got, feed_byte_by_byte(data, limits))

@@ -203,15 +203,20 @@ class EventTests(SynchronousTestCase):
         self.assertEqual(problems, [])
 
     def test_not_before_negotiation(self):
-        """A connection that has not negotiated gets no event; one that has gets each."""
+        """Every negotiated connection, on every monitor, gets each event; an idle one none."""
         base = short_dir(self)
-        vncd = start_vncd(self, base)
+        hmp_free = os.path.join(base, "second.sock")
+        vncd = start_vncd(self, base, extra=("-qmp", f"unix:{hmp_free},server=on,wait=off"))
         idle = RawQMP(vncd.qmp_path)
         self.addCleanup(idle.close)
-        negotiated = vncd.qmp()
-        self.addCleanup(negotiated.close)
+        negotiated = [vncd.qmp(), vncd.qmp(), RawQMP(hmp_free)]
+        negotiated[2].negotiate()
+        for client in negotiated:
+            self.addCleanup(client.close)
         RawVNC(vncd.port).close()
-        negotiated.wait_event("VNC_DISCONNECTED")
+        for client in negotiated:
+            for name in ("VNC_CONNECTED", "VNC_INITIALIZED", "VNC_DISCONNECTED"):
+                client.wait_event(name)
         raw, reply = idle.execute_raw("qmp_capabilities")
         self.assertEqual(reply, {"return": {}})
         self.assertEqual(idle.events, [])

@@ -95,6 +95,24 @@ SAME = [
     ("object-add", {"qom-type": "authz-listfile", "id": "f0"}),
     ("object-add", {"qom-type": "authz-listfile", "id": "f0", "refresh": True}),
     ("object-add", {"qom-type": "authz-listfile", "id": "f0", "filename": 5}),
+    ("object-add", {"qom-type": "authz-listfile", "id": "f0", "filename": "/x",
+                    "refresh": "yes"}),
+    ("object-add", {"qom-type": "authz-listfile", "id": "f0", "filename": "/x",
+                    "bogus": 1}),
+    ("object-add", {"qom-type": "tls-creds-x509", "id": "x0", "dir": "/nonexistent",
+                    "verify-peer": "no"}),
+    ("object-add", {"qom-type": "tls-creds-x509", "id": "x0", "dir": "/nonexistent",
+                    "endpoint": "both"}),
+    ("object-add", {"qom-type": "tls-creds-x509", "id": "x0", "dir": "/nonexistent",
+                    "priority": 5}),
+    ("object-add", {"qom-type": "tls-creds-x509", "id": "x0", "dir": "/nonexistent",
+                    "loaded": True}),
+    ("object-add", {"qom-type": "tls-creds-anon", "id": "a0", "loaded": True}),
+    ("object-add", {"qom-type": "secret", "id": "s1", "data": "x", "format": 5}),
+    ("object-add", {"qom-type": "secret", "id": "s1", "data": 5}),
+    ("object-add", {"qom-type": "secret", "id": "s1", "data": "x", "file": "/x"}),
+    ("object-add", {"qom-type": "authz-simple", "id": "as1", "identity": "x",
+                    "loaded": True}),
     ("query-vnc", {"x": 1}),
     ("change-vnc-password", None),
     ("change-vnc-password", {"password": 5}),
@@ -114,6 +132,10 @@ SAME = [
     ("human-monitor-command", None),
     ("human-monitor-command", {"command-line": "bogus"}),
     ("human-monitor-command", {"command-line": "info bogus"}),
+    ("human-monitor-command", {"command-line": "object_del nope"}),
+    ("human-monitor-command", {"command-line": "object_add secret,id=h0,data=x"}),
+    ("human-monitor-command", {"command-line": "object_add secret,id=h0,data=x"}),
+    ("human-monitor-command", {"command-line": "object_del h0"}),
 ]
 
 #: Where vncd answers otherwise on purpose: (command, arguments, QEMU's
@@ -126,7 +148,7 @@ DIFFERENT = [
                 "desc": "Parameter 'policy' does not accept value 'bogus'"}},
      {"error": {"class": "GenericError",
                 "desc": "Parameter 'rules[0].policy' does not accept value 'bogus'"}},
-     None),
+     "rules[0].policy"),
     # expire_password on a display without password authentication:
     # QEMU accepts it and never asks; vncd refuses.
     ("expire_password", {"protocol": "vnc", "time": "now"},
@@ -185,8 +207,7 @@ class ShapeTests(SynchronousTestCase):
         for command, arguments in SAME:
             qreply, vreply = q.execute(command, arguments), v.execute(command, arguments)
             if "return" in qreply:
-                if "return" not in vreply or (vreply["return"] != qreply["return"]
-                                              and command != "human-monitor-command"):
+                if vreply != qreply:
                     problems.append((command, arguments, qreply, vreply))
             elif not same_error(vreply, qreply):
                 problems.append((command, arguments, qreply, vreply))
@@ -243,15 +264,18 @@ class ShapeTests(SynchronousTestCase):
 
     def test_query_vnc_with_client(self):
         """query-vnc and query-vnc-servers: QEMU's members and types, a client connected."""
-        qemu, vncd = start_pair(self, self.base)
+        qemu, vncd = start_pair(self, self.base,
+                                vnc="127.0.0.1:{display},websocket=127.0.0.1:{wsport}")
         shapes = {}
         for server in (qemu, vncd):
             vnc = RawVNC(server.port)
             self.addCleanup(vnc.close)
             client = server.qmp()
             self.addCleanup(client.close)
-            shapes[server.kind] = (shape(client.execute("query-vnc")),
-                                   shape(client.execute("query-vnc-servers")))
+            servers = client.execute("query-vnc-servers")
+            self.assertEqual(sorted(s["websocket"] for s in servers["return"][0]["server"]),
+                             [False, True])
+            shapes[server.kind] = (shape(client.execute("query-vnc")), shape(servers))
             info = client.execute("human-monitor-command", {"command-line": "info vnc"})
             self.assertIn("Client:", info["return"])
         self.assertEqual(shapes["vncd"], shapes["qemu"])
@@ -308,3 +332,118 @@ class ShapeTests(SynchronousTestCase):
         with open(MANUAL, encoding="utf-8") as f:
             manual = " ".join(f.read().replace("\\-", "-").split())
         self.assertTrue("naming the holder" in manual, "man/vncd.8 lacks 'naming the holder'")
+
+
+class StartupTests(SynchronousTestCase):
+    """What the command line prints before the monitor serves."""
+
+    def test_waiting_line(self):
+        """wait=on: vncd prints QEMU's line (its own name for QEMU's), located at the option."""
+        import subprocess
+        import sys
+        from tests.tools import QEMU, require_tool
+        from tests.vncd.realclients import require_vncd
+        require_vncd()
+        base = short_dir(self)
+        lines = {}
+        for kind, argv in (
+                ("qemu", [require_tool(QEMU), "-machine", "none", "-nodefaults",
+                          "-display", "none", "-serial", "none"]),
+                ("vncd", [sys.executable, "-m", "vncd"])):
+            path = os.path.join(base, f"{kind}.sock")
+            proc = subprocess.Popen(argv + ["-qmp", f"unix:{path},server=on"], cwd=ROOT,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)
+            try:
+                for line in proc.stderr:
+                    line = line.decode().rstrip("\n")
+                    if "waiting for connection" in line:
+                        lines[kind] = line.replace(path, "PATH")
+                        break
+            finally:
+                proc.kill()
+                proc.wait()
+                proc.stderr.close()
+        expected = lines["qemu"].replace("qemu-system-x86_64: ", "vncd: ").replace(
+            "QEMU waiting", "vncd waiting")
+        self.assertEqual(lines["vncd"], expected)
+        self.assertEqual(lines["qemu"], "qemu-system-x86_64: -qmp unix:PATH,server=on: info:"
+                         " QEMU waiting for connection on: disconnected:unix:PATH,server=on")
+
+
+class QemuQmpTests(SynchronousTestCase):
+    """The same through the qemu.qmp library, as management tools see it."""
+
+    def test_library_view(self):
+        """qemu.qmp negotiates with both; its ExecuteError carries the same class and words."""
+        from qemu.qmp import ExecuteError
+        from tests.vncd.monitor.peers import with_qmp
+        base = short_dir(self)
+        qemu, vncd = start_pair(self, base)
+
+        async def body(client):
+            out = [await client.execute("query-vnc"), client.greeting.QMP.capabilities]
+            for command, arguments in (("object-del", {"id": "nope"}),
+                                       ("object-add", {"qom-type": "tls-creds-anon",
+                                                       "id": "a", "verify-peer": "yes"}),
+                                       ("nope", None)):
+                try:
+                    await client.execute(command, arguments)
+                    out.append(None)
+                except ExecuteError as e:
+                    out.append((e.error_class, e.error.error.desc))
+            return out
+
+        q = with_qmp(qemu.qmp_path, body)
+        v = with_qmp(vncd.qmp_path, body)
+        self.assertEqual(shape(v[0]), shape(q[0]))
+        self.assertEqual((q[1], v[1]), (["oob"], []))
+        self.assertEqual(v[2:], q[2:])
+
+
+class HMPTests(SynchronousTestCase):
+    """The human monitor socket next to QEMU 7.2's (-monitor unix:...)."""
+
+    def test_banner_prompt_output(self):
+        """Banner shape, prompt and CR LF output lines are QEMU's; QEMU echoes, vncd does not."""
+        import socket
+        import time
+        from tests.vncd.monitor.test_monitor_live import PROMPT
+        base = short_dir(self)
+        outputs = {}
+        for start in (start_qemu, start_vncd):
+            hmp_path = os.path.join(base, f"{start.__name__}.hmp")
+            server = start(self, base, extra=("-monitor", f"unix:{hmp_path},server=on,wait=off"))
+            sock = socket.socket(socket.AF_UNIX)
+            self.addCleanup(sock.close)
+            sock.settimeout(10)
+            sock.connect(hmp_path)
+
+            def until_prompt():
+                data = b""
+                while not data.endswith(PROMPT):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise EOFError(data)
+                    data += chunk
+                return data[:-len(PROMPT)]
+
+            def run(line):
+                sock.sendall(line + b"\n")
+                out = until_prompt()
+                if server.kind == "qemu":                # drop QEMU's echo of the line
+                    out = out[out.index(b"\r\n") + 2:]
+                return out.replace(str(server.port).encode(), b"PORT")
+
+            got = [until_prompt()]
+            # The start-up probe of the VNC port may still be listed for a moment.
+            deadline = time.monotonic() + 5
+            while b"Client:" in run(b"info vnc") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for line in (b"info vnc", b"bogus", b"object_del nope"):
+                got.append(run(line))
+            outputs[server.kind] = got
+        q, v = outputs["qemu"], outputs["vncd"]
+        self.assertTrue(q[0].startswith(b"QEMU ") and v[0].startswith(b"vncd "), (q[0], v[0]))
+        self.assertEqual(q[0].split(b" ", 2)[2], v[0].split(b" ", 2)[2])
+        self.assertEqual(v[1:], q[1:])
