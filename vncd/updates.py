@@ -800,6 +800,20 @@ class ClientUpdates:
                 self.jpeg_quality = max(1, number - enc.FINE_QUALITY_0)
                 break
         new = caps - before
+        # Announcements still due for pseudo-encodings the client no longer
+        # lists are dropped: it would not understand them.
+        if enc.QEMU_EXTENDED_KEY_EVENT not in caps:
+            self._ext_key = False
+        if enc.QEMU_LED_STATE not in caps:
+            self._led = False
+        if enc.DESKTOP_NAME not in caps:
+            self._name = False
+        if enc.CURSOR not in caps:
+            self._cursor = False
+        if enc.EXTENDED_DESKTOP_SIZE not in caps:
+            self._eds = []
+        if enc.DESKTOP_SIZE not in caps:
+            self._desktop_size = False
         screen = self.display.screen
         if enc.CURSOR in new and screen.cursor is not None:
             self._cursor = True
@@ -889,7 +903,14 @@ class ClientUpdates:
 
     @_message
     def set_desktop_size(self, width: int, height: int, screens) -> None:
-        """SetDesktopSize; ``screens`` are ``(id, x, y, width, height, flags)`` tuples."""
+        """SetDesktopSize; ``screens`` are ``(id, x, y, width, height, flags)`` tuples.
+
+        Ignored from a client that has not listed ExtendedDesktopSize:
+        rfbproto allows the message only after the server announced that
+        pseudo-encoding, and the reply would be one the client never asked for.
+        """
+        if not self._has(enc.EXTENDED_DESKTOP_SIZE):
+            return
         layout = tuple(ScreenArea(*s) for s in screens)
         if not _valid_layout(width, height, layout):
             status = RESIZE_INVALID_LAYOUT
