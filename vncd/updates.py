@@ -728,6 +728,8 @@ class ClientUpdates:
         self.jpeg_subsampling: int | None = None
         #: Framebuffer size the client knows.
         self.width, self.height = display.width, display.height
+        #: The size last announced to the client (ServerInit or a resize update).
+        self._told = (self.width, self.height)
         shape = display.tile_shape
         self.dirty = np.ones(shape, dtype=bool)
         self.lossy = np.zeros(shape, dtype=bool)
@@ -810,10 +812,22 @@ class ClientUpdates:
             self._name = False
         if enc.CURSOR not in caps:
             self._cursor = False
+        size_due = bool(self._eds) or self._desktop_size
         if enc.EXTENDED_DESKTOP_SIZE not in caps:
             self._eds = []
         if enc.DESKTOP_SIZE not in caps:
             self._desktop_size = False
+        if size_due and not self._eds and not self._desktop_size:
+            # A size change not yet announced goes out in the resize
+            # pseudo-encoding the client lists now; a client that lists
+            # neither keeps the size it was last told.
+            if enc.EXTENDED_DESKTOP_SIZE in caps:
+                self._add_eds(self._eds_rect(pseudo.REASON_SERVER, pseudo.STATUS_OK))
+            elif enc.DESKTOP_SIZE in caps:
+                self._desktop_size = True
+            else:
+                self.width, self.height = self._told
+                self.dirty[:] = True
         screen = self.display.screen
         if enc.CURSOR in new and screen.cursor is not None:
             self._cursor = True
@@ -1108,6 +1122,7 @@ class ClientUpdates:
             rects = [pseudo.desktop_size(self.width, self.height)]
         self._desktop_size = False
         self._write(messages.framebuffer_update(len(rects)) + b"".join(rects))
+        self._told = (self.width, self.height)
         self.updates_sent += 1
 
     def _pseudo_rects(self) -> list[bytes]:

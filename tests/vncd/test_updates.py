@@ -461,6 +461,26 @@ class ResizeTests(SynchronousTestCase):
         self.assertEqual({type(e).__name__ for e in update}, {"RectDecoded"})
         self.assertEqual((st.display.width, st.display.height), (200, 150))
 
+    def test_resize_then_encodings_change(self):
+        """A resize not yet announced when the client changes its encodings is announced
+        in the resize pseudo-encoding it lists now; a client listing none keeps the size
+        it was told (found by fuzzing: an ExtendedDesktopSize reply was dropped and the
+        client was sent rectangles outside the framebuffer it knew)."""
+        for encodings, size, announced in (
+                ([enc.RAW, enc.DESKTOP_SIZE], (80, 60), [DesktopSizeChanged(80, 60)]),
+                ([enc.RAW], (64, 48), [])):
+            screen = ArrayScreen(64, 48, on_resize=lambda w, h: True)
+            st = Setup(screen=screen)
+            client, sink, viewer = st.client([enc.RAW, enc.EXTENDED_DESKTOP_SIZE])
+            client.set_desktop_size(80, 60, [(1, 0, 0, 80, 60, 0)])
+            client.set_encodings(encodings)
+            client.request_update(False, 0, 0, 80, 60)
+            updates = viewer.updates()
+            self.assertEqual([e for u in updates for e in u
+                              if isinstance(e, DesktopSizeChanged)], announced)
+            self.assertTrue(covered(updates[-1], *size))
+            self.assertEqual((viewer.decoder.width, viewer.decoder.height), size)
+
     def test_invalid_layout(self):
         """A layout with a screen outside the requested size is refused with status 3."""
         screen = ArrayScreen(200, 150, on_resize=lambda w, h: True)
