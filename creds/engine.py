@@ -248,9 +248,20 @@ def _set_x509(ctx: SSL.Context, server: bool, material: X509Material) -> None:
     paths = material.paths
     if material.chain:
         leaf, *intermediates = material.chain
-        ctx.use_certificate(leaf)
-        for cert in intermediates:
-            ctx.add_extra_chain_cert(cert)
+        try:
+            ctx.use_certificate(leaf)
+            for cert in intermediates:
+                ctx.add_extra_chain_cert(cert)
+        except SSL.Error as e:
+            # OpenSSL's security level refuses a key too small ("ee key too
+            # small": a P-192 key, RSA below 2048 bits) or a weak digest.
+            cert_path = paths.get("cert", "")
+            raise ObjectError(
+                f"Cannot load certificate '{cert_path}': {_openssl_reason(e)}",
+                hint="OpenSSL refuses this certificate at its security level; use an RSA"
+                     " key of at least 2048 bits or an ECDSA key on P-256 or larger,"
+                     " signed with SHA-256 or better",
+                path=cert_path, check="cert-refused") from None
         try:
             # use_privatekey() already compares the key with the certificate;
             # check_privatekey() states the requirement explicitly.

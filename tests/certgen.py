@@ -69,7 +69,7 @@ def now() -> datetime.datetime:
 def key(kind: str = "rsa", size: int = 2048, index: int = 0):
     """A private key from a per-process cache (``index`` picks distinct keys).
 
-    ``kind`` is ``rsa`` (``size`` bits) or ``ec`` (``size`` 256 or 384).
+    ``kind`` is ``rsa`` (``size`` bits) or ``ec`` (``size`` 192, 256, 384 or 521).
     """
     cache_key = (kind, size, index)
     k = _KEY_CACHE.get(cache_key)
@@ -77,7 +77,8 @@ def key(kind: str = "rsa", size: int = 2048, index: int = 0):
         if kind == "rsa":
             k = rsa.generate_private_key(public_exponent=65537, key_size=size)
         elif kind == "ec":
-            curve = {256: ec.SECP256R1(), 384: ec.SECP384R1()}[size]
+            curve = {192: ec.SECP192R1(), 256: ec.SECP256R1(), 384: ec.SECP384R1(),
+                     521: ec.SECP521R1()}[size]
             k = ec.generate_private_key(curve)
         else:
             raise ValueError(kind)

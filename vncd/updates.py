@@ -728,6 +728,8 @@ class ClientUpdates:
         self.jpeg_subsampling: int | None = None
         #: Framebuffer size the client knows.
         self.width, self.height = display.width, display.height
+        #: The size last announced to the client (ServerInit or a resize update).
+        self._told = (self.width, self.height)
         shape = display.tile_shape
         self.dirty = np.ones(shape, dtype=bool)
         self.lossy = np.zeros(shape, dtype=bool)
@@ -800,6 +802,32 @@ class ClientUpdates:
                 self.jpeg_quality = max(1, number - enc.FINE_QUALITY_0)
                 break
         new = caps - before
+        # Announcements still due for pseudo-encodings the client no longer
+        # lists are dropped: it would not understand them.
+        if enc.QEMU_EXTENDED_KEY_EVENT not in caps:
+            self._ext_key = False
+        if enc.QEMU_LED_STATE not in caps:
+            self._led = False
+        if enc.DESKTOP_NAME not in caps:
+            self._name = False
+        if enc.CURSOR not in caps:
+            self._cursor = False
+        size_due = bool(self._eds) or self._desktop_size
+        if enc.EXTENDED_DESKTOP_SIZE not in caps:
+            self._eds = []
+        if enc.DESKTOP_SIZE not in caps:
+            self._desktop_size = False
+        if size_due and not self._eds and not self._desktop_size:
+            # A size change not yet announced goes out in the resize
+            # pseudo-encoding the client lists now; a client that lists
+            # neither keeps the size it was last told.
+            if enc.EXTENDED_DESKTOP_SIZE in caps:
+                self._add_eds(self._eds_rect(pseudo.REASON_SERVER, pseudo.STATUS_OK))
+            elif enc.DESKTOP_SIZE in caps:
+                self._desktop_size = True
+            else:
+                self.width, self.height = self._told
+                self.dirty[:] = True
         screen = self.display.screen
         if enc.CURSOR in new and screen.cursor is not None:
             self._cursor = True
@@ -889,7 +917,14 @@ class ClientUpdates:
 
     @_message
     def set_desktop_size(self, width: int, height: int, screens) -> None:
-        """SetDesktopSize; ``screens`` are ``(id, x, y, width, height, flags)`` tuples."""
+        """SetDesktopSize; ``screens`` are ``(id, x, y, width, height, flags)`` tuples.
+
+        Ignored from a client that has not listed ExtendedDesktopSize:
+        rfbproto allows the message only after the server announced that
+        pseudo-encoding, and the reply would be one the client never asked for.
+        """
+        if not self._has(enc.EXTENDED_DESKTOP_SIZE):
+            return
         layout = tuple(ScreenArea(*s) for s in screens)
         if not _valid_layout(width, height, layout):
             status = RESIZE_INVALID_LAYOUT
@@ -1087,6 +1122,7 @@ class ClientUpdates:
             rects = [pseudo.desktop_size(self.width, self.height)]
         self._desktop_size = False
         self._write(messages.framebuffer_update(len(rects)) + b"".join(rects))
+        self._told = (self.width, self.height)
         self.updates_sent += 1
 
     def _pseudo_rects(self) -> list[bytes]:

@@ -136,6 +136,20 @@ class X509ContextTests(SynchronousTestCase):
             "The certificate and the given key do not match.")
         self.assertEqual(err.path, "/creds/server-cert.pem")
 
+    def test_certificate_refused_by_security_level(self) -> None:
+        """A certificate OpenSSL refuses (a P-192 key: "ee key too small") is an
+        ObjectError naming the file, not an OpenSSL exception (found by fuzzing)."""
+        root = certgen.ca()
+        srv = certgen.server(root, key_kind="ec", key_size=192)
+        err = self.assertRaises(ObjectError, engine.build_context,
+                                FakeCreds("x509", Endpoint.SERVER), x509_material(root, srv))
+        self.assertEqual(err.message,
+                         "Cannot load certificate '/creds/server-cert.pem': ee key too small")
+        self.assertEqual(err.path, "/creds/server-cert.pem")
+        # P-521, an unusual but strong curve, is accepted.
+        srv = certgen.server(root, key_kind="ec", key_size=521)
+        engine.build_context(FakeCreds("x509", Endpoint.SERVER), x509_material(root, srv))
+
     def test_intermediates_sent(self) -> None:
         """The whole certificate file (leaf then intermediates) reaches the peer."""
         root = certgen.ca("qemu root")

@@ -74,6 +74,8 @@ def _creds_files() -> dict[str, bytes]:
     seeds = {
         "ca-cert": (T["ca-cert.pem"], pem(ca)),
         "server-cert": (T["server-cert.pem"], pem(server)),
+        "server-cert-p192": (T["server-cert.pem"], pem(certgen.server(
+            ca, "localhost", dns=["localhost"], key_kind="ec", key_size=192))),
         "server-key-pkcs8": (T["server-key.pem"], server.key_pem()),
         "server-key-rsa": (T["server-key.pem"], server.key_pem(fmt="traditional")),
         "server-key-ec": (T["server-key.pem"], certgen.key_pem(ec_key, fmt="traditional")),

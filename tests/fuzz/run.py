@@ -110,19 +110,20 @@ def _save(crashes: list[Crash], directory: str) -> None:
 _STATS = re.compile(r"#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+)")
 
 
-def _child(name: str, libfuzzer_args: list[str]) -> None:
-    """Runs inside the atheris process: instrument, then fuzz."""
-    import atheris
+#: The atheris process.  It starts from ``-c``, not ``-m tests.fuzz.run``:
+#: importing the ``tests`` package imports creds, and atheris instruments
+#: only the modules imported inside ``instrument_imports``.
+_CHILD = """
+import sys
+import atheris
+name, modules = sys.argv[1], sys.argv[2].split(",")
+with atheris.instrument_imports(include=modules):
     from tests.fuzz.harnesses import HARNESSES
     harness = HARNESSES[name]
-    with atheris.instrument_imports(include=list(harness.modules)):
-        harness.prepare()
-
-    def one_input(data: bytes) -> None:
-        harness.run(data)
-
-    atheris.Setup([sys.argv[0], *libfuzzer_args], one_input)
-    atheris.Fuzz()
+    harness.prepare()
+atheris.Setup([sys.argv[0], *sys.argv[3:]], harness.run)
+atheris.Fuzz()
+"""
 
 
 def _fuzz(name: str, seconds: int, crashes: str, jobs_args: list[str]) -> int:
@@ -132,12 +133,14 @@ def _fuzz(name: str, seconds: int, crashes: str, jobs_args: list[str]) -> int:
         crash_dir = os.path.join(os.path.abspath(crashes), name)
         os.makedirs(crash_dir, exist_ok=True)
         before = set(os.listdir(crash_dir))
-        args = [sys.executable, "-m", "tests.fuzz.run", name, "--child", "--",
+        from tests.fuzz.harnesses import HARNESSES
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        args = [sys.executable, "-c", _CHILD, name, ",".join(HARNESSES[name].modules),
                 f"-max_total_time={seconds}", f"-artifact_prefix={crash_dir}/",
                 "-rss_limit_mb=2048", "-timeout=20", "-max_len=16384",
                 "-print_final_stats=1", *jobs_args, os.path.join(work, "corpus")]
         started = time.monotonic()
-        proc = subprocess.run(args, stderr=subprocess.PIPE, text=True, errors="replace")
+        proc = subprocess.run(args, stderr=subprocess.PIPE, text=True, errors="replace", cwd=root)
         elapsed = time.monotonic() - started
         log = proc.stderr
         with open(os.path.join(crash_dir, "last-run.log"), "w") as f:
@@ -165,10 +168,6 @@ def _fuzz(name: str, seconds: int, crashes: str, jobs_args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     from tests.fuzz.harnesses import HARNESSES
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--child" in argv:
-        split = argv.index("--")
-        _child(argv[0], argv[split + 1:])
-        return 0
     parser = argparse.ArgumentParser(prog="python -m tests.fuzz.run",
                                      description="Fuzz one vncd harness by hand.")
     parser.add_argument("harness", choices=sorted(HARNESSES))

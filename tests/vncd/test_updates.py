@@ -448,6 +448,39 @@ class ResizeTests(SynchronousTestCase):
             self.assertTrue(covered(pixels, 320, 240))
         self.assertEqual(st.screen.layout, (ScreenArea(5, 0, 0, 320, 240),))
 
+    def test_set_desktop_size_without_extended_desktop_size(self):
+        """SetDesktopSize from a client that never listed ExtendedDesktopSize is ignored:
+        no resize and no reply in a pseudo-encoding it did not ask for (found by the
+        update state machine)."""
+        screen = ArrayScreen(200, 150, on_resize=lambda w, h: True)
+        st = Setup(screen=screen)
+        client, sink, viewer = st.client([enc.RAW, enc.DESKTOP_SIZE])
+        client.set_desktop_size(100, 100, [(0, 0, 0, 100, 100, 0)])
+        client.request_update(False, 0, 0, 200, 150)
+        (update,) = viewer.updates()
+        self.assertEqual({type(e).__name__ for e in update}, {"RectDecoded"})
+        self.assertEqual((st.display.width, st.display.height), (200, 150))
+
+    def test_resize_then_encodings_change(self):
+        """A resize not yet announced when the client changes its encodings is announced
+        in the resize pseudo-encoding it lists now; a client listing none keeps the size
+        it was told (found by fuzzing: an ExtendedDesktopSize reply was dropped and the
+        client was sent rectangles outside the framebuffer it knew)."""
+        for encodings, size, announced in (
+                ([enc.RAW, enc.DESKTOP_SIZE], (80, 60), [DesktopSizeChanged(80, 60)]),
+                ([enc.RAW], (64, 48), [])):
+            screen = ArrayScreen(64, 48, on_resize=lambda w, h: True)
+            st = Setup(screen=screen)
+            client, sink, viewer = st.client([enc.RAW, enc.EXTENDED_DESKTOP_SIZE])
+            client.set_desktop_size(80, 60, [(1, 0, 0, 80, 60, 0)])
+            client.set_encodings(encodings)
+            client.request_update(False, 0, 0, 80, 60)
+            updates = viewer.updates()
+            self.assertEqual([e for u in updates for e in u
+                              if isinstance(e, DesktopSizeChanged)], announced)
+            self.assertTrue(covered(updates[-1], *size))
+            self.assertEqual((viewer.decoder.width, viewer.decoder.height), size)
+
     def test_invalid_layout(self):
         """A layout with a screen outside the requested size is refused with status 3."""
         screen = ArrayScreen(200, 150, on_resize=lambda w, h: True)
@@ -474,6 +507,21 @@ class PseudoEncodingTests(SynchronousTestCase):
         client.set_encodings([enc.RAW, enc.QEMU_EXTENDED_KEY_EVENT])
         client.request_update(False, 0, 0, 200, 150)
         self.assertNotIn(QemuExtendedKeyEventSupported(), viewer.updates()[0])
+
+    def test_unlisted_announcements_dropped(self):
+        """Announcements still due when a client stops listing their pseudo-encodings are
+        not sent (found by the update state machine: the QEMU extended key event
+        announcement outlived its SetEncodings)."""
+        st = Setup()
+        st.screen.set_led_state(2)
+        st.screen.set_cursor(Cursor(np.full((2, 2, 4), 255, np.uint8), 0, 0))
+        client, sink, viewer = st.client([enc.RAW, enc.QEMU_EXTENDED_KEY_EVENT, enc.CURSOR,
+                                          enc.QEMU_LED_STATE, enc.DESKTOP_NAME])
+        st.screen.set_name("renamed")
+        client.set_encodings([enc.RAW])
+        client.request_update(False, 0, 0, 200, 150)
+        (update,) = viewer.updates()
+        self.assertEqual([type(e).__name__ for e in update], ["RectDecoded"] * 3)
 
     def test_desktop_name(self):
         """A new desktop name is sent to clients that support DesktopName, and only to them."""
