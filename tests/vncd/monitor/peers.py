@@ -122,7 +122,22 @@ def _start(test, kind: str, argv: list[str], qmp_path: str, display: int | None,
                 if time.monotonic() > deadline or proc.poll() is not None:
                     test.fail(f"{kind} does not listen on display {display}: {proc.describe()}")
                 time.sleep(0.05)
+        _wait_until_no_clients(qmp_path)
     return Server(kind, proc, qmp_path, display, args)
+
+
+def _wait_until_no_clients(qmp_path: str) -> None:
+    """Let the server forget the probe of its VNC port (QEMU lists it for a moment)."""
+    client = RawQMP(qmp_path)
+    try:
+        client.negotiate()
+        deadline = time.monotonic() + START_TIMEOUT
+        while client.execute("query-vnc")["return"].get("clients"):
+            if time.monotonic() > deadline:
+                raise AssertionError("the probe of the VNC port is still listed")
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def _vnc_args(vnc: str | None, display: int | None) -> list[str]:
