@@ -306,10 +306,11 @@ def with_qmp(address: str | tuple[str, int], body: Callable[[Any], Awaitable[Any
             return await body(client)
         finally:
             if ssl_context is not None:
-                # qemu.qmp 0.0.6 on Python 3.11 never returns from
-                # disconnect() over TLS (its writer's drain() waits forever,
-                # against any asyncio TLS server too): drop the transport
-                # first, then let it tidy up.
+                # qemu.qmp 0.0.6 never returns from disconnect() over TLS on
+                # Python 3.11: its flush() sets the write buffer limits to
+                # (0, 0) and drains, and asyncio's SSL transport then pauses
+                # writing at 0 >= 0 with nothing left to resume it (a client
+                # side bug, whatever the server).  Drop the transport first.
                 writer = getattr(client, "_writer", None)
                 if writer is not None:
                     writer.transport.abort()
