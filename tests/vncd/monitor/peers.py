@@ -344,8 +344,9 @@ class RawVNC:
 
     ``password``: answer VNC authentication.  ``source``: another loopback
     address to connect from (127.0.0.2 ...: vncd's log summarises repeats
-    per address, so a fresh address gets its lines written in full).  ``tls``: an ``ssl.SSLContext``
-    for VeNCrypt x509 (x509vnc when a password is given, else x509none).
+    per address, so a fresh address gets its lines written in full).
+    ``tls``: an ``ssl.SSLContext`` for VeNCrypt x509 (x509vnc when a
+    password is given, else x509none).
     Raises :class:`VNCRefused` with the server's reason.
     """
 
