@@ -122,7 +122,22 @@ def _start(test, kind: str, argv: list[str], qmp_path: str, display: int | None,
                 if time.monotonic() > deadline or proc.poll() is not None:
                     test.fail(f"{kind} does not listen on display {display}: {proc.describe()}")
                 time.sleep(0.05)
+        _wait_until_no_clients(qmp_path)
     return Server(kind, proc, qmp_path, display, args)
+
+
+def _wait_until_no_clients(qmp_path: str) -> None:
+    """Let the server forget the probe of its VNC port (QEMU lists it for a moment)."""
+    client = RawQMP(qmp_path)
+    try:
+        client.negotiate()
+        deadline = time.monotonic() + START_TIMEOUT
+        while client.execute("query-vnc")["return"].get("clients"):
+            if time.monotonic() > deadline:
+                raise AssertionError("the probe of the VNC port is still listed")
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def _vnc_args(vnc: str | None, display: int | None) -> list[str]:
@@ -291,10 +306,11 @@ def with_qmp(address: str | tuple[str, int], body: Callable[[Any], Awaitable[Any
             return await body(client)
         finally:
             if ssl_context is not None:
-                # qemu.qmp 0.0.6 on Python 3.11 never returns from
-                # disconnect() over TLS (its writer's drain() waits forever,
-                # against any asyncio TLS server too): drop the transport
-                # first, then let it tidy up.
+                # qemu.qmp 0.0.6 never returns from disconnect() over TLS on
+                # Python 3.11: its flush() sets the write buffer limits to
+                # (0, 0) and drains, and asyncio's SSL transport then pauses
+                # writing at 0 >= 0 with nothing left to resume it (a client
+                # side bug, whatever the server).  Drop the transport first.
                 writer = getattr(client, "_writer", None)
                 if writer is not None:
                     writer.transport.abort()
@@ -328,8 +344,9 @@ class RawVNC:
 
     ``password``: answer VNC authentication.  ``source``: another loopback
     address to connect from (127.0.0.2 ...: vncd's log summarises repeats
-    per address, so a fresh address gets its lines written in full).  ``tls``: an ``ssl.SSLContext``
-    for VeNCrypt x509 (x509vnc when a password is given, else x509none).
+    per address, so a fresh address gets its lines written in full).
+    ``tls``: an ``ssl.SSLContext`` for VeNCrypt x509 (x509vnc when a
+    password is given, else x509none).
     Raises :class:`VNCRefused` with the server's reason.
     """
 

@@ -105,7 +105,7 @@ class LegacyAclTests(SynchronousTestCase):
     """``acl`` lists edited over the monitor."""
 
     def test_acl_edited_live(self):
-        """acl_add admits a refused DN; acl_policy/acl_remove/acl_reset apply to the next client."""
+        """acl_add admits a refused DN; acl_policy, acl_remove, acl_reset act on the next one."""
         base = short_dir(self)
         ids = Identities(base)
         hmp_path = os.path.join(base, "hmp.sock")

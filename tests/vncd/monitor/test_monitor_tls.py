@@ -26,7 +26,9 @@ from tests import certgen
 from tests.compat.helpers import VALIDITY, client_identity, server_dir
 from tests.tools import ROOT, free_port
 from tests.vncd import realclients
-from tests.vncd.monitor.peers import RawQMP, RawVNC, qmp_tls_context, short_dir, start_vncd, with_qmp
+from tests.vncd.monitor.peers import (
+    RawQMP, RawVNC, qmp_tls_context, short_dir, start_vncd, with_qmp,
+)
 
 #: Seconds to wait for a line in vncd's log.
 LOG_TIMEOUT = 10.0
