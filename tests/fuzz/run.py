@@ -110,14 +110,23 @@ def _save(crashes: list[Crash], directory: str) -> None:
 _STATS = re.compile(r"#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+)")
 
 
-#: The atheris process.  It starts from ``-c``, not ``-m tests.fuzz.run``:
-#: importing the ``tests`` package imports creds, and atheris instruments
-#: only the modules imported inside ``instrument_imports``.
+#: The atheris process.  Atheris instruments only the modules imported
+#: inside ``instrument_imports``, so the child starts from ``-c``, not
+#: ``-m tests.fuzz.run`` (importing the ``tests`` package imports creds),
+#: and imports every submodule of the harness's packages there first
+#: (creds imports its object types lazily, at the first registry).
 _CHILD = """
+import importlib
+import pkgutil
 import sys
 import atheris
 name, modules = sys.argv[1], sys.argv[2].split(",")
 with atheris.instrument_imports(include=modules):
+    for top in modules:
+        package = importlib.import_module(top)
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), top + "."):
+            if not info.name.endswith("__main__"):
+                importlib.import_module(info.name)
     from tests.fuzz.harnesses import HARNESSES
     harness = HARNESSES[name]
     harness.prepare()
