@@ -48,6 +48,13 @@ CHALLENGE = bytes(range(16))
 #: The most server-side steps (clock advances, observer rounds) one feed runs.
 MAX_SETTLE_ROUNDS = 16
 
+#: The largest screen a client may resize the served screen to, in pixels.
+#: The screen's ``on_resize`` is the embedder's policy; accepting anything
+#: up to the 16384x16384 screen limit lets every fuzz input allocate
+#: hundreds of megabytes, which the process frees only when the cyclic
+#: garbage collector runs (libFuzzer stopped at 2 GB).
+MAX_RESIZE_PIXELS = 1024 * 768
+
 
 def handshake(password: bool, shared: bool = True) -> bytes:
     """What a correct RFB 3.8 client sends up to and including ClientInit."""
@@ -202,7 +209,7 @@ class Served:
         return x, y, min(width, dw - x), min(height, dh - y)
 
     def _resize_ok(self, width: int, height: int) -> bool:
-        return self.accept_resize
+        return self.accept_resize and width * height <= MAX_RESIZE_PIXELS
 
     def _flush_conn(self, handshake: bool = False) -> None:
         data = self.conn.data_to_send()
