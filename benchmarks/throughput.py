@@ -112,7 +112,15 @@ FRAMEBUFFER_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 XVFB_TIMEOUT = 30.0
 
 RAW, HEXTILE, ZLIB, TIGHT, ZRLE = 0, 5, 6, 7, 16
-ENCODINGS = {"raw": RAW, "zlib": ZLIB, "hextile": HEXTILE, "zrle": ZRLE, "tight": TIGHT}
+ENCODINGS = {"raw": RAW, "zlib": ZLIB, "hextile": HEXTILE, "zrle": ZRLE, "tight": TIGHT,
+             "tight-jpeg": TIGHT}
+
+#: JPEG quality level 6 (pseudo-encoding -32 + 6): what ``tight-jpeg`` adds
+#: to its SetEncodings, TigerVNC's default, so Tight may send JPEG.
+QUALITY_LEVEL_6 = -26
+
+#: Pseudo-encodings a run lists after its encoding.
+PSEUDO_ENCODINGS = {"tight-jpeg": (QUALITY_LEVEL_6,)}
 
 #: x11vnc options: poll the whole screen (no DAMAGE), never back off, no
 #: client-side cache (it would make the framebuffer 11 times as tall).
@@ -126,11 +134,16 @@ X11VNC_PACING = {"x11vnc": [], "x11vnc-fast": ["-wait", "1", "-defer", "1"]}
 
 SERVERS = ("vncd", *X11VNC_PACING)
 
+#: What the screens show (see :func:`make_frames`).
+PICTURES = ("video", "noise", "desktop")
+
 
 def make_frames(picture: str) -> list[np.ndarray]:
     """The frames both screens cycle through, as (h, w, 4) RGBX arrays."""
     if picture == "video":
         return [frames.video(i * VIDEO_STEP) for i in range(FRAME_COUNT)]
+    if picture == "desktop":
+        return [frames.desktop(seed=1 + i) for i in range(FRAME_COUNT)]
     return [frames.noise(seed=10 + i) for i in range(FRAME_COUNT)]
 
 
@@ -418,9 +431,16 @@ class Result:
     problem: str = ""
 
 
-def stream(port: int, encoding: int, seconds: float, server: peers.Child,
+def set_encodings(name: str) -> bytes:
+    """The SetEncodings message of the run called ``name`` (``raw`` ... ``tight-jpeg``)."""
+    listed = (ENCODINGS[name], *PSEUDO_ENCODINGS.get(name, ()))
+    return struct.pack(f">BxH{len(listed)}i", 2, len(listed), *listed)
+
+
+def stream(port: int, name: str, seconds: float, server: peers.Child,
            helpers: list[peers.Child]) -> Result:
-    """Connect, ask for ``encoding`` and count full-screen updates for ``seconds``."""
+    """Connect, ask for encoding ``name`` and count full-screen updates for ``seconds``."""
+    encoding = ENCODINGS[name]
     result = Result()
     sock = socket.create_connection(("127.0.0.1", port), timeout=peers.IO_TIMEOUT)
     try:
@@ -429,7 +449,7 @@ def stream(port: int, encoding: int, seconds: float, server: peers.Child,
         screen = init.width * init.height
         bpp, tpixel = init.bytes_per_pixel, tight_pixel_size(init.pixel_format)
         request = struct.pack(">BBHHHH", 3, 1, 0, 0, init.width, init.height)
-        sock.sendall(struct.pack(">BxHi", 2, 1, encoding)
+        sock.sendall(set_encodings(name)
                      + struct.pack(">BBHHHH", 3, 0, 0, 0, init.width, init.height))
         reader = Reader(sock)
         warmup_end = time.monotonic() + WARMUP_TIMEOUT
@@ -477,7 +497,7 @@ def run_vncd(children: peers.Children, args, encodings: list[str]) -> list[tuple
         name="vncd")
     try:
         server.wait_for_port(peers.VNC_BASE_PORT + display)
-        return [(name, stream(peers.VNC_BASE_PORT + display, ENCODINGS[name], args.seconds,
+        return [(name, stream(peers.VNC_BASE_PORT + display, name, args.seconds,
                               server, [])) for name in encodings]
     finally:
         children.stop(server)
@@ -499,7 +519,7 @@ def run_x11vnc(children: peers.Children, args, encodings: list[str],
             server.wait_for_port(port)
             if not painter.running():
                 raise RuntimeError(f"the painter stopped:\n{painter.tail()}")
-            return [(name, stream(port, ENCODINGS[name], args.seconds, server,
+            return [(name, stream(port, name, args.seconds, server,
                                   [xvfb.child, painter])) for name in encodings]
         finally:
             for child in (server, painter, xvfb.child):
@@ -528,7 +548,7 @@ def main(argv=None) -> None:
                         help="how often the whole screen changes")
     parser.add_argument("--encodings", default="raw,zlib,hextile,zrle,tight",
                         help=f"comma-separated subset of {', '.join(ENCODINGS)}")
-    parser.add_argument("--picture", choices=("video", "noise"), default="video")
+    parser.add_argument("--picture", choices=PICTURES, default="video")
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help=f"comma-separated subset of {', '.join(SERVERS)}")
     parser.add_argument("--role", choices=("bench", "vncd", "paint"), default="bench",
