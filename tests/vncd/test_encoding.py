@@ -438,3 +438,58 @@ class SharingTests(SynchronousTestCase):
         want = converter_for(DEFAULT_FORMAT).values(frame)
         self.assertTrue(np.array_equal(fresh.values, want))
         self.assertTrue(np.array_equal(busy.values, want))
+
+
+class ParallelDeflateTests(SynchronousTestCase):
+    """Large inputs are deflated in pieces on threads; one inflater reads them through."""
+
+    def setUp(self):
+        from vncd.encoding import deflate
+        self.deflate = deflate
+        rng = np.random.default_rng(7)
+        # Compressible (runs and repeats) and larger than several pieces.
+        words = rng.integers(0, 40, 5 * deflate.PARALLEL_PIECE // 8, dtype=np.uint8)
+        self.data = np.repeat(words, 8).tobytes() + b"tail"
+        self.patch(deflate, "parallel_workers", lambda: 4)
+
+    def test_raw_pieces_inflate_as_one_stream(self):
+        """Zlib/ZRLE bodies: a raw deflate sequence that a stream inflates whole."""
+        out = self.deflate.deflate_raw(self.data, 1)
+        self.assertEqual(inflate_stream(out), self.data)
+        self.assertLess(len(out), len(self.data) // 4)
+
+    def test_stream_pieces_inflate_as_one_stream(self):
+        """Tight: one zlib header, then every piece."""
+        out = self.deflate.deflate_stream(self.data, 6)
+        self.assertEqual(out[0], 0x78)  # one zlib header, deflate with a 32 KiB window
+        self.assertEqual(zlib.decompressobj().decompress(out), self.data)
+
+    def test_continues_an_earlier_stream(self):
+        """A parallel body after an ordinary one on the same connection stream."""
+        small = b"abc" * 100
+        first = self.deflate.deflate_raw(small, 1)
+        self.assertEqual(inflate_stream(first, self.deflate.deflate_raw(self.data, 1)),
+                         small + self.data)
+
+    def test_one_worker_is_serial(self):
+        """With one CPU the output is exactly a single compressor's."""
+        self.patch(self.deflate, "parallel_workers", lambda: 1)
+        comp = zlib.compressobj(1, zlib.DEFLATED, -15)
+        self.assertEqual(self.deflate.deflate_raw(self.data, 1),
+                         comp.compress(self.data) + comp.flush(zlib.Z_SYNC_FLUSH))
+
+
+class HextileRawRunTests(SynchronousTestCase):
+    """Runs of raw tiles are copied in strides; edges, gaps and narrow tiles included."""
+
+    def test_noise_with_solid_gaps_round_trips(self):
+        rng = np.random.default_rng(9)
+        frame = rng.integers(0, 256, (45, 77, 4), dtype=np.uint8)
+        frame[16:32, 16:48] = 5  # two solid tiles break the second row's run
+        for pf in (DEFAULT_FORMAT, FORMATS["rgb565-be"], FORMATS["bgr233"]):
+            conv = converter_for(pf)
+            decoder = FramebufferDecoder(80, 50, pf)
+            r = encode_hextile(frame, 3, 2, 70, 40, EncodeParams(pf))
+            decode_all(decoder, update_bytes([r], set()))
+            self.assertTrue(np.array_equal(decoder.values[2:42, 3:73],
+                                           conv.values(frame[2:42, 3:73])))
