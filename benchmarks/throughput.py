@@ -204,14 +204,21 @@ def xwd_layout(fbfile: str) -> tuple[int, int, tuple[int, int, int], str]:
 def paint_xvfb(fbdir: str, fps: float, picture: str) -> None:
     """``--role paint``: write the frames into Xvfb's framebuffer ``fps`` times a second."""
     fbfile = os.path.join(fbdir, "Xvfb_screen0")
-    offset, bytes_per_line, shifts, dtype = xwd_layout(fbfile)
+    paint_file(fbfile, *xwd_layout(fbfile), fps, picture)
+
+
+def paint_file(path: str, offset: int, bytes_per_line: int, shifts: tuple[int, int, int],
+               dtype: str, fps: float, picture: str) -> None:
+    """Write the frames into the memory-mapped framebuffer file ``path`` ``fps``
+    times a second, forever: rows of ``bytes_per_line`` from ``offset``, one
+    word per pixel of type ``dtype`` with R, G and B at ``shifts``."""
     packed = []
     for rgbx in make_frames(picture):
         words = np.zeros((frames.HEIGHT, bytes_per_line // 4), dtype=dtype)
         value = sum(rgbx[..., c].astype(np.uint32) << shift for c, shift in enumerate(shifts))
         words[:, :frames.WIDTH] = value
         packed.append(words)
-    with open(fbfile, "r+b") as f:
+    with open(path, "r+b") as f:
         mapped = mmap.mmap(f.fileno(), offset + bytes_per_line * frames.HEIGHT)
     screen = np.ndarray((frames.HEIGHT, bytes_per_line // 4), dtype=dtype,
                         buffer=mapped, offset=offset)
