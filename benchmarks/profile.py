@@ -3,7 +3,7 @@
     .venv/bin/pip install -e '.[bench]'     # py-spy, pyinstrument
     .venv/bin/python -m benchmarks.profile [--seconds 8] [--fps 30]
         [--encodings raw,zlib,hextile,zrle,tight,tight-jpeg] [--handshakes]
-        [--top 12] [--keep DIR]
+        [--screen array|file] [--top 12] [--keep DIR]
 
 For each encoding, vncd is started as :mod:`benchmarks.throughput` starts
 it (the embedding API, the whole 1080p screen changing ``--fps`` times a
@@ -129,10 +129,12 @@ def wait_pyspy(spy: subprocess.Popen, seconds: float) -> None:
 
 def profile_encoding(children: peers.Children, name: str, args, out: str) -> None:
     display = peers.free_display()
-    server = children.start(
-        [sys.executable, "-m", "benchmarks.throughput", "--role", "vncd",
-         "--display", str(display), "--fps", str(args.fps), "--picture", args.picture],
-        name="vncd")
+    if args.fb is not None:
+        argv = args.fb.vncd_argv(display)
+    else:
+        argv = [sys.executable, "-m", "benchmarks.throughput", "--role", "vncd",
+                "--display", str(display), "--fps", str(args.fps), "--picture", args.picture]
+    server = children.start(argv, name="vncd")
     try:
         port = peers.VNC_BASE_PORT + display
         server.wait_for_port(port)
@@ -189,6 +191,9 @@ def main(argv=None) -> None:
                              " (empty: none)")
     parser.add_argument("--handshakes", action="store_true",
                         help="also profile a None-security handshake loop")
+    parser.add_argument("--screen", choices=("array", "file"), default="array",
+                        help="array: the embedding API fed in process (throughput.py); "
+                             "file: -screen file on a painted framebuffer file (suite.py)")
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--keep", help="directory that keeps the collapsed stacks")
     args = parser.parse_args(argv)
@@ -202,9 +207,13 @@ def main(argv=None) -> None:
     peers.stop_on_sigterm()
     multiprocessing.set_start_method("fork", force=True)
     print(f"py-spy profiles, {args.seconds:g} s each, load average {peers.load_average()}")
-    with tempfile.TemporaryDirectory(prefix="vncd-profile-") as tmp, \
+    with tempfile.TemporaryDirectory(prefix="vncd-profile-", dir=throughput.FRAMEBUFFER_DIR) as tmp, \
             peers.Children() as children:
         keep = args.keep or tmp
+        args.fb = None
+        if args.screen == "file":
+            from benchmarks.suite import FramebufferFile
+            args.fb = FramebufferFile(children, tmp, args.fps, args.picture)
         os.makedirs(keep, exist_ok=True)
         runs = [(name, lambda out, name=name: profile_encoding(children, name, args, out))
                 for name in encodings]

@@ -493,3 +493,45 @@ class HextileRawRunTests(SynchronousTestCase):
             decode_all(decoder, update_bytes([r], set()))
             self.assertTrue(np.array_equal(decoder.values[2:42, 3:73],
                                            conv.values(frame[2:42, 3:73])))
+
+
+class ZrleManyColourTests(SynchronousTestCase):
+    """Tiles with many colours are decided together; the bytes are what
+    writing each tile on its own gives."""
+
+    def one_by_one(self, vals, conv):
+        from vncd.encoding import zrle
+        h, w = vals.shape
+        out = []
+        for ty in range(0, h, zrle.TILE):
+            for tx in range(0, w, zrle.TILE):
+                tile = vals[ty:ty + zrle.TILE, tx:tx + zrle.TILE]
+                out.append(zrle._tile(tile, np.unique(tile), conv))
+        return b"".join(out)
+
+    def test_same_bytes_as_tile_by_tile(self):
+        from vncd.encoding.zrle import zrle_tiles
+        rng = np.random.default_rng(4)
+        frame = rng.integers(0, 256, (150, 200, 4), dtype=np.uint8)
+        frame[:64, :64] = frame[:64, :64] // 64 * 64   # few colours
+        frame[64:128, :64, :3] = frame[64:128, :1, :3]  # many colours, long runs
+        frame[64:128, 64:128, :3] = frame[64:128, 64:128:2, :3].repeat(2, axis=1)  # pairs
+        frame[70, 64:128, :3] = 9                     # a run of 64 in a many-colour tile
+        frame[:64, 128:192] = np.repeat(frame[:64, 128:192:4], 4, axis=1)  # runs of 4
+        for pf in (DEFAULT_FORMAT, FORMATS["rgb565-be"], FORMATS["32-depth-16"]):
+            conv = converter_for(pf)
+            for x, y, w, h in ((0, 0, 200, 150), (0, 0, 192, 128), (5, 3, 150, 100)):
+                vals = conv.values(frame[y:y + h, x:x + w])
+                self.assertEqual(zrle_tiles(vals, conv), self.one_by_one(vals, conv))
+
+    def test_run_longer_than_255_in_a_plain_tile(self):
+        """A 300-pixel run in a many-colour tile needs two length bytes."""
+        from vncd.encoding.zrle import zrle_tiles
+        rng = np.random.default_rng(5)
+        frame = np.repeat(rng.integers(0, 256, (64, 32, 4), dtype=np.uint8), 2, axis=1)
+        frame.reshape(-1, 4)[1000:1300, :3] = 77
+        conv = converter_for(DEFAULT_FORMAT)
+        vals = conv.values(frame)
+        out = zrle_tiles(vals, conv)
+        self.assertEqual(out[0], 0x80)
+        self.assertEqual(out, self.one_by_one(vals, conv))
