@@ -385,14 +385,14 @@ class TightLayoutTests(SynchronousTestCase):
         self.assertTrue(np.array_equal(decoder.values, converter_for(DEFAULT_FORMAT).values(rare)))
 
     def test_palette_lookup_keeps_nothing(self):
-        """The palette lookup leaves nothing behind in its process-wide table, so no
+        """The palette lookup leaves nothing behind in its (per-thread) table, so no
         rectangle's encoding can depend on what was encoded before it (by another test,
         in a full run)."""
         few = frame_of(*[[A, B, RED, WHITE] * 8] * 4)
         for frame in (few, picture("desktop"), picture("noise"), few):
             h, w = frame.shape[:2]
             encode_tight(frame, 0, 0, w, h, EncodeParams(DEFAULT_FORMAT))
-            self.assertFalse(tight._indexer._table.any())
+            self.assertFalse(tight._local.indexer._table.any())
 
     def test_jpeg_layout(self):
         """JPEG: control 0x90, compact length, a JFIF stream."""
@@ -450,7 +450,9 @@ class ParallelDeflateTests(SynchronousTestCase):
         # Compressible (runs and repeats) and larger than several pieces.
         words = rng.integers(0, 40, 5 * deflate.PARALLEL_PIECE // 8, dtype=np.uint8)
         self.data = np.repeat(words, 8).tobytes() + b"tail"
-        self.patch(deflate, "parallel_workers", lambda: 4)
+        from vncd.encoding import parallel
+        self.parallel = parallel
+        self.patch(parallel, "workers", lambda: 4)
 
     def test_raw_pieces_inflate_as_one_stream(self):
         """Zlib/ZRLE bodies: a raw deflate sequence that a stream inflates whole."""
@@ -473,7 +475,7 @@ class ParallelDeflateTests(SynchronousTestCase):
 
     def test_one_worker_is_serial(self):
         """With one CPU the output is exactly a single compressor's."""
-        self.patch(self.deflate, "parallel_workers", lambda: 1)
+        self.patch(self.parallel, "workers", lambda: 1)
         comp = zlib.compressobj(1, zlib.DEFLATED, -15)
         self.assertEqual(self.deflate.deflate_raw(self.data, 1),
                          comp.compress(self.data) + comp.flush(zlib.Z_SYNC_FLUSH))
@@ -535,3 +537,33 @@ class ZrleManyColourTests(SynchronousTestCase):
         out = zrle_tiles(vals, conv)
         self.assertEqual(out[0], 0x80)
         self.assertEqual(out, self.one_by_one(vals, conv))
+
+
+class ParallelTightTests(SynchronousTestCase):
+    """A full-width Tight rectangle is encoded piece by piece on threads; the
+    bytes are the same as with one thread."""
+
+    def test_same_bytes_with_threads(self):
+        from vncd.encoding import parallel
+        frame = np.concatenate([picture("desktop", 150, 1920), picture("noise", 150, 1920),
+                                picture("solid", 100, 1920)])
+        params = EncodeParams(DEFAULT_FORMAT)
+        self.patch(parallel, "workers", lambda: 1)
+        serial = encode_tight(frame, 0, 0, 1920, 400, params)
+        self.patch(parallel, "workers", lambda: 3)
+        threaded = encode_tight(frame, 0, 0, 1920, 400, params)
+        self.assertEqual(threaded, serial)
+        self.assertGreater(serial.count, 2)
+
+    def test_map_ordered_keeps_order_and_nests_serially(self):
+        from vncd.encoding import parallel
+        self.patch(parallel, "workers", lambda: 3)
+        inner = []
+
+        def work(i):
+            inner.append(parallel.map_ordered(lambda j: j * i, [1, 2]))
+            return i * i
+
+        self.assertEqual(parallel.map_ordered(work, list(range(10))),
+                         [i * i for i in range(10)])
+        self.assertEqual(sorted(map(tuple, inner)), sorted((i, 2 * i) for i in range(10)))

@@ -20,19 +20,18 @@ works), and the pieces' outputs concatenated.  Every piece ends with a
 sync flush (byte-aligned, no final block) and starts without a
 dictionary, so the concatenation is one valid deflate sequence that a
 single inflater reads through; only matches across a piece boundary are
-lost (well under 1 % on 1080p frames).  The pool has one thread per CPU
-the process may run on (at most :data:`MAX_THREADS`); with one CPU the
+lost (well under 1 % on 1080p frames).  The pieces are as many as the CPUs
+the process may run on; with one CPU the
 input is compressed in the calling thread, as before.
 """
 
 from __future__ import annotations
 
-import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["deflate_raw", "deflate_stream", "choose_level", "parallel_workers",
-           "PARALLEL_PIECE", "MAX_THREADS"]
+from vncd.encoding import parallel
+
+__all__ = ["deflate_raw", "deflate_stream", "choose_level", "PARALLEL_PIECE"]
 
 #: Inputs at least this long are sampled before being compressed; below
 #: it the compression itself is cheap enough that sampling does not pay.
@@ -56,30 +55,6 @@ SAMPLED_LEVEL_MAX = 5
 #: costs more than the parallelism saves (a 256 KiB piece takes a few ms).
 PARALLEL_PIECE = 256 * 1024
 
-#: Most compression threads, whatever the machine.
-MAX_THREADS = 8
-
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
-
-
-def parallel_workers() -> int:
-    """Threads the compression may use: the CPUs this process may run on."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(MAX_THREADS, cpus))
-
-
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """The shared pool (rebuilt after a fork: threads do not survive one)."""
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid() or _pool._max_workers < workers:
-        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vncd-deflate")
-        _pool_pid = os.getpid()
-    return _pool
-
 
 def _compress_piece(data, level: int, wbits: int) -> bytes:
     comp = zlib.compressobj(level, zlib.DEFLATED, wbits)
@@ -89,18 +64,17 @@ def _compress_piece(data, level: int, wbits: int) -> bytes:
 def _compress(data: bytes, level: int, header: bool) -> bytes:
     """Deflate (after a zlib header when ``header``) of ``data``, sync-flushed,
     in parallel pieces when it is large."""
-    workers = parallel_workers()
-    pieces = min(workers, len(data) // PARALLEL_PIECE)
+    pieces = min(parallel.workers(), len(data) // PARALLEL_PIECE)
+    if parallel.in_pool():
+        pieces = 1
     if pieces < 2:
         return _compress_piece(data, level, 15 if header else -15)
     view = memoryview(data)
     step = -(-len(data) // pieces)
-    bounds = [(i, min(i + step, len(data))) for i in range(0, len(data), step)]
-    futures = [_executor(workers).submit(_compress_piece, view[a:b], level,
-                                         15 if header and a == 0 else -15)
-               for a, b in bounds[1:]]
-    first = _compress_piece(view[bounds[0][0]:bounds[0][1]], level, 15 if header else -15)
-    return b"".join([first, *(f.result() for f in futures)])
+    starts = range(0, len(data), step)
+    return b"".join(parallel.map_ordered(
+        lambda a: _compress_piece(view[a:a + step], level, 15 if header and a == 0 else -15),
+        list(starts)))
 
 
 def choose_level(data: bytes, level: int) -> int:

@@ -20,12 +20,14 @@ used (noVNC cannot decode it).  Knows nothing about connections.
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 from PIL import Image
 
 from vncd.encoding import TIGHT, EncodedRect, EncodeParams, rect_header
 from vncd.encoding.convert import PixelConverter, converter_for
+from vncd.encoding import parallel
 from vncd.encoding.deflate import deflate_stream
 
 __all__ = ["encode_tight", "compact_length", "MAX_WIDTH", "FILL", "JPEG",
@@ -110,7 +112,7 @@ class _PaletteIndexer:
     through :func:`_palette` depends on its own pixels alone, never on
     what was encoded before it in the process.  A missing key maps to 0,
     so every result is still checked against the palette.  One table
-    serves the process: encoders run in the reactor's thread.
+    per thread: pieces are encoded in parallel (:func:`encode_tight`).
     """
 
     def __init__(self) -> None:
@@ -131,7 +133,15 @@ class _PaletteIndexer:
         return idx
 
 
-_indexer = _PaletteIndexer()
+_local = threading.local()
+
+
+def _indexer(keys: np.ndarray, colours: np.ndarray) -> np.ndarray | None:
+    """This thread's :class:`_PaletteIndexer` lookup."""
+    indexer = getattr(_local, "indexer", None)
+    if indexer is None:
+        indexer = _local.indexer = _PaletteIndexer()
+    return indexer(keys, colours)
 
 
 def _palette(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -198,16 +208,27 @@ def _piece(region: np.ndarray, conv: PixelConverter, params: EncodeParams) -> by
 
 def encode_tight(frame: np.ndarray, x: int, y: int, w: int, h: int,
                  params: EncodeParams) -> EncodedRect:
-    """Tight rectangles covering ``frame[y:y+h, x:x+w]``."""
+    """Tight rectangles covering ``frame[y:y+h, x:x+w]``.
+
+    The pieces are encoded in parallel (:mod:`vncd.encoding.parallel`):
+    each depends on its own pixels only.
+    """
     conv = converter_for(params.pf)
-    out = []
-    count = 0
+    boxes = []
     for px in range(x, x + w, MAX_WIDTH):
         pw = min(MAX_WIDTH, x + w - px)
         rows = max(1, MAX_PIECE_PIXELS // pw)
         for py in range(y, y + h, rows):
-            ph = min(rows, y + h - py)
-            out.append(rect_header(px, py, pw, ph, TIGHT))
-            out.append(_piece(frame[py:py + ph, px:px + pw], conv, params))
-            count += 1
-    return EncodedRect(b"".join(out), count=count)
+            boxes.append((px, py, pw, min(rows, y + h - py)))
+    if len(boxes) * MAX_PIECE_PIXELS // 2 > w * h:
+        # Small pieces (a narrow or short rectangle): not worth a hand-off.
+        pieces = [_piece(frame[py:py + ph, px:px + pw], conv, params)
+                  for px, py, pw, ph in boxes]
+    else:
+        pieces = parallel.map_ordered(
+            lambda b: _piece(frame[b[1]:b[1] + b[3], b[0]:b[0] + b[2]], conv, params), boxes)
+    out = []
+    for (px, py, pw, ph), piece in zip(boxes, pieces):
+        out.append(rect_header(px, py, pw, ph, TIGHT))
+        out.append(piece)
+    return EncodedRect(b"".join(out), count=len(boxes))
