@@ -429,6 +429,10 @@ def read_update(reader: Reader, bpp: int, tpixel: int) -> int | None:
 class Result:
     full: int = 0
     updates: int = 0
+    #: Pixels the counted updates covered (full screens = area / screen size).
+    area: int = 0
+    #: Pixels of the screen.
+    screen: int = 0
     bytes: int = 0
     wall: float = 0.0
     client_cpu: float = 0.0
@@ -453,7 +457,7 @@ def stream(port: int, name: str, seconds: float, server: peers.Child,
     try:
         sock, init = peers.handshake(sock)
         sock.settimeout(SILENCE_TIMEOUT)
-        screen = init.width * init.height
+        screen = result.screen = init.width * init.height
         bpp, tpixel = init.bytes_per_pixel, tight_pixel_size(init.pixel_format)
         request = struct.pack(">BBHHHH", 3, 1, 0, 0, init.width, init.height)
         sock.sendall(set_encodings(name)
@@ -479,6 +483,7 @@ def stream(port: int, name: str, seconds: float, server: peers.Child,
                 continue
             sock.sendall(request)
             result.updates += 1
+            result.area += area
             if area >= screen:
                 result.full += 1
         result.wall = time.monotonic() - start
