@@ -145,9 +145,28 @@ class PixelConverter:
         packed = np.ascontiguousarray(values, dtype=self._dtype)
         return packed.view(np.uint8).reshape(values.shape + (self.bpp,))
 
-    def raw(self, rgbx: np.ndarray) -> bytes:
-        """The Raw encoding of an RGBX array: its wire bytes in scanline order."""
-        return self.wire(rgbx).tobytes()
+    def raw(self, rgbx: np.ndarray, prefix: bytes = b"") -> bytes:
+        """The Raw encoding of an RGBX array: its wire bytes in scanline order,
+        after ``prefix`` (a rectangle header).
+
+        The pixels are converted straight into the buffer that becomes the
+        result: for a 1080p frame that is one 8 MB buffer fewer to fault in
+        and copy than converting first and concatenating after.
+        """
+        h, w = rgbx.shape[:2]
+        pos = self._byte_positions
+        out = np.empty(len(prefix) + h * w * self.bpp, dtype=np.uint8)
+        out[:len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
+        body = out[len(prefix):].reshape(h, w, self.bpp)
+        if pos is not None:
+            spare = ({0, 1, 2, 3} - set(pos)).pop()
+            body[..., spare] = 0
+            body[..., pos[0]] = rgbx[..., 0]
+            body[..., pos[1]] = rgbx[..., 1]
+            body[..., pos[2]] = rgbx[..., 2]
+        else:
+            body[...] = self.wire(rgbx)
+        return out.tobytes()
 
     def cpixels(self, rgbx: np.ndarray) -> np.ndarray:
         """ZRLE CPIXEL bytes, ``(h, w, cpixel_size)``."""
