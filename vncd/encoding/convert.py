@@ -26,6 +26,7 @@ This module knows nothing about encodings, sockets or clients.
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
@@ -131,14 +132,37 @@ class PixelConverter:
 
     def wire(self, rgbx: np.ndarray) -> np.ndarray:
         """Wire bytes, ``(h, w, bpp)`` uint8, of an RGBX array."""
-        pos = self._byte_positions
-        if pos is not None:
-            out = np.zeros(rgbx.shape[:2] + (4,), dtype=np.uint8)
-            out[..., pos[0]] = rgbx[..., 0]
-            out[..., pos[1]] = rgbx[..., 1]
-            out[..., pos[2]] = rgbx[..., 2]
+        if self._byte_positions is not None:
+            out = np.empty(rgbx.shape[:2] + (4,), dtype=np.uint8)
+            self._shuffle_into(rgbx, out)
             return out
         return self.wire_from_values(self.values(rgbx))
+
+    def _shuffle_into(self, rgbx: np.ndarray, out: np.ndarray) -> None:
+        """Write the wire bytes of a 32-bit byte-aligned format into ``out``
+        (``(h, w, 4)`` uint8, contiguous), the padding byte 0.
+
+        The two layouts nearly every client uses are whole-word operations:
+        B, G, R, X (vncd's default and QEMU's) is the pixel read as a
+        big-endian word shifted right by a byte; R, G, B, X is the pixel
+        with its X byte cleared.  Others move channel by channel.
+        """
+        pos = self._byte_positions
+        if rgbx.shape[0] and rgbx.shape[1] and rgbx.strides[-1] == 1 \
+                and rgbx.strides[-2] == 4:
+            words = out.view("<u4")[..., 0]
+            if pos == (2, 1, 0):
+                np.right_shift(rgbx.view(">u4")[..., 0], 8, out=words, casting="unsafe")
+                return
+            if pos == (0, 1, 2):
+                np.bitwise_and(rgbx.view("<u4")[..., 0], 0xFFFFFF, out=words,
+                               casting="unsafe")
+                return
+        spare = ({0, 1, 2, 3} - set(pos)).pop()
+        out[..., spare] = 0
+        out[..., pos[0]] = rgbx[..., 0]
+        out[..., pos[1]] = rgbx[..., 1]
+        out[..., pos[2]] = rgbx[..., 2]
 
     def wire_from_values(self, values: np.ndarray) -> np.ndarray:
         """Wire bytes, ``values.shape + (bpp,)``, of pixel values."""
@@ -154,16 +178,14 @@ class PixelConverter:
         and copy than converting first and concatenating after.
         """
         h, w = rgbx.shape[:2]
-        pos = self._byte_positions
-        out = np.empty(len(prefix) + h * w * self.bpp, dtype=np.uint8)
+        size = len(prefix) + h * w * self.bpp
+        out = _scratch(size)
         out[:len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
         body = out[len(prefix):].reshape(h, w, self.bpp)
-        if pos is not None:
-            spare = ({0, 1, 2, 3} - set(pos)).pop()
-            body[..., spare] = 0
-            body[..., pos[0]] = rgbx[..., 0]
-            body[..., pos[1]] = rgbx[..., 1]
-            body[..., pos[2]] = rgbx[..., 2]
+        if self._byte_positions is not None:
+            # The words start at an offset of len(prefix) (12): numpy copes
+            # with the unaligned uint32 view.
+            self._shuffle_into(rgbx, body)
         else:
             body[...] = self.wire(rgbx)
         return out.tobytes()
@@ -255,6 +277,30 @@ class PixelConverter:
     def rgbx_of(self, rgbx: np.ndarray) -> np.ndarray:
         """What a client of this format sees of an RGBX array (X = 0)."""
         return self.rgbx_from_values(self.values(rgbx))
+
+
+#: Raw outputs at least this large are converted in a per-thread scratch
+#: buffer that is kept and reused; up to this size it is kept (a 4K screen).
+SCRATCH_MIN = 1 << 20
+SCRATCH_MAX = 64 << 20
+
+_scratch_local = threading.local()
+
+
+def _scratch(size: int) -> np.ndarray:
+    """A ``size``-byte uint8 buffer to convert into before ``tobytes()``.
+
+    Large ones are reused, per thread: a fresh 8 MB buffer freed right after
+    its ``tobytes()`` copy makes the C allocator hand the memory back to the
+    system and fault it in again for the next frame, which costs three
+    times the conversion itself.
+    """
+    if not SCRATCH_MIN <= size <= SCRATCH_MAX:
+        return np.empty(size, dtype=np.uint8)
+    buf = getattr(_scratch_local, "buf", None)
+    if buf is None or buf.size < size:
+        buf = _scratch_local.buf = np.empty(size, dtype=np.uint8)
+    return buf[:size]
 
 
 #: Converters kept for reuse: every distinct format a client has asked
