@@ -2,7 +2,7 @@
 
 import numpy as np
 from hypothesis import given, settings, strategies as st
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from vncd.encoding.convert import COLOUR_MAP_SIZE, PixelConverter, converter_for
 from vncd.pixels import DEFAULT_FORMAT, PixelFormat
@@ -258,3 +258,12 @@ class WordShuffleTests(SynchronousTestCase):
         second = conv.raw(np.zeros_like(a))
         self.assertEqual(first, bytes([7, 7, 7, 0]) * size)
         self.assertEqual(second, bytes(4 * size))
+
+    def test_allocator_keeps_large_buffers(self):
+        """On glibc (Debian) the allocator setting took effect at import."""
+        import platform
+        from vncd.encoding import convert
+        if platform.libc_ver()[0] != "glibc":
+            raise SkipTest("not glibc")
+        self.assertTrue(convert._kept)
+        self.assertTrue(convert.keep_large_buffers())
