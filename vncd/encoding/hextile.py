@@ -73,10 +73,9 @@ def encode_hextile(frame: np.ndarray, x: int, y: int, w: int, h: int,
 
     # Runs of equal non-background pixels, per row, never crossing a tile
     # edge or the rectangle's edge.
-    bgmap = np.repeat(np.repeat(bg, TILE, axis=0), TILE, axis=1)
-    valid = np.zeros((H, W), dtype=bool)
-    valid[:h, :w] = True
-    fore = (pv != bgmap) & valid
+    fore = (pv.reshape(ty, TILE, tx, TILE) != bg[:, None, :, None]).reshape(H, W)
+    fore[h:] = False
+    fore[:, w:] = False
     edge_left = np.zeros(W, dtype=bool)
     edge_left[::TILE] = True
     same_left = np.zeros((H, W), dtype=bool)
@@ -96,15 +95,19 @@ def encode_hextile(frame: np.ndarray, x: int, y: int, w: int, h: int,
     nt = kind.size
     counts = np.where(kind == 1, counts.ravel(), np.where(kind == 2, counts.ravel(), 0))
 
-    # Subrectangles of the tiles that use them, grouped by tile.
-    uses = np.repeat(np.repeat((kind == 1) | (kind == 2), TILE)
-                     .reshape(ty, tx * TILE), TILE, axis=0)
-    starts &= uses
-    same_right = np.zeros((H, W), dtype=bool)
-    same_right[:, :-1] = same_left[:, 1:] & fore[:, 1:]
-    ends = fore & uses & (np.roll(edge_left, -1) | ~same_right)
-    sy, sx = np.nonzero(starts)
-    ex = np.nonzero(ends)[1]
+    # Subrectangles of the tiles that use them, grouped by tile (none at
+    # all when every tile is solid or raw: photos, video).
+    with_subrects = (kind == 1) | (kind == 2)
+    if with_subrects.any():
+        uses = np.repeat(np.repeat(with_subrects, TILE).reshape(ty, tx * TILE), TILE, axis=0)
+        starts &= uses
+        same_right = np.zeros((H, W), dtype=bool)
+        same_right[:, :-1] = same_left[:, 1:] & fore[:, 1:]
+        ends = fore & uses & (np.roll(edge_left, -1) | ~same_right)
+        sy, sx = np.nonzero(starts)
+        ex = np.nonzero(ends)[1]
+    else:
+        sy = sx = ex = np.zeros(0, dtype=np.intp)
     tile_of = (sy // TILE) * tx + sx // TILE
     order = np.argsort(tile_of, kind="stable")
     sy, sx, ex, tile_of = sy[order], sx[order], ex[order], tile_of[order]
@@ -156,7 +159,7 @@ def encode_hextile(frame: np.ndarray, x: int, y: int, w: int, h: int,
     # Raw tiles: their pixels in scanline order.
     raw_idx = np.flatnonzero(raw_tile)
     if raw_idx.size:
-        wire_tiles = _pad(conv.wire_from_values(vals), ty, tx).reshape(ty, TILE, tx, TILE, bpp)
+        wire_tiles = conv.wire_from_values(pv).reshape(ty, TILE, tx, TILE, bpp)
         _copy_raw_tiles(out, wire_tiles, raw_idx, begin, tws, ths, tx, bpp)
     return EncodedRect(head + out.tobytes())
 
