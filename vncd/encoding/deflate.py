@@ -52,8 +52,9 @@ SAMPLED_LEVEL_MAX = 5
 
 
 #: Smallest piece compressed on its own thread: below this the hand-off
-#: costs more than the parallelism saves (a 256 KiB piece takes a few ms).
-PARALLEL_PIECE = 256 * 1024
+#: costs more than the parallelism saves (a 128 KiB piece takes 1-3 ms;
+#: a 1920x64 band of a Tight or Zlib update is 360-480 KiB, so it splits).
+PARALLEL_PIECE = 128 * 1024
 
 
 def _compress_piece(data, level: int, wbits: int) -> bytes:
