@@ -25,6 +25,49 @@ py-spy needs ptrace rights over the server (root, or
 ``kernel.yama.ptrace_scope=0``).  The figures are shares of the
 server's own samples: they say where a run spends its time, not how much
 (use :mod:`benchmarks.suite` for that).
+
+What the profiles showed (issue 10; 1080p "video" frames, every pixel
+changing, 30 fps offered, one client; shares of the server's busy samples)
+-------------------------------------------------------------------------
+
+Before (main at d9d4fba, ``--screen array``; ``--screen file`` for
+Tight+JPEG, whose run needs ``lossy=on``):
+
+* Raw, 16 ms CPU/update: socket writes 25 %, channel shuffle
+  (``PixelConverter.wire``) 16 %, damage compare 12 %, reactor poll 11 %,
+  and 16 % copying the same 8 MB through the write path (``_flush``,
+  ``PendingOutput.take``, ``RFBStack.send``/``data_to_send``) plus 6 % for
+  the rectangle header concatenation in ``encode_raw``.  Much of it was page
+  faults: every frame's fresh 8 MB buffers were given back to the system
+  and faulted in again.
+* Zlib, 163 ms: deflate 87 %; the rest is noise.
+* Hextile, 95 ms: inside ``encode_hextile`` 47 % (the Python loop over
+  raw tiles and whole-frame temporaries), numpy tile reductions 28 %.
+* ZRLE, 228 ms: deflate 50 %, tile analysis 39 % (sorting every tile for
+  its palette 11 %, per-tile Python ``_tile``/``run_lengths``/
+  ``_emit_runs`` 20 %).
+* Tight, 175 ms: deflate 79 %, RGB TPIXEL copies in ``_piece`` 8 %,
+  the incompressibility sample 4 %.
+* Tight+JPEG, 33 ms: ``_jpeg`` 66 %, of which two thirds the RGBX -> RGB
+  copy handed to Pillow and one third libjpeg-turbo itself; the file
+  screen's look 10 %, damage compare 5 %.
+* None handshakes, 0.45 ms CPU each: system calls (accept, recv, send,
+  close) 40 %, the reactor's poll 10 %, Twisted's log context 5 %; vncd's
+  own protocol code about 12 % -- the rest is Twisted per connection.
+
+After this branch (``--screen file``, as the suite runs it):
+
+* Raw, 15 ms: the file screen's look (compare with the last copy and
+  convert, ``FileScreen.look`` + ``array_equal``) 37 %, socket writes
+  19 %, damage compare 14 %, poll 10 %; encoding 10 % (was 40 %).
+* Zlib, 133 ms: deflate 81 % (now in pieces on both cores).
+* Hextile, 59 ms: numpy work inside ``encode_hextile`` 30 %, tile
+  reductions 40 %.
+* ZRLE, 154 ms: deflate 54 %, many-colour tiles together 12 %, palettes
+  of the other tiles 6 %.
+* Tight, 164 ms: deflate 73 %, ``_piece`` 9 %.
+* Tight+JPEG, 16 ms: libjpeg-turbo 29 %, file look 30 %, damage compare
+  11 %: the encoder is no longer the larger part.
 """
 
 from __future__ import annotations
