@@ -31,7 +31,23 @@ import zlib
 
 from vncd.encoding import parallel
 
-__all__ = ["deflate_raw", "deflate_stream", "choose_level", "PARALLEL_PIECE"]
+try:
+    # zlib-ng (python-zlib-ng): the same deflate format from a faster
+    # implementation.  For ZRLE tile streams and Tight's pixels its level
+    # n + 1 gives within 2-3 % of stdlib zlib's level n sizes on 1080p
+    # frames at 55-75 % of the time (desktop pictures: a third).  For the
+    # Zlib encoding's 32-bit pixels it saves little and loses more size, so
+    # Zlib keeps stdlib zlib (see :func:`deflate_raw`'s ``fast``).
+    from zlib_ng import zlib_ng as _fast_engine
+    #: Added to the client's level (1-8) to get zlib-ng's level.
+    FAST_LEVEL_SHIFT = 1
+except ImportError:  # pragma: no cover - zlib-ng is a dependency
+    _fast_engine = zlib
+    FAST_LEVEL_SHIFT = 0
+
+#: The deflate implementation of ``fast=True`` ("zlib-ng" or "zlib").
+FAST_ENGINE = "zlib-ng" if _fast_engine is not zlib else "zlib"
+
 
 #: Inputs at least this long are sampled before being compressed; below
 #: it the compression itself is cheap enough that sampling does not pay.
@@ -57,24 +73,33 @@ SAMPLED_LEVEL_MAX = 5
 PARALLEL_PIECE = 128 * 1024
 
 
-def _compress_piece(data, level: int, wbits: int) -> bytes:
-    comp = zlib.compressobj(level, zlib.DEFLATED, wbits)
-    return comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
+def engine_level(level: int, fast: bool) -> int:
+    """The deflate engine's level for a client's compression level 0-9."""
+    if level <= 0:
+        return 0
+    return min(9, level + FAST_LEVEL_SHIFT) if fast else level
 
 
-def _compress(data: bytes, level: int, header: bool) -> bytes:
+def _compress_piece(data, level: int, wbits: int, fast: bool) -> bytes:
+    engine = _fast_engine if fast else zlib
+    comp = engine.compressobj(engine_level(level, fast), engine.DEFLATED, wbits)
+    return comp.compress(data) + comp.flush(engine.Z_SYNC_FLUSH)
+
+
+def _compress(data: bytes, level: int, header: bool, fast: bool) -> bytes:
     """Deflate (after a zlib header when ``header``) of ``data``, sync-flushed,
     in parallel pieces when it is large."""
     pieces = min(parallel.workers(), len(data) // PARALLEL_PIECE)
     if parallel.in_pool():
         pieces = 1
     if pieces < 2:
-        return _compress_piece(data, level, 15 if header else -15)
+        return _compress_piece(data, level, 15 if header else -15, fast)
     view = memoryview(data)
     step = -(-len(data) // pieces)
     starts = range(0, len(data), step)
     return b"".join(parallel.map_ordered(
-        lambda a: _compress_piece(view[a:a + step], level, 15 if header and a == 0 else -15),
+        lambda a: _compress_piece(view[a:a + step], level, 15 if header and a == 0 else -15,
+                                  fast),
         list(starts)))
 
 
@@ -89,11 +114,15 @@ def choose_level(data: bytes, level: int) -> int:
     return level
 
 
-def deflate_raw(data: bytes, level: int) -> bytes:
-    """Raw deflate of ``data`` from fresh compressors, ended by a sync flush."""
-    return _compress(data, choose_level(data, level), header=False)
+def deflate_raw(data: bytes, level: int, *, fast: bool = False) -> bytes:
+    """Raw deflate of ``data`` from fresh compressors, ended by a sync flush.
+
+    ``fast`` uses zlib-ng (when installed) one level up: about the same
+    size in half to two thirds of the time for ZRLE and Tight data.
+    """
+    return _compress(data, choose_level(data, level), header=False, fast=fast)
 
 
-def deflate_stream(data: bytes, level: int) -> bytes:
+def deflate_stream(data: bytes, level: int, *, fast: bool = False) -> bytes:
     """A zlib stream start (header + deflate) of ``data``, ended by a sync flush."""
-    return _compress(data, choose_level(data, level), header=True)
+    return _compress(data, choose_level(data, level), header=True, fast=fast)

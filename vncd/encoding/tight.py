@@ -89,7 +89,7 @@ def _basic(stream: int, filter_id: int | None, prefix: bytes, data: bytes, level
     head = bytes([ctl]) if filter_id is None else bytes([ctl | FILTER_BIT, filter_id])
     if len(data) < MIN_COMPRESS:
         return head + prefix + data
-    z = deflate_stream(data, level)
+    z = deflate_stream(data, level, fast=True)
     return head + prefix + compact_length(len(z)) + z
 
 

@@ -215,4 +215,5 @@ def encode_zrle(frame: np.ndarray, x: int, y: int, w: int, h: int,
     conv = converter_for(params.pf)
     head = rect_header(x, y, w, h, ZRLE)
     tiles = zrle_tiles(conv.values(frame[y:y + h, x:x + w]), conv) if w and h else b""
-    return EncodedRect(deflate_raw(tiles, params.compress_level), stream=ZRLE, head=head)
+    return EncodedRect(deflate_raw(tiles, params.compress_level, fast=True), stream=ZRLE,
+                       head=head)
