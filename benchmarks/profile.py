@@ -57,15 +57,18 @@ Tight+JPEG, whose run needs ``lossy=on``):
 
 After this branch (``--screen file``, as the suite runs it):
 
-* Raw, 15 ms: the file screen's look (compare with the last copy and
+* Raw, 15-18 ms: the file screen's look (compare with the last copy and
   convert, ``FileScreen.look`` + ``array_equal``) 37 %, socket writes
   19 %, damage compare 14 %, poll 10 %; encoding 10 % (was 40 %).
 * Zlib, 133 ms: deflate 81 % (now in pieces on both cores).
 * Hextile, 59 ms: numpy work inside ``encode_hextile`` 30 %, tile
   reductions 40 %.
-* ZRLE, 154 ms: deflate 54 %, many-colour tiles together 12 %, palettes
-  of the other tiles 6 %.
-* Tight, 164 ms: deflate 73 %, ``_piece`` 9 %.
+* ZRLE, 154 ms with stdlib zlib (deflate 54 %), 138 ms with zlib-ng:
+  deflate 45 %, many-colour tiles together 12 %, the partial bottom row's
+  tiles one by one (``np.unique``) 7 %, run tables 4 %, pool hand-offs 5 %.
+* Tight, 164 ms with stdlib zlib (deflate 73 %), 134 ms with zlib-ng:
+  deflate 63 %, ``_piece`` (RGB TPIXEL copies) 11 %, the
+  incompressibility sample 5 %, pool hand-offs 5-8 %.
 * Tight+JPEG, 16 ms: libjpeg-turbo 29 %, file look 30 %, damage compare
   11 %: the encoder is no longer the larger part.
 """
