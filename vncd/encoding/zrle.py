@@ -79,12 +79,13 @@ def _packed_size(ncolours: int, tw: int, th: int) -> int:
     return -(-tw * bits // 8) * th
 
 
-def _tile(vals: np.ndarray, palette: np.ndarray, conv: PixelConverter) -> bytes:
-    """One tile (``vals`` its pixel values, ``palette`` its sorted colours)."""
+def _tile(vals: np.ndarray, palette: np.ndarray | None, conv: PixelConverter) -> bytes:
+    """One tile (``vals`` its pixel values, ``palette`` its sorted colours, or
+    None when it is known to have more than :data:`MAX_RLE_PALETTE`)."""
     th, tw = vals.shape
     n = th * tw
     bpc = conv.cpixel_size
-    ncol = palette.size
+    ncol = palette.size if palette is not None else MAX_RLE_PALETTE + 1
     if ncol == 1:
         return b"\x01" + conv.cpixels_from_values(palette).tobytes()
     flat = vals.ravel()
@@ -202,10 +203,12 @@ def zrle_tiles(vals: np.ndarray, conv: PixelConverter) -> bytes:
                 tile = vals[i * TILE:(i + 1) * TILE, j * TILE:(j + 1) * TILE]
                 out[t] = _tile(tile, ordered[k][first[k]], conv)
     for t, done in enumerate(out):
-        if done is None:
+        if done is None:  # a partial tile at the right or bottom edge
             i, j = divmod(t, tx)
             tile = vals[i * TILE:(i + 1) * TILE, j * TILE:(j + 1) * TILE]
-            out[t] = _tile(tile, np.unique(tile), conv)
+            sample = np.unique(tile.ravel()[::_SAMPLE_STEP])
+            out[t] = _tile(tile, None if sample.size > MAX_RLE_PALETTE else np.unique(tile),
+                           conv)
     return b"".join(out)
 
 
