@@ -267,3 +267,13 @@ class WordShuffleTests(SynchronousTestCase):
             raise SkipTest("not glibc")
         self.assertTrue(convert._kept)
         self.assertTrue(convert.keep_large_buffers())
+
+    def test_tpixel_bytes_match_tpixels(self):
+        """Tight's packed TPIXELs: the same bytes as the array, for any region."""
+        rng = np.random.default_rng(12)
+        frame = rng.integers(0, 256, (30, 41, 4), dtype=np.uint8)
+        for pf in (DEFAULT_FORMAT, PixelFormat(32, 24, True, True, 255, 255, 255, 0, 8, 16),
+                   PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)):
+            conv = PixelConverter(pf)
+            for region in (frame, frame[2:20, 3:33], frame[:, ::3], frame[:0]):
+                self.assertEqual(conv.tpixel_bytes(region), conv.tpixels(region).tobytes())

@@ -29,6 +29,7 @@ import functools
 import threading
 
 import numpy as np
+from PIL import Image
 
 from vncd.pixels import PixelFormat
 
@@ -208,6 +209,15 @@ class PixelConverter:
         if self.tpixel_rgb:
             return rgbx[..., :3]
         return self.wire(rgbx)
+
+    def tpixel_bytes(self, rgbx: np.ndarray) -> bytes:
+        """``tpixels(rgbx).tobytes()``, faster: Pillow's packer drops the X
+        byte of every pixel several times faster than a strided numpy copy."""
+        h, w = rgbx.shape[:2]
+        if not self.tpixel_rgb or not h or not w:
+            return self.tpixels(rgbx).tobytes()
+        pixels = np.ascontiguousarray(rgbx)
+        return Image.frombuffer("RGBX", (w, h), pixels, "raw", "RGBX", 0, 1).tobytes("raw", "RGB")
 
     def tpixels_from_values(self, values: np.ndarray) -> np.ndarray:
         if self.tpixel_rgb:

@@ -205,8 +205,7 @@ def _piece(region: np.ndarray, conv: PixelConverter, params: EncodeParams) -> by
     if (params.jpeg_quality is not None and conv.pf.bits_per_pixel in (16, 32)
             and h * w >= JPEG_MIN_PIXELS):
         return _jpeg(region, params)
-    return _basic(_COPY_STREAM, None, b"", conv.tpixels(region).tobytes(),
-                  params.compress_level)
+    return _basic(_COPY_STREAM, None, b"", conv.tpixel_bytes(region), params.compress_level)
 
 
 def encode_tight(frame: np.ndarray, x: int, y: int, w: int, h: int,
