@@ -104,8 +104,8 @@ def encode_hextile(frame: np.ndarray, x: int, y: int, w: int, h: int,
         same_right = np.zeros((H, W), dtype=bool)
         same_right[:, :-1] = same_left[:, 1:] & fore[:, 1:]
         ends = fore & uses & (np.roll(edge_left, -1) | ~same_right)
-        sy, sx = np.nonzero(starts)
-        ex = np.nonzero(ends)[1]
+        sy, sx = np.divmod(np.flatnonzero(starts), W)
+        ex = np.flatnonzero(ends) % W
     else:
         sy = sx = ex = np.zeros(0, dtype=np.intp)
     tile_of = (sy // TILE) * tx + sx // TILE
