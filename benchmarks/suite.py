@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.suite [--quick] [--parts streaming,cores,fanout,handshakes,memory]
         [--rounds 3] [--seconds 5] [--encodings raw,zlib,hextile,zrle,tight,tight-jpeg]
-        [--json suite.json]
+        [--before DIR] [--json suite.json]
 
 Peers: QEMU 7.2 (``qemu-system-x86``, the reference for handshakes and idle
 memory) and x11vnc (the reference for full-screen streaming; not needed by
@@ -39,6 +39,8 @@ Parts:
   asks for a quality level.  Per encoding: screens/s, server CPU per
   screen (utime+stime of every thread of the server process, from
   /proc), and bytes per screen.
+  ``--before DIR`` adds the vncd of another checkout (main's work tree)
+  as a third server in the same rounds: before/after rows per encoding.
 * ``cores`` -- vncd alone, pinned with ``taskset -c 0`` and then
   ``taskset -c 0,1``, streaming at ``--max-fps``: updates/s and the
   scaling (the painter and client run unpinned).
@@ -212,8 +214,9 @@ class FramebufferFile:
 
 
 def stream_server(children: peers.Children, name: str, argv: list[str], port: int,
-                  encodings: list[str], seconds: float) -> dict[str, throughput.Result]:
-    server = children.start(argv, name=name)
+                  encodings: list[str], seconds: float,
+                  root: str = peers.ROOT) -> dict[str, throughput.Result]:
+    server = children.start(argv, name=name, root=root)
     try:
         server.wait_for_port(port)
         return {e: throughput.stream(port, e, seconds, server, []) for e in encodings}
@@ -230,18 +233,20 @@ def streaming(children, args, tmp: str, results: dict) -> list[Row]:
         label = f"{fps:g} fps offered"
         fb = FramebufferFile(children, tmp, fps, args.picture)
         try:
-            samples: dict[str, dict[str, list]] = {"vncd": {}, "x11vnc": {}}
+            samples: dict[str, dict[str, list]] = {"vncd": {}, "x11vnc": {}, "before": {}}
+            servers = ["vncd", "x11vnc"] + (["before"] if args.before else [])
             for rnd in range(args.rounds):
-                order = ["vncd", "x11vnc"] if rnd % 2 == 0 else ["x11vnc", "vncd"]
+                order = servers if rnd % 2 == 0 else servers[::-1]
                 for server in order:
                     if server == "x11vnc" and not have_x11vnc:
                         continue
                     display = peers.free_display()
                     port = peers.VNC_BASE_PORT + display
-                    argv = fb.vncd_argv(display) if server == "vncd" else fb.x11vnc_argv(port)
+                    argv = fb.x11vnc_argv(port) if server == "x11vnc" else fb.vncd_argv(display)
+                    root = args.before if server == "before" else peers.ROOT
                     try:
                         got = stream_server(children, server, argv, port, args.encodings,
-                                            args.seconds)
+                                            args.seconds, root)
                     except RuntimeError as e:
                         say(f"streaming {label}: {server} failed: {e}")
                         continue
@@ -295,6 +300,14 @@ def streaming_rows(label: str, samples: dict, fps: float) -> list[Row]:
                         [r.bytes / screens(r) / 1e3 for r in v],
                         [r.bytes / screens(r) / 1e3 for r in p], name, "<=",
                         TARGET_BYTES_RATIO, unit="KB"))
+    for e in samples.get("before", {}):
+        v, b = ok(samples["vncd"].get(e, [])), ok(samples["before"][e])
+        rows.append(Row("before/after", f"{e}, {label}: screens/s",
+                        [screens(r) / r.wall for r in v], [screens(r) / r.wall for r in b],
+                        "before"))
+        rows.append(Row("before/after", f"{e}, {label}: server CPU/screen",
+                        [1000 * r.server_cpu / screens(r) for r in v],
+                        [1000 * r.server_cpu / screens(r) for r in b], "before", unit="ms"))
     return rows
 
 
@@ -476,6 +489,9 @@ def main(argv=None) -> None:
     parser.add_argument("--max-fps", type=float, default=60.0,
                         help="frames per second offered in the 'as fast as possible' run")
     parser.add_argument("--picture", choices=throughput.PICTURES, default="video")
+    parser.add_argument("--before", metavar="DIR",
+                        help="streaming also runs the vncd of another checkout (e.g. main's "
+                             "work tree) as a third server: before/after rows")
     parser.add_argument("--clients", type=int, default=500, help="idle clients (memory part)")
     parser.add_argument("--json", default=os.path.join(tempfile.gettempdir(), "vncd-suite.json"),
                         help="where the samples go ('' for nowhere)")
@@ -504,6 +520,8 @@ def main(argv=None) -> None:
         parser.error(f"--seconds must be in (0, {MAX_SECONDS:g}]")
     if not 0 < args.max_fps <= throughput.MAX_FPS:
         parser.error(f"--max-fps must be in (0, {throughput.MAX_FPS:g}]")
+    if args.before and not os.path.isfile(os.path.join(args.before, "vncd", "__main__.py")):
+        parser.error(f"--before {args.before}: not a vncd checkout")
     if not 1 <= args.clients <= idle_memory.MAX_CLIENTS:
         parser.error(f"--clients must be 1..{idle_memory.MAX_CLIENTS}")
     peers.stop_on_sigterm()
