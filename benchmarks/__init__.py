@@ -1,5 +1,7 @@
 """Benchmarks: scripts run by hand that print a table (never run by the tests).
 
+    .venv/bin/python -m benchmarks.suite      # all of it vs QEMU 7.2 and x11vnc: table + JSON
+    .venv/bin/python -m benchmarks.profile    # py-spy profile per encoding (the bench extra)
     .venv/bin/python -m benchmarks.encoders   # per-encoding cost at 1080p
     .venv/bin/python -m benchmarks.updates    # damage detection, fan-out, latency
     .venv/bin/python -m benchmarks.connections  # handshakes/s and CPU per handshake vs QEMU 7.2

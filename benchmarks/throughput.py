@@ -112,7 +112,15 @@ FRAMEBUFFER_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 XVFB_TIMEOUT = 30.0
 
 RAW, HEXTILE, ZLIB, TIGHT, ZRLE = 0, 5, 6, 7, 16
-ENCODINGS = {"raw": RAW, "zlib": ZLIB, "hextile": HEXTILE, "zrle": ZRLE, "tight": TIGHT}
+ENCODINGS = {"raw": RAW, "zlib": ZLIB, "hextile": HEXTILE, "zrle": ZRLE, "tight": TIGHT,
+             "tight-jpeg": TIGHT}
+
+#: JPEG quality level 6 (pseudo-encoding -32 + 6): what ``tight-jpeg`` adds
+#: to its SetEncodings, TigerVNC's default, so Tight may send JPEG.
+QUALITY_LEVEL_6 = -26
+
+#: Pseudo-encodings a run lists after its encoding.
+PSEUDO_ENCODINGS = {"tight-jpeg": (QUALITY_LEVEL_6,)}
 
 #: x11vnc options: poll the whole screen (no DAMAGE), never back off, no
 #: client-side cache (it would make the framebuffer 11 times as tall).
@@ -126,11 +134,16 @@ X11VNC_PACING = {"x11vnc": [], "x11vnc-fast": ["-wait", "1", "-defer", "1"]}
 
 SERVERS = ("vncd", *X11VNC_PACING)
 
+#: What the screens show (see :func:`make_frames`).
+PICTURES = ("video", "noise", "desktop")
+
 
 def make_frames(picture: str) -> list[np.ndarray]:
     """The frames both screens cycle through, as (h, w, 4) RGBX arrays."""
     if picture == "video":
         return [frames.video(i * VIDEO_STEP) for i in range(FRAME_COUNT)]
+    if picture == "desktop":
+        return [frames.desktop(seed=1 + i) for i in range(FRAME_COUNT)]
     return [frames.noise(seed=10 + i) for i in range(FRAME_COUNT)]
 
 
@@ -191,14 +204,21 @@ def xwd_layout(fbfile: str) -> tuple[int, int, tuple[int, int, int], str]:
 def paint_xvfb(fbdir: str, fps: float, picture: str) -> None:
     """``--role paint``: write the frames into Xvfb's framebuffer ``fps`` times a second."""
     fbfile = os.path.join(fbdir, "Xvfb_screen0")
-    offset, bytes_per_line, shifts, dtype = xwd_layout(fbfile)
+    paint_file(fbfile, *xwd_layout(fbfile), fps, picture)
+
+
+def paint_file(path: str, offset: int, bytes_per_line: int, shifts: tuple[int, int, int],
+               dtype: str, fps: float, picture: str) -> None:
+    """Write the frames into the memory-mapped framebuffer file ``path`` ``fps``
+    times a second, forever: rows of ``bytes_per_line`` from ``offset``, one
+    word per pixel of type ``dtype`` with R, G and B at ``shifts``."""
     packed = []
     for rgbx in make_frames(picture):
         words = np.zeros((frames.HEIGHT, bytes_per_line // 4), dtype=dtype)
         value = sum(rgbx[..., c].astype(np.uint32) << shift for c, shift in enumerate(shifts))
         words[:, :frames.WIDTH] = value
         packed.append(words)
-    with open(fbfile, "r+b") as f:
+    with open(path, "r+b") as f:
         mapped = mmap.mmap(f.fileno(), offset + bytes_per_line * frames.HEIGHT)
     screen = np.ndarray((frames.HEIGHT, bytes_per_line // 4), dtype=dtype,
                         buffer=mapped, offset=offset)
@@ -409,6 +429,10 @@ def read_update(reader: Reader, bpp: int, tpixel: int) -> int | None:
 class Result:
     full: int = 0
     updates: int = 0
+    #: Pixels the counted updates covered (full screens = area / screen size).
+    area: int = 0
+    #: Pixels of the screen.
+    screen: int = 0
     bytes: int = 0
     wall: float = 0.0
     client_cpu: float = 0.0
@@ -418,18 +442,25 @@ class Result:
     problem: str = ""
 
 
-def stream(port: int, encoding: int, seconds: float, server: peers.Child,
+def set_encodings(name: str) -> bytes:
+    """The SetEncodings message of the run called ``name`` (``raw`` ... ``tight-jpeg``)."""
+    listed = (ENCODINGS[name], *PSEUDO_ENCODINGS.get(name, ()))
+    return struct.pack(f">BxH{len(listed)}i", 2, len(listed), *listed)
+
+
+def stream(port: int, name: str, seconds: float, server: peers.Child,
            helpers: list[peers.Child]) -> Result:
-    """Connect, ask for ``encoding`` and count full-screen updates for ``seconds``."""
+    """Connect, ask for encoding ``name`` and count full-screen updates for ``seconds``."""
+    encoding = ENCODINGS[name]
     result = Result()
     sock = socket.create_connection(("127.0.0.1", port), timeout=peers.IO_TIMEOUT)
     try:
         sock, init = peers.handshake(sock)
         sock.settimeout(SILENCE_TIMEOUT)
-        screen = init.width * init.height
+        screen = result.screen = init.width * init.height
         bpp, tpixel = init.bytes_per_pixel, tight_pixel_size(init.pixel_format)
         request = struct.pack(">BBHHHH", 3, 1, 0, 0, init.width, init.height)
-        sock.sendall(struct.pack(">BxHi", 2, 1, encoding)
+        sock.sendall(set_encodings(name)
                      + struct.pack(">BBHHHH", 3, 0, 0, 0, init.width, init.height))
         reader = Reader(sock)
         warmup_end = time.monotonic() + WARMUP_TIMEOUT
@@ -452,6 +483,7 @@ def stream(port: int, encoding: int, seconds: float, server: peers.Child,
                 continue
             sock.sendall(request)
             result.updates += 1
+            result.area += area
             if area >= screen:
                 result.full += 1
         result.wall = time.monotonic() - start
@@ -477,7 +509,7 @@ def run_vncd(children: peers.Children, args, encodings: list[str]) -> list[tuple
         name="vncd")
     try:
         server.wait_for_port(peers.VNC_BASE_PORT + display)
-        return [(name, stream(peers.VNC_BASE_PORT + display, ENCODINGS[name], args.seconds,
+        return [(name, stream(peers.VNC_BASE_PORT + display, name, args.seconds,
                               server, [])) for name in encodings]
     finally:
         children.stop(server)
@@ -499,7 +531,7 @@ def run_x11vnc(children: peers.Children, args, encodings: list[str],
             server.wait_for_port(port)
             if not painter.running():
                 raise RuntimeError(f"the painter stopped:\n{painter.tail()}")
-            return [(name, stream(port, ENCODINGS[name], args.seconds, server,
+            return [(name, stream(port, name, args.seconds, server,
                                   [xvfb.child, painter])) for name in encodings]
         finally:
             for child in (server, painter, xvfb.child):
@@ -528,7 +560,7 @@ def main(argv=None) -> None:
                         help="how often the whole screen changes")
     parser.add_argument("--encodings", default="raw,zlib,hextile,zrle,tight",
                         help=f"comma-separated subset of {', '.join(ENCODINGS)}")
-    parser.add_argument("--picture", choices=("video", "noise"), default="video")
+    parser.add_argument("--picture", choices=PICTURES, default="video")
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help=f"comma-separated subset of {', '.join(SERVERS)}")
     parser.add_argument("--role", choices=("bench", "vncd", "paint"), default="bench",

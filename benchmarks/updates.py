@@ -97,58 +97,72 @@ def damage_detection(repeat: int) -> None:
         print(f"{label:<28} {min(times) * 1000:8.2f}")
 
 
+def tick_cpu(clients: int, number: int, repeat: int) -> tuple[list[float], int]:
+    """CPU seconds of each of ``repeat`` display ticks that send a full-frame
+    desktop change to ``clients`` waiting clients, and the bytes one got."""
+    a, b = frames.desktop(seed=1), frames.desktop(seed=5)
+    clock, screen, display, attached = display_with(clients, number, a)
+    clock.advance(0)
+    times = []
+    sent = 0
+    for i in range(repeat):
+        ask_all(attached, screen)
+        screen.framebuffer[...] = b if i % 2 == 0 else a
+        screen.damage()
+        before = attached[0][1].bytes
+        start = time.process_time()
+        clock.advance(0)
+        times.append(time.process_time() - start)
+        sent = attached[0][1].bytes - before
+    return times, sent
+
+
 def fan_out(clients: int, repeat: int) -> None:
     print(f"\nfan-out of one full-frame desktop change, CPU ms per tick, best of {repeat}")
     print(f"{'encoding':<10} {'1 client':>10} {f'{clients} clients':>12} {'ratio':>7} "
           f"{'bytes/client':>13}")
-    a, b = frames.desktop(seed=1), frames.desktop(seed=5)
     for number, name in ((enc.RAW, "Raw"), (enc.ZLIB, "Zlib"), (enc.HEXTILE, "Hextile"),
                          (enc.ZRLE, "ZRLE"), (enc.TIGHT, "Tight")):
-        results = []
-        for n in (1, clients):
-            clock, screen, display, attached = display_with(n, number, a)
-            clock.advance(0)
-            times = []
-            for i in range(repeat):
-                ask_all(attached, screen)
-                screen.framebuffer[...] = b if i % 2 == 0 else a
-                screen.damage()
-                before = [s.bytes for _, s in attached]
-                start = time.process_time()
-                clock.advance(0)
-                times.append(time.process_time() - start)
-                sent = attached[0][1].bytes - before[0]
-            results.append(min(times))
-        print(f"{name:<10} {results[0] * 1000:10.1f} {results[1] * 1000:12.1f} "
-              f"{results[1] / results[0]:7.2f} {sent:13d}")
+        one, _ = tick_cpu(1, number, repeat)
+        many, sent = tick_cpu(clients, number, repeat)
+        print(f"{name:<10} {min(one) * 1000:10.1f} {min(many) * 1000:12.1f} "
+              f"{min(many) / min(one):7.2f} {sent:13d}")
+
+
+def latency_samples(clients: int, number: int, change: str, count: int,
+                    seed: int = 3) -> list[float]:
+    """Seconds from ``screen.damage()`` until all ``clients`` were written their
+    update, for ``count`` changes of kind ``change`` (``24x24`` or ``full``)."""
+    picture = frames.desktop()
+    others = [frames.desktop(seed=10 + i) for i in range(3)]
+    rng = np.random.default_rng(seed)
+    clock, screen, display, attached = display_with(clients, number, picture)
+    clock.advance(0)
+    samples = []
+    for i in range(count):
+        ask_all(attached, screen)
+        x, y = int(rng.integers(0, 1896)), int(rng.integers(0, 1056))
+        colour = rng.integers(0, 256, 3)
+        start = time.perf_counter()
+        if change == "24x24":
+            screen.framebuffer[y:y + 24, x:x + 24, :3] = colour
+            screen.damage(x, y, 24, 24)
+        else:
+            screen.framebuffer[...] = others[i % len(others)]
+            screen.damage()
+        clock.advance(0)
+        samples.append(time.perf_counter() - start)
+    return samples
 
 
 def latency(clients: int, repeat: int) -> None:
     print(f"\nlatency from damage() to the last of {clients} clients written, ms "
           f"({repeat} updates each)")
     print(f"{'encoding':<10} {'change':<10} {'p50':>8} {'p99':>8} {'max':>8}")
-    picture = frames.desktop()
-    others = [frames.desktop(seed=10 + i) for i in range(3)]
-    rng = np.random.default_rng(3)
     for number, name in ((enc.ZRLE, "ZRLE"), (enc.TIGHT, "Tight"), (enc.RAW, "Raw")):
         for change in ("24x24", "full"):
-            clock, screen, display, attached = display_with(clients, number, picture)
-            clock.advance(0)
-            samples = []
             count = repeat if change == "24x24" else max(3, repeat // 20)
-            for i in range(count):
-                ask_all(attached, screen)
-                x, y = int(rng.integers(0, 1896)), int(rng.integers(0, 1056))
-                colour = rng.integers(0, 256, 3)
-                start = time.perf_counter()
-                if change == "24x24":
-                    screen.framebuffer[y:y + 24, x:x + 24, :3] = colour
-                    screen.damage(x, y, 24, 24)
-                else:
-                    screen.framebuffer[...] = others[i % len(others)]
-                    screen.damage()
-                clock.advance(0)
-                samples.append(time.perf_counter() - start)
+            samples = latency_samples(clients, number, change, count)
             print(f"{name:<10} {change:<10} {percentile(samples, 50) * 1000:8.2f} "
                   f"{percentile(samples, 99) * 1000:8.2f} {max(samples) * 1000:8.2f}")
 

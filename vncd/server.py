@@ -115,6 +115,12 @@ SHARE_POLICIES = ("allow-exclusive", "force-shared", "ignore")
 #: Sent (with the protocol's failure form) to an address the throttle blocks.
 THROTTLED_REASON = "Too many authentication failures from this address; try again later"
 
+#: Server messages at least this long on a connection without TLS or
+#: WebSocket go to the transport without passing through the RFB stack's
+#: buffer: two copies of every large update (8 MB for a Raw 1080p frame)
+#: saved.  Smaller messages are gathered there as before.
+DIRECT_WRITE_MIN = 64 * 1024
+
 
 class ShareMode(enum.Enum):
     """Where a connection stands for QEMU's share and connection-count rules."""
@@ -501,22 +507,32 @@ class PendingOutput:
     #: While paused: what the transport holds, an upper bound (its
     #: high-water mark plus the write that crossed it).
     in_transport: int = 0
-    #: While paused: output held back here.
-    queued: bytearray = field(default_factory=bytearray)
+    #: While paused: output held back here, as written (large updates are
+    #: kept as the encoder's own bytes objects, never copied together).
+    queued: list = field(default_factory=list)
+    #: Bytes in :attr:`queued`.
+    queued_bytes: int = 0
 
     def __len__(self) -> int:
-        return self.in_transport + len(self.queued)
+        return self.in_transport + self.queued_bytes
 
     def paused(self, high_water: int) -> None:
         """The transport paused us during (or after) a write."""
         self.in_transport = high_water + self.writing
 
-    def take(self) -> bytes:
-        """The held-back bytes, for the transport again; nothing counts as held any more."""
-        data = bytes(self.queued)
-        self.queued.clear()
+    def queue(self, data: bytes) -> None:
+        """Hold ``data`` back until the transport resumes us."""
+        self.queued.append(data)
+        self.queued_bytes += len(data)
+
+    def take(self) -> list:
+        """The held-back chunks, in order, for the transport again; nothing counts
+        as held any more."""
+        chunks = self.queued
+        self.queued = []
+        self.queued_bytes = 0
         self.in_transport = 0
-        return data
+        return chunks
 
 
 @implementer(IPushProducer)
@@ -741,6 +757,15 @@ class RFBServerProtocol(Protocol):
         """Queue a server message (after ServerInit) for the client."""
         if self._life.state not in LIVE:
             return
+        if (len(data) >= DIRECT_WRITE_MIN and self._outer is None
+                and self._stack.tls is None):
+            # A large update on a plain connection: no layer changes its
+            # bytes, so after whatever the stack holds it goes to the
+            # wire as it is, without being copied through the stack.
+            self._flush()
+            if self._life.state in LIVE:
+                self._send_wire(data)
+            return
         self._stack.send(data)
         self._flush()
 
@@ -770,9 +795,14 @@ class RFBServerProtocol(Protocol):
 
     def resumeProducing(self) -> None:
         self._fire(LifeInput.TRANSPORT_RESUMED)
-        queued = self._output.take()
-        if queued:
-            self._write_transport(queued)
+        chunks = self._output.take()
+        for i, chunk in enumerate(chunks):
+            if self._life.state in PAUSED:
+                # A chunk filled the transport again: the rest waits once more.
+                for rest in chunks[i:]:
+                    self._output.queue(rest)
+                break
+            self._write_transport(chunk)
         if self._life.state in PAUSED:
             return
         self.transport.resumeProducing()
@@ -802,12 +832,14 @@ class RFBServerProtocol(Protocol):
         if self._life.state not in LIVE:
             return
         data = self._wire_bytes()
-        if not data:
-            return
+        if data:
+            self._send_wire(data)
+
+    def _send_wire(self, data: bytes) -> None:
+        """Bytes for the wire: to the transport, or held back while it has paused us."""
         if self._life.state in PAUSED:
-            queued = self._output.queued
-            queued += data
-            if len(queued) > self.server.limits.max_pending_output:
+            self._output.queue(data)
+            if self._output.queued_bytes > self.server.limits.max_pending_output:
                 self.drop(f"more than {self.server.limits.max_pending_output} bytes of output"
                           " queued: the client is not reading")
         else:
@@ -885,7 +917,7 @@ class RFBServerProtocol(Protocol):
         self.drop_reason = self.drop_reason or reason
         self._fire(event)
         self.transport.unregisterProducer()
-        data = self._output.take() + last
+        data = b"".join(self._output.take()) + last
         if data:
             self.transport.write(data)
         self.transport.loseConnection()

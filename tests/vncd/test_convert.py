@@ -2,7 +2,7 @@
 
 import numpy as np
 from hypothesis import given, settings, strategies as st
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from vncd.encoding.convert import COLOUR_MAP_SIZE, PixelConverter, converter_for
 from vncd.pixels import DEFAULT_FORMAT, PixelFormat
@@ -228,3 +228,52 @@ class PropertyTests(SynchronousTestCase):
         for pf in (DEFAULT_FORMAT, NOVNC, HIGH_BYTES):
             seen = PixelConverter(pf).rgbx_of(frame)
             self.assertTrue(np.array_equal(seen[..., :3], frame[..., :3]))
+
+
+class WordShuffleTests(SynchronousTestCase):
+    """The whole-word fast paths give what moving channel by channel gives."""
+
+    def test_fast_layouts_match_channel_moves(self):
+        from vncd.encoding.convert import PixelConverter
+        rng = np.random.default_rng(11)
+        frame = rng.integers(0, 256, (37, 53, 4), dtype=np.uint8)
+        for pf in (DEFAULT_FORMAT, PixelFormat(32, 24, False, True, 255, 255, 255, 0, 8, 16),
+                   PixelFormat(32, 24, True, True, 255, 255, 255, 0, 8, 16),
+                   PixelFormat(32, 24, True, True, 255, 255, 255, 16, 8, 0)):
+            conv = PixelConverter(pf)
+            for region in (frame, frame[3:30, 5:50], frame[:, ::2]):
+                expected = np.zeros(region.shape[:2] + (4,), dtype=np.uint8)
+                for channel, position in enumerate(conv._byte_positions):
+                    expected[..., position] = region[..., channel]
+                self.assertTrue(np.array_equal(conv.wire(region), expected), pf)
+                self.assertEqual(conv.raw(region, b"head"), b"head" + expected.tobytes())
+
+    def test_large_raw_reuses_its_buffer_safely(self):
+        """Two large Raw conversions in a row: the second does not change the first."""
+        from vncd.encoding import convert
+        conv = convert.converter_for(DEFAULT_FORMAT)
+        size = convert.SCRATCH_MIN // 4 + 1
+        a = np.full((1, size, 4), 7, dtype=np.uint8)
+        first = conv.raw(a)
+        second = conv.raw(np.zeros_like(a))
+        self.assertEqual(first, bytes([7, 7, 7, 0]) * size)
+        self.assertEqual(second, bytes(4 * size))
+
+    def test_allocator_keeps_large_buffers(self):
+        """On glibc (Debian) the allocator setting took effect at import."""
+        import platform
+        from vncd.encoding import convert
+        if platform.libc_ver()[0] != "glibc":
+            raise SkipTest("not glibc")
+        self.assertTrue(convert._kept)
+        self.assertTrue(convert.keep_large_buffers())
+
+    def test_tpixel_bytes_match_tpixels(self):
+        """Tight's packed TPIXELs: the same bytes as the array, for any region."""
+        rng = np.random.default_rng(12)
+        frame = rng.integers(0, 256, (30, 41, 4), dtype=np.uint8)
+        for pf in (DEFAULT_FORMAT, PixelFormat(32, 24, True, True, 255, 255, 255, 0, 8, 16),
+                   PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)):
+            conv = PixelConverter(pf)
+            for region in (frame, frame[2:20, 3:33], frame[:, ::3], frame[:0]):
+                self.assertEqual(conv.tpixel_bytes(region), conv.tpixels(region).tobytes())

@@ -385,14 +385,14 @@ class TightLayoutTests(SynchronousTestCase):
         self.assertTrue(np.array_equal(decoder.values, converter_for(DEFAULT_FORMAT).values(rare)))
 
     def test_palette_lookup_keeps_nothing(self):
-        """The palette lookup leaves nothing behind in its process-wide table, so no
+        """The palette lookup leaves nothing behind in its (per-thread) table, so no
         rectangle's encoding can depend on what was encoded before it (by another test,
         in a full run)."""
         few = frame_of(*[[A, B, RED, WHITE] * 8] * 4)
         for frame in (few, picture("desktop"), picture("noise"), few):
             h, w = frame.shape[:2]
             encode_tight(frame, 0, 0, w, h, EncodeParams(DEFAULT_FORMAT))
-            self.assertFalse(tight._indexer._table.any())
+            self.assertFalse(tight._local.indexer._table.any())
 
     def test_jpeg_layout(self):
         """JPEG: control 0x90, compact length, a JFIF stream."""
@@ -438,3 +438,136 @@ class SharingTests(SynchronousTestCase):
         want = converter_for(DEFAULT_FORMAT).values(frame)
         self.assertTrue(np.array_equal(fresh.values, want))
         self.assertTrue(np.array_equal(busy.values, want))
+
+
+class ParallelDeflateTests(SynchronousTestCase):
+    """Large inputs are deflated in pieces on threads; one inflater reads them through."""
+
+    def setUp(self):
+        from vncd.encoding import deflate
+        self.deflate = deflate
+        rng = np.random.default_rng(7)
+        # Compressible (runs and repeats) and larger than several pieces.
+        words = rng.integers(0, 40, 5 * deflate.PARALLEL_PIECE // 8, dtype=np.uint8)
+        self.data = np.repeat(words, 8).tobytes() + b"tail"
+        from vncd.encoding import parallel
+        self.parallel = parallel
+        self.patch(parallel, "workers", lambda: 4)
+
+    def test_raw_pieces_inflate_as_one_stream(self):
+        """Zlib/ZRLE bodies: a raw deflate sequence that a stream inflates whole."""
+        out = self.deflate.deflate_raw(self.data, 1)
+        self.assertEqual(inflate_stream(out), self.data)
+        self.assertLess(len(out), len(self.data) // 4)
+
+    def test_stream_pieces_inflate_as_one_stream(self):
+        """Tight: one zlib header, then every piece (zlib-ng's, as Tight uses)."""
+        out = self.deflate.deflate_stream(self.data, 6, fast=True)
+        self.assertEqual(out[0], 0x78)  # one zlib header, deflate with a 32 KiB window
+        self.assertEqual(zlib.decompressobj().decompress(out), self.data)
+
+    def test_continues_an_earlier_stream(self):
+        """A parallel body after an ordinary one on the same connection stream,
+        from either engine (ZRLE uses zlib-ng, Zlib stdlib zlib)."""
+        small = b"abc" * 100
+        for fast in (False, True):
+            first = self.deflate.deflate_raw(small, 1, fast=fast)
+            self.assertEqual(inflate_stream(first, self.deflate.deflate_raw(self.data, 1,
+                                                                            fast=not fast)),
+                             small + self.data)
+
+    def test_one_worker_is_serial(self):
+        """With one CPU the output is exactly a single compressor's."""
+        self.patch(self.parallel, "workers", lambda: 1)
+        engine = zlib
+        comp = engine.compressobj(self.deflate.engine_level(1, False), engine.DEFLATED, -15)
+        self.assertEqual(self.deflate.deflate_raw(self.data, 1),
+                         comp.compress(self.data) + comp.flush(engine.Z_SYNC_FLUSH))
+
+
+class HextileRawRunTests(SynchronousTestCase):
+    """Runs of raw tiles are copied in strides; edges, gaps and narrow tiles included."""
+
+    def test_noise_with_solid_gaps_round_trips(self):
+        rng = np.random.default_rng(9)
+        frame = rng.integers(0, 256, (45, 77, 4), dtype=np.uint8)
+        frame[16:32, 16:48] = 5  # two solid tiles break the second row's run
+        for pf in (DEFAULT_FORMAT, FORMATS["rgb565-be"], FORMATS["bgr233"]):
+            conv = converter_for(pf)
+            decoder = FramebufferDecoder(80, 50, pf)
+            r = encode_hextile(frame, 3, 2, 70, 40, EncodeParams(pf))
+            decode_all(decoder, update_bytes([r], set()))
+            self.assertTrue(np.array_equal(decoder.values[2:42, 3:73],
+                                           conv.values(frame[2:42, 3:73])))
+
+
+class ZrleManyColourTests(SynchronousTestCase):
+    """Tiles with many colours are decided together; the bytes are what
+    writing each tile on its own gives."""
+
+    def one_by_one(self, vals, conv):
+        from vncd.encoding import zrle
+        h, w = vals.shape
+        out = []
+        for ty in range(0, h, zrle.TILE):
+            for tx in range(0, w, zrle.TILE):
+                tile = vals[ty:ty + zrle.TILE, tx:tx + zrle.TILE]
+                out.append(zrle._tile(tile, np.unique(tile), conv))
+        return b"".join(out)
+
+    def test_same_bytes_as_tile_by_tile(self):
+        from vncd.encoding.zrle import zrle_tiles
+        rng = np.random.default_rng(4)
+        frame = rng.integers(0, 256, (150, 200, 4), dtype=np.uint8)
+        frame[:64, :64] = frame[:64, :64] // 64 * 64   # few colours
+        frame[64:128, :64, :3] = frame[64:128, :1, :3]  # many colours, long runs
+        frame[64:128, 64:128, :3] = frame[64:128, 64:128:2, :3].repeat(2, axis=1)  # pairs
+        frame[70, 64:128, :3] = 9                     # a run of 64 in a many-colour tile
+        frame[:64, 128:192] = np.repeat(frame[:64, 128:192:4], 4, axis=1)  # runs of 4
+        for pf in (DEFAULT_FORMAT, FORMATS["rgb565-be"], FORMATS["32-depth-16"]):
+            conv = converter_for(pf)
+            for x, y, w, h in ((0, 0, 200, 150), (0, 0, 192, 128), (5, 3, 150, 100)):
+                vals = conv.values(frame[y:y + h, x:x + w])
+                self.assertEqual(zrle_tiles(vals, conv), self.one_by_one(vals, conv))
+
+    def test_run_longer_than_255_in_a_plain_tile(self):
+        """A 300-pixel run in a many-colour tile needs two length bytes."""
+        from vncd.encoding.zrle import zrle_tiles
+        rng = np.random.default_rng(5)
+        frame = np.repeat(rng.integers(0, 256, (64, 32, 4), dtype=np.uint8), 2, axis=1)
+        frame.reshape(-1, 4)[1000:1300, :3] = 77
+        conv = converter_for(DEFAULT_FORMAT)
+        vals = conv.values(frame)
+        out = zrle_tiles(vals, conv)
+        self.assertEqual(out[0], 0x80)
+        self.assertEqual(out, self.one_by_one(vals, conv))
+
+
+class ParallelTightTests(SynchronousTestCase):
+    """A full-width Tight rectangle is encoded piece by piece on threads; the
+    bytes are the same as with one thread."""
+
+    def test_same_bytes_with_threads(self):
+        from vncd.encoding import parallel
+        frame = np.concatenate([picture("desktop", 150, 1920), picture("noise", 150, 1920),
+                                picture("solid", 100, 1920)])
+        params = EncodeParams(DEFAULT_FORMAT)
+        self.patch(parallel, "workers", lambda: 1)
+        serial = encode_tight(frame, 0, 0, 1920, 400, params)
+        self.patch(parallel, "workers", lambda: 3)
+        threaded = encode_tight(frame, 0, 0, 1920, 400, params)
+        self.assertEqual(threaded, serial)
+        self.assertGreater(serial.count, 2)
+
+    def test_map_ordered_keeps_order_and_nests_serially(self):
+        from vncd.encoding import parallel
+        self.patch(parallel, "workers", lambda: 3)
+        inner = []
+
+        def work(i):
+            inner.append(parallel.map_ordered(lambda j: j * i, [1, 2]))
+            return i * i
+
+        self.assertEqual(parallel.map_ordered(work, list(range(10))),
+                         [i * i for i in range(10)])
+        self.assertEqual(sorted(map(tuple, inner)), sorted((i, 2 * i) for i in range(10)))

@@ -213,6 +213,42 @@ class BackPressureTests(SynchronousTestCase):
         self.assertEqual(proto.output_buffered(), 0)
         self.assertEqual(client.updates.calls[-1], ("writable", ()))
 
+    def test_large_writes_keep_their_order(self):
+        """Large messages skip the stack's buffer but not their turn: while paused they
+        wait with the small ones, and when the transport fills up again part way
+        through the queue, the rest waits for the next resume."""
+        from vncd.server import DIRECT_WRITE_MIN
+        server = display_server()
+        client = Client(server).pump()
+        proto, tr = client.proto, client.transport
+        big1, big2 = b"a" * DIRECT_WRITE_MIN, b"b" * (DIRECT_WRITE_MIN + 1)
+        proto.write(b"1")
+        proto.write(big1)
+        self.assertEqual(tr.value(), b"1" + big1)
+        tr.clear()
+        proto.pauseProducing()
+        for data in (b"2", big1, b"3", big2):
+            proto.write(data)
+        self.assertEqual(tr.value(), b"")
+        self.assertGreaterEqual(proto.output_buffered(), 2 + len(big1) + len(big2))
+        real_write, filled = tr.write, []
+
+        def write_and_fill(data):
+            real_write(data)
+            if len(data) >= DIRECT_WRITE_MIN and not filled:
+                filled.append(data)
+                proto.pauseProducing()
+
+        tr.write = write_and_fill
+        proto.resumeProducing()
+        self.assertEqual(tr.value(), b"2" + big1)
+        self.assertIs(proto.life, Life.PAUSED)
+        self.assertGreaterEqual(proto.output_buffered(), 1 + len(big2))
+        proto.resumeProducing()
+        self.assertEqual(tr.value(), b"2" + big1 + b"3" + big2)
+        self.assertIs(proto.life, Life.SERVING)
+        self.assertEqual(proto.output_buffered(), 0)
+
     def test_registered_as_streaming_producer(self):
         """The protocol registers with its transport as a streaming producer."""
         server = display_server()

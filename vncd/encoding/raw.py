@@ -18,5 +18,5 @@ __all__ = ["encode_raw"]
 def encode_raw(frame: np.ndarray, x: int, y: int, w: int, h: int,
                params: EncodeParams) -> EncodedRect:
     """One Raw rectangle for ``frame[y:y+h, x:x+w]``."""
-    pixels = converter_for(params.pf).raw(frame[y:y + h, x:x + w])
-    return EncodedRect(rect_header(x, y, w, h, RAW) + pixels)
+    return EncodedRect(converter_for(params.pf).raw(frame[y:y + h, x:x + w],
+                                                    rect_header(x, y, w, h, RAW)))

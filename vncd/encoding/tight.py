@@ -20,12 +20,14 @@ used (noVNC cannot decode it).  Knows nothing about connections.
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 from PIL import Image
 
 from vncd.encoding import TIGHT, EncodedRect, EncodeParams, rect_header
 from vncd.encoding.convert import PixelConverter, converter_for
+from vncd.encoding import parallel
 from vncd.encoding.deflate import deflate_stream
 
 __all__ = ["encode_tight", "compact_length", "MAX_WIDTH", "FILL", "JPEG",
@@ -87,7 +89,7 @@ def _basic(stream: int, filter_id: int | None, prefix: bytes, data: bytes, level
     head = bytes([ctl]) if filter_id is None else bytes([ctl | FILTER_BIT, filter_id])
     if len(data) < MIN_COMPRESS:
         return head + prefix + data
-    z = deflate_stream(data, level)
+    z = deflate_stream(data, level, fast=True)
     return head + prefix + compact_length(len(z)) + z
 
 
@@ -110,7 +112,7 @@ class _PaletteIndexer:
     through :func:`_palette` depends on its own pixels alone, never on
     what was encoded before it in the process.  A missing key maps to 0,
     so every result is still checked against the palette.  One table
-    serves the process: encoders run in the reactor's thread.
+    per thread: pieces are encoded in parallel (:func:`encode_tight`).
     """
 
     def __init__(self) -> None:
@@ -131,7 +133,15 @@ class _PaletteIndexer:
         return idx
 
 
-_indexer = _PaletteIndexer()
+_local = threading.local()
+
+
+def _indexer(keys: np.ndarray, colours: np.ndarray) -> np.ndarray | None:
+    """This thread's :class:`_PaletteIndexer` lookup."""
+    indexer = getattr(_local, "indexer", None)
+    if indexer is None:
+        indexer = _local.indexer = _PaletteIndexer()
+    return indexer(keys, colours)
 
 
 def _palette(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -164,7 +174,10 @@ def _key_pixels(colours: np.ndarray) -> np.ndarray:
 
 
 def _jpeg(region: np.ndarray, params: EncodeParams) -> bytes:
-    image = Image.fromarray(np.ascontiguousarray(region[..., :3]), "RGB")
+    # Pillow's JPEG encoder reads RGBX itself: no RGB copy of the pixels
+    # (which cost twice the encoding), and none at all for full-width pieces.
+    h, w = region.shape[:2]
+    image = Image.frombuffer("RGBX", (w, h), np.ascontiguousarray(region), "raw", "RGBX", 0, 1)
     buf = io.BytesIO()
     options = {"quality": params.jpeg_quality}
     if params.jpeg_subsampling is not None:
@@ -192,22 +205,32 @@ def _piece(region: np.ndarray, conv: PixelConverter, params: EncodeParams) -> by
     if (params.jpeg_quality is not None and conv.pf.bits_per_pixel in (16, 32)
             and h * w >= JPEG_MIN_PIXELS):
         return _jpeg(region, params)
-    return _basic(_COPY_STREAM, None, b"", conv.tpixels(region).tobytes(),
-                  params.compress_level)
+    return _basic(_COPY_STREAM, None, b"", conv.tpixel_bytes(region), params.compress_level)
 
 
 def encode_tight(frame: np.ndarray, x: int, y: int, w: int, h: int,
                  params: EncodeParams) -> EncodedRect:
-    """Tight rectangles covering ``frame[y:y+h, x:x+w]``."""
+    """Tight rectangles covering ``frame[y:y+h, x:x+w]``.
+
+    The pieces are encoded in parallel (:mod:`vncd.encoding.parallel`):
+    each depends on its own pixels only.
+    """
     conv = converter_for(params.pf)
-    out = []
-    count = 0
+    boxes = []
     for px in range(x, x + w, MAX_WIDTH):
         pw = min(MAX_WIDTH, x + w - px)
         rows = max(1, MAX_PIECE_PIXELS // pw)
         for py in range(y, y + h, rows):
-            ph = min(rows, y + h - py)
-            out.append(rect_header(px, py, pw, ph, TIGHT))
-            out.append(_piece(frame[py:py + ph, px:px + pw], conv, params))
-            count += 1
-    return EncodedRect(b"".join(out), count=count)
+            boxes.append((px, py, pw, min(rows, y + h - py)))
+    if len(boxes) * MAX_PIECE_PIXELS // 2 > w * h:
+        # Small pieces (a narrow or short rectangle): not worth a hand-off.
+        pieces = [_piece(frame[py:py + ph, px:px + pw], conv, params)
+                  for px, py, pw, ph in boxes]
+    else:
+        pieces = parallel.map_ordered(
+            lambda b: _piece(frame[b[1]:b[1] + b[3], b[0]:b[0] + b[2]], conv, params), boxes)
+    out = []
+    for (px, py, pw, ph), piece in zip(boxes, pieces):
+        out.append(rect_header(px, py, pw, ph, TIGHT))
+        out.append(piece)
+    return EncodedRect(b"".join(out), count=len(boxes))

@@ -79,12 +79,13 @@ def _packed_size(ncolours: int, tw: int, th: int) -> int:
     return -(-tw * bits // 8) * th
 
 
-def _tile(vals: np.ndarray, palette: np.ndarray, conv: PixelConverter) -> bytes:
-    """One tile (``vals`` its pixel values, ``palette`` its sorted colours)."""
+def _tile(vals: np.ndarray, palette: np.ndarray | None, conv: PixelConverter) -> bytes:
+    """One tile (``vals`` its pixel values, ``palette`` its sorted colours, or
+    None when it is known to have more than :data:`MAX_RLE_PALETTE`)."""
     th, tw = vals.shape
     n = th * tw
     bpc = conv.cpixel_size
-    ncol = palette.size
+    ncol = palette.size if palette is not None else MAX_RLE_PALETTE + 1
     if ncol == 1:
         return b"\x01" + conv.cpixels_from_values(palette).tobytes()
     flat = vals.ravel()
@@ -118,22 +119,96 @@ def _tile(vals: np.ndarray, palette: np.ndarray, conv: PixelConverter) -> bytes:
     return bytes([128 + ncol]) + pal_bytes + _emit_runs(heads, lengths, longer)
 
 
+#: Pixels sampled per tile (every 16th) to prove a tile has too many
+#: colours for a palette without sorting all of it.
+_SAMPLE_STEP = 16
+
+
+def _many_colour_tiles(rows: np.ndarray, conv: PixelConverter) -> list:
+    """ZRLE bytes of full tiles known to have more than :data:`MAX_RLE_PALETTE`
+    colours (``rows``: one tile's 4096 pixel values per row).
+
+    Such a tile is raw or plain RLE, whichever is smaller (raw on a tie),
+    as :func:`_tile` decides; here every tile is decided, and every plain
+    RLE tile written, in one pass over all of them.
+    """
+    count, n = rows.shape
+    bpc = conv.cpixel_size
+    raw = n * bpc
+    start_mask = np.ones((count, n), dtype=bool)
+    np.not_equal(rows[:, 1:], rows[:, :-1], out=start_mask[:, 1:])
+    runs = np.count_nonzero(start_mask, axis=1)
+    # Each run costs bpc + at least one length byte: a lower bound on plain RLE.
+    maybe = np.flatnonzero(runs * (bpc + 1) < raw)
+    forms: list = [None] * count
+    if maybe.size:
+        starts = np.flatnonzero(start_mask[maybe])
+        lengths = np.diff(starts, append=maybe.size * n)
+        tile_of = starts // n
+        lbytes = rle_length_bytes(lengths)
+        plain = np.bincount(tile_of, weights=bpc + lbytes, minlength=maybe.size)
+        chosen = plain < raw
+        keep = chosen[tile_of]
+        starts, lengths, tile_of, lbytes = (a[keep] for a in (starts, lengths, tile_of, lbytes))
+        if starts.size:
+            heads = conv.cpixels_from_values(rows[maybe][tile_of, starts % n])
+            body = _emit_runs(heads, lengths, np.ones(lengths.size, dtype=bool))
+            sizes = np.bincount(tile_of, weights=bpc + lbytes, minlength=maybe.size)
+            ends = np.cumsum(sizes).astype(np.int64).tolist()
+            begin = 0
+            for k in np.flatnonzero(chosen).tolist():
+                forms[int(maybe[k])] = b"\x80" + body[begin:ends[k]]
+                begin = ends[k]
+    raw_tiles = [k for k in range(count) if forms[k] is None]
+    if raw_tiles:
+        cpixels = conv.cpixels_from_values(rows[raw_tiles])
+        for k, tile in zip(raw_tiles, cpixels):
+            forms[k] = b"\x00" + tile.tobytes()
+    return forms
+
+
 def zrle_tiles(vals: np.ndarray, conv: PixelConverter) -> bytes:
-    """The uncompressed ZRLE tile stream of a rectangle's pixel values."""
+    """The uncompressed ZRLE tile stream of a rectangle's pixel values.
+
+    Full tiles whose every-16th-pixel sample already has more than
+    :data:`MAX_RLE_PALETTE` colours (photos, video) are decided and
+    written together (:func:`_many_colour_tiles`); the others get their
+    palettes from one sort and are written one by one by :func:`_tile`.
+    The bytes are the same as writing every tile with :func:`_tile`.
+    """
     h, w = vals.shape
     ty, tx = -(-h // TILE), -(-w // TILE)
-    padded = vals
-    if (ty * TILE, tx * TILE) != (h, w):
-        padded = np.pad(vals, ((0, ty * TILE - h), (0, tx * TILE - w)), mode="edge")
-    tiles = padded.reshape(ty, TILE, tx, TILE).transpose(0, 2, 1, 3).reshape(ty * tx, -1)
-    ordered = np.sort(tiles, axis=1)
-    distinct = np.ones(ordered.shape, dtype=bool)
-    distinct[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    out = []
-    for t in range(ty * tx):
-        i, j = divmod(t, tx)
-        tile = vals[i * TILE:(i + 1) * TILE, j * TILE:(j + 1) * TILE]
-        out.append(_tile(tile, ordered[t][distinct[t]], conv))
+    fy, fx = h // TILE, w // TILE
+    out: list = [None] * (ty * tx)
+    if fy and fx:
+        # Full tiles, one row of 4096 values each (edge tiles are done below).
+        full = vals[:fy * TILE, :fx * TILE].reshape(fy, TILE, fx, TILE).transpose(0, 2, 1, 3)
+        sample = np.sort(full[:, :, ::_SAMPLE_STEP // 4, ::4].reshape(fy * fx, -1), axis=1)
+        distinct = 1 + np.count_nonzero(sample[:, 1:] != sample[:, :-1], axis=1)
+        many = distinct > MAX_RLE_PALETTE
+        rows = full.reshape(fy * fx, TILE * TILE)
+        numbers = (np.arange(fy)[:, None] * tx + np.arange(fx)[None, :]).ravel()
+        many_idx = np.flatnonzero(many)
+        if many_idx.size:
+            for t, form in zip(numbers[many_idx].tolist(),
+                               _many_colour_tiles(rows[many_idx], conv)):
+                out[t] = form
+        few_idx = np.flatnonzero(~many)
+        if few_idx.size:
+            ordered = np.sort(rows[few_idx], axis=1)
+            first = np.ones(ordered.shape, dtype=bool)
+            first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+            for k, t in enumerate(numbers[few_idx].tolist()):
+                i, j = divmod(t, tx)
+                tile = vals[i * TILE:(i + 1) * TILE, j * TILE:(j + 1) * TILE]
+                out[t] = _tile(tile, ordered[k][first[k]], conv)
+    for t, done in enumerate(out):
+        if done is None:  # a partial tile at the right or bottom edge
+            i, j = divmod(t, tx)
+            tile = vals[i * TILE:(i + 1) * TILE, j * TILE:(j + 1) * TILE]
+            sample = np.unique(tile.ravel()[::_SAMPLE_STEP])
+            out[t] = _tile(tile, None if sample.size > MAX_RLE_PALETTE else np.unique(tile),
+                           conv)
     return b"".join(out)
 
 
@@ -143,4 +218,5 @@ def encode_zrle(frame: np.ndarray, x: int, y: int, w: int, h: int,
     conv = converter_for(params.pf)
     head = rect_header(x, y, w, h, ZRLE)
     tiles = zrle_tiles(conv.values(frame[y:y + h, x:x + w]), conv) if w and h else b""
-    return EncodedRect(deflate_raw(tiles, params.compress_level), stream=ZRLE, head=head)
+    return EncodedRect(deflate_raw(tiles, params.compress_level, fast=True), stream=ZRLE,
+                       head=head)

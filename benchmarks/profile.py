@@ -1,0 +1,279 @@
+"""Where vncd's CPU goes: py-spy samples of a server under benchmark load.
+
+    .venv/bin/pip install -e '.[bench]'     # py-spy, pyinstrument
+    .venv/bin/python -m benchmarks.profile [--seconds 8] [--fps 30]
+        [--encodings raw,zlib,hextile,zrle,tight,tight-jpeg] [--handshakes]
+        [--screen array|file] [--top 12] [--keep DIR]
+
+For each encoding, vncd is started as :mod:`benchmarks.throughput` starts
+it (the embedding API, the whole 1080p screen changing ``--fps`` times a
+second) and one client streams that encoding as in the throughput run,
+while ``py-spy record --pid`` samples every thread of the server (idle
+threads excluded, ``--native`` off: the C functions of zlib, numpy and
+OpenSSL show as the Python line that called them).  ``--handshakes``
+profiles ``python -m vncd`` under one client connecting with security
+None again and again (:func:`benchmarks.connections.worker`).
+
+For each run the script prints the functions with the most samples
+*inside* them (self, % of all samples: where the time is spent) and the
+ones with the most samples *under* them (total: which call paths cost),
+from py-spy's collapsed stacks.  ``--keep DIR`` leaves the collapsed
+stacks there (``DIR/<run>.txt``, one stack per line, usable with
+flamegraph tools).
+
+py-spy needs ptrace rights over the server (root, or
+``kernel.yama.ptrace_scope=0``).  The figures are shares of the
+server's own samples: they say where a run spends its time, not how much
+(use :mod:`benchmarks.suite` for that).
+
+What the profiles showed (issue 10; 1080p "video" frames, every pixel
+changing, 30 fps offered, one client; shares of the server's busy samples)
+-------------------------------------------------------------------------
+
+Before (main at d9d4fba, ``--screen array``; ``--screen file`` for
+Tight+JPEG, whose run needs ``lossy=on``):
+
+* Raw, 16 ms CPU/update: socket writes 25 %, channel shuffle
+  (``PixelConverter.wire``) 16 %, damage compare 12 %, reactor poll 11 %,
+  and 16 % copying the same 8 MB through the write path (``_flush``,
+  ``PendingOutput.take``, ``RFBStack.send``/``data_to_send``) plus 6 % for
+  the rectangle header concatenation in ``encode_raw``.  Much of it was page
+  faults: every frame's fresh 8 MB buffers were given back to the system
+  and faulted in again.
+* Zlib, 163 ms: deflate 87 %; the rest is noise.
+* Hextile, 95 ms: inside ``encode_hextile`` 47 % (the Python loop over
+  raw tiles and whole-frame temporaries), numpy tile reductions 28 %.
+* ZRLE, 228 ms: deflate 50 %, tile analysis 39 % (sorting every tile for
+  its palette 11 %, per-tile Python ``_tile``/``run_lengths``/
+  ``_emit_runs`` 20 %).
+* Tight, 175 ms: deflate 79 %, RGB TPIXEL copies in ``_piece`` 8 %,
+  the incompressibility sample 4 %.
+* Tight+JPEG, 33 ms: ``_jpeg`` 66 %, of which two thirds the RGBX -> RGB
+  copy handed to Pillow and one third libjpeg-turbo itself; the file
+  screen's look 10 %, damage compare 5 %.
+* None handshakes, 0.45 ms CPU each: system calls (accept, recv, send,
+  close) 40 %, the reactor's poll 10 %, Twisted's log context 5 %; vncd's
+  own protocol code about 12 % -- the rest is Twisted per connection.
+
+After this branch (``--screen file``, as the suite runs it):
+
+* Raw, 15-18 ms: the file screen's look (compare with the last copy and
+  convert, ``FileScreen.look`` + ``array_equal``) 37 %, socket writes
+  19 %, damage compare 14 %, poll 10 %; encoding 10 % (was 40 %).
+* Zlib, 133 ms: deflate 81 % (now in pieces on both cores).
+* Hextile, 59 ms: numpy work inside ``encode_hextile`` 30 %, tile
+  reductions 40 %.
+* ZRLE, 154 ms with stdlib zlib (deflate 54 %), 138 ms with zlib-ng:
+  deflate 45 %, many-colour tiles together 12 %, the partial bottom row's
+  tiles one by one (``np.unique``) 7 %, run tables 4 %, pool hand-offs 5 %.
+* Tight, 164 ms with stdlib zlib (deflate 73 %), 134 ms with zlib-ng:
+  deflate 63 %, ``_piece`` (RGB TPIXEL copies) 11 %, the
+  incompressibility sample 5 %, pool hand-offs 5-8 %.
+* Tight+JPEG, 16 ms: libjpeg-turbo 29 %, file look 30 %, damage compare
+  11 %: the encoder is no longer the larger part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+from benchmarks import connections, peers, throughput
+
+#: Samples per second py-spy takes.
+RATE = 250
+
+#: Longest profile accepted per run.
+MAX_SECONDS = 60.0
+
+#: Seconds given to py-spy beyond the run to write its output.
+PYSPY_GRACE = 30.0
+
+
+def pyspy() -> str:
+    found = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    if not os.path.exists(found):
+        raise SystemExit("py-spy is not installed: .venv/bin/pip install -e '.[bench]'")
+    return found
+
+
+def record(pid: int, seconds: float, out: str) -> subprocess.Popen:
+    """Start py-spy sampling process ``pid`` for ``seconds`` into ``out`` (collapsed)."""
+    return subprocess.Popen(
+        [pyspy(), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+         "--rate", str(RATE), "--format", "raw", "--output", out, "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def short(frame: str) -> str:
+    """``function (path/file.py:line)`` -> ``function (file.py)`` (lines merged)."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    path = where.rsplit(":", 1)[0]
+    parts = path.split("/")
+    keep = parts[-2:] if len(parts) > 1 and parts[-2] in ("vncd", "encoding", "creds",
+                                                          "compat", "screens") else parts[-1:]
+    return f"{name} ({'/'.join(keep)})"
+
+
+def summarise(collapsed: str) -> tuple[int, collections.Counter, collections.Counter]:
+    """(samples, self counts, total counts) per function from py-spy's raw output."""
+    own: collections.Counter = collections.Counter()
+    total: collections.Counter = collections.Counter()
+    samples = 0
+    with open(collapsed) as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            n = int(count)
+            frames = [short(fr) for fr in stack.split(";") if " (" in fr]
+            if not frames:
+                continue
+            samples += n
+            own[frames[-1]] += n
+            for name in set(frames):
+                total[name] += n
+    return samples, own, total
+
+
+def report(label: str, collapsed: str, top: int) -> None:
+    samples, own, total = summarise(collapsed)
+    print(f"\n## {label}: {samples} samples of busy server threads")
+    if not samples:
+        return
+    print(f"{'self %':>7}  function")
+    for name, n in own.most_common(top):
+        print(f"{100 * n / samples:7.1f}  {name}")
+    print(f"{'total %':>7}  function (vncd's own)")
+    shown = 0
+    for name, n in total.most_common():
+        if "(vncd/" in name or "(encoding/" in name or "(creds/" in name or "(screens/" in name:
+            print(f"{100 * n / samples:7.1f}  {name}")
+            shown += 1
+            if shown == top:
+                break
+
+
+def wait_pyspy(spy: subprocess.Popen, seconds: float) -> None:
+    try:
+        _, err = spy.communicate(timeout=seconds + PYSPY_GRACE)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.communicate()
+        raise RuntimeError("py-spy did not finish") from None
+    if spy.returncode:
+        raise RuntimeError(f"py-spy failed: {err.decode(errors='replace').strip()}")
+
+
+def profile_encoding(children: peers.Children, name: str, args, out: str) -> None:
+    display = peers.free_display()
+    if args.fb is not None:
+        argv = args.fb.vncd_argv(display)
+    else:
+        argv = [sys.executable, "-m", "benchmarks.throughput", "--role", "vncd",
+                "--display", str(display), "--fps", str(args.fps), "--picture", args.picture]
+    server = children.start(argv, name="vncd")
+    try:
+        port = peers.VNC_BASE_PORT + display
+        server.wait_for_port(port)
+        result: list = []
+        client = threading.Thread(target=lambda: result.append(
+            throughput.stream(port, name, args.seconds + 2, server, [])))
+        client.start()
+        # Let the first full update through before sampling.
+        spy = None
+        try:
+            client.join(1.5)
+            spy = record(server.pid, args.seconds, out)
+            wait_pyspy(spy, args.seconds)
+        finally:
+            client.join()
+        r = result[0]
+        if r.problem:
+            print(f"{name}: {r.problem}")
+        elif r.wall:
+            print(f"{name}: {r.full / r.wall:.1f} full updates/s, "
+                  f"server {1000 * r.server_cpu / max(r.updates, 1):.1f} ms CPU/update")
+    finally:
+        children.stop(server)
+
+
+def profile_handshakes(children: peers.Children, args, out: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="vncd-profile-") as root:
+        files = connections.make_files(root)
+        display = peers.free_display()
+        port = peers.VNC_BASE_PORT + display
+        server = children.start(peers.vncd_argv(
+            ["-screen", f"image,file={files.picture}",
+             *connections.server_options("none", files, display)]), name="vncd")
+        try:
+            server.wait_for_port(port)
+            spec = connections.ClientSpec(port, "none", "", "", "")
+            spy = record(server.pid, args.seconds, out)
+            results, spent = connections.run_clients(spec, 1, args.seconds, server)
+            wait_pyspy(spy, args.seconds)
+            done = sum(r.done for r in results)
+            print(f"handshakes: {done / args.seconds:.0f}/s, "
+                  f"{1000 * spent / max(done, 1):.2f} ms server CPU each")
+        finally:
+            children.stop(server)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--picture", choices=throughput.PICTURES, default="video")
+    parser.add_argument("--encodings", default=",".join(throughput.ENCODINGS),
+                        help=f"comma-separated subset of {', '.join(throughput.ENCODINGS)}"
+                             " (empty: none)")
+    parser.add_argument("--handshakes", action="store_true",
+                        help="also profile a None-security handshake loop")
+    parser.add_argument("--screen", choices=("array", "file"), default="array",
+                        help="array: the embedding API fed in process (throughput.py); "
+                             "file: -screen file on a painted framebuffer file (suite.py)")
+    parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--keep", help="directory that keeps the collapsed stacks")
+    args = parser.parse_args(argv)
+    encodings = [e for e in args.encodings.split(",") if e]
+    unknown = sorted(set(encodings) - set(throughput.ENCODINGS))
+    if unknown:
+        parser.error(f"unknown encoding(s): {', '.join(unknown)}")
+    if not 0 < args.seconds <= MAX_SECONDS:
+        parser.error(f"--seconds must be in (0, {MAX_SECONDS:.0f}]")
+    pyspy()
+    peers.stop_on_sigterm()
+    multiprocessing.set_start_method("fork", force=True)
+    print(f"py-spy profiles, {args.seconds:g} s each, load average {peers.load_average()}")
+    with tempfile.TemporaryDirectory(prefix="vncd-profile-", dir=throughput.FRAMEBUFFER_DIR) as tmp, \
+            peers.Children() as children:
+        keep = args.keep or tmp
+        args.fb = None
+        if args.screen == "file":
+            from benchmarks.suite import FramebufferFile
+            args.fb = FramebufferFile(children, tmp, args.fps, args.picture)
+        os.makedirs(keep, exist_ok=True)
+        runs = [(name, lambda out, name=name: profile_encoding(children, name, args, out))
+                for name in encodings]
+        if args.handshakes:
+            runs.append(("handshakes-none", lambda out: profile_handshakes(children, args, out)))
+        for label, run in runs:
+            out = os.path.join(keep, f"{label}.txt")
+            try:
+                run(out)
+            except RuntimeError as e:
+                print(f"{label}: {e}")
+                continue
+            report(label, out, args.top)
+
+
+if __name__ == "__main__":
+    peers.run_script(main)

@@ -1,0 +1,62 @@
+"""Tests for the benchmark suite's bookkeeping (the measurements are run by hand)."""
+
+import os
+import tempfile
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from benchmarks import profile, suite
+
+
+class RowTests(SynchronousTestCase):
+    def test_ratio_target_met_and_missed(self):
+        """A ratio target compares vncd's median with the peer's median."""
+        faster = suite.Row("p", "m", [10.0, 12.0, 11.0], [20.0, 22.0], "peer", "<=", 1.0)
+        self.assertAlmostEqual(faster.ratio(), 11.0 / 21.0)
+        self.assertEqual(faster.met(), "met")
+        slower = suite.Row("p", "m", [30.0], [20.0], "peer", "<=", 1.0)
+        self.assertEqual(slower.met(), "MISSED")
+
+    def test_absolute_target_and_missing_peer(self):
+        """An absolute target needs no peer; a ratio target without one says so."""
+        self.assertEqual(suite.Row("p", "m", [40.0], sense="<=", target=64,
+                                   absolute=True).met(), "met")
+        self.assertEqual(suite.Row("p", "m", [70.0], sense="<=", target=64,
+                                   absolute=True).met(), "MISSED")
+        self.assertEqual(suite.Row("p", "m", [1.0], [], "", ">=", 1.0).met(), "no peer")
+
+    def test_paint_rate(self):
+        """Delivering (nearly) every frame offered meets a rate target."""
+        row = suite.Row("p", "m", [29.5], [30.1], "peer", ">=", 1.0, cap=30.0)
+        self.assertEqual(row.met(), "met (paint rate)")
+        row.vncd = [25.0]
+        self.assertEqual(row.met(), "MISSED")
+
+    def test_markdown_table(self):
+        rows = [suite.Row("streaming", "raw: screens/s", [29.0, 31.0], [30.0, 30.0], "x11vnc",
+                          ">=", 1.0),
+                suite.Row("memory", "pss", [40.0], sense="<=", target=64, absolute=True,
+                          unit="KiB")]
+        text = suite.markdown(rows)
+        lines = text.splitlines()
+        self.assertEqual(len(lines), 4)
+        self.assertIn("| 30.0 (29.0..31.0) | 30.0 (30.0..30.0) x11vnc | 1.00 | >= 1x | met |",
+                      lines[2])
+        self.assertIn("| pss (KiB) | 40.0 | - | - | <= 64 KiB | met |", lines[3])
+
+
+class ProfileSummaryTests(SynchronousTestCase):
+    def test_self_and_total_from_collapsed_stacks(self):
+        """py-spy's raw output: self time goes to the last frame, total to every frame."""
+        text = ("main (vncd/cli.py:10);encode_raw (/x/vncd/encoding/raw.py:20) 30\n"
+                "main (vncd/cli.py:10);send (/usr/lib/socket.py:5) 10\n"
+                "garbage line\n")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "raw.txt")
+            with open(path, "w") as f:
+                f.write(text)
+            samples, own, total = profile.summarise(path)
+        self.assertEqual(samples, 40)
+        self.assertEqual(own["encode_raw (encoding/raw.py)"], 30)
+        self.assertEqual(own["send (socket.py)"], 10)
+        self.assertEqual(total["main (vncd/cli.py)"], 40)

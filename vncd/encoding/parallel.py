@@ -1,0 +1,81 @@
+# -*- test-case-name: tests.vncd.test_encoding -*-
+"""A small thread pool the encoders share to use every CPU for one rectangle.
+
+zlib, Pillow's JPEG encoder and numpy's bulk operations release the GIL,
+so independent pieces of one rectangle (deflate pieces, Tight pieces)
+encode in parallel on threads.  :func:`map_ordered` runs a function over
+a list of items and returns the results in order; the calling thread
+takes its share of the work, so with one usable CPU (``taskset``, a
+container's CPU set) nothing is handed off at all.  Work started from a
+pool thread runs serially in that thread: nested parallelism would only
+add hand-offs, and could deadlock a pool whose threads all wait.
+
+Knows nothing about encodings or connections.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["map_ordered", "workers", "in_pool", "MAX_THREADS"]
+
+#: Most threads, whatever the machine (each holds a Tight palette table
+#: of 16 MiB of address space, only touched pages resident).
+MAX_THREADS = 8
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_size = 0
+_lock = threading.Lock()
+_local = threading.local()
+
+
+def workers() -> int:
+    """Threads one rectangle may use: the CPUs this process may run on."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_THREADS, cpus))
+
+
+def in_pool() -> bool:
+    """Whether the calling thread is one of the pool's (work stays serial there)."""
+    return getattr(_local, "in_pool", False)
+
+
+def _mark() -> None:
+    _local.in_pool = True
+
+
+def _executor(size: int) -> ThreadPoolExecutor:
+    """The shared pool (rebuilt after a fork, whose child has no threads)."""
+    global _pool, _pool_pid, _pool_size
+    with _lock:
+        if _pool is None or _pool_pid != os.getpid() or _pool_size < size:
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="vncd-encode",
+                                       initializer=_mark)
+            _pool_pid, _pool_size = os.getpid(), size
+        return _pool
+
+
+def map_ordered(fn, items: list) -> list:
+    """``[fn(item) for item in items]``, spread over the pool's threads."""
+    count = 1 if in_pool() else workers()
+    if count < 2 or len(items) < 2:
+        return [fn(item) for item in items]
+    pool = _executor(count - 1)
+    # The caller works too: it takes every count-th item itself.
+    futures = {i: pool.submit(fn, item) for i, item in enumerate(items) if i % count}
+    results = [None] * len(items)
+    _local.in_pool = True  # the caller's share stays serial, as the pool's does
+    try:
+        for i in range(0, len(items), count):
+            results[i] = fn(items[i])
+    finally:
+        _local.in_pool = False
+    for i, future in futures.items():
+        results[i] = future.result()
+    return results
