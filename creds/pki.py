@@ -13,7 +13,8 @@
   loads the directory as a ``tls-creds-x509`` object (the verdict vncd
   itself would give).
 * :func:`show` describes every certificate and CRL in the directory.
-* :func:`gtk_vnc` lays out the ``~/.pki`` files gtk-vnc clients read.
+* :func:`install_copies` copies credential files into another layout
+  (``vncd-certs gtk-vnc`` uses it).
 
 This module and :mod:`creds.x509` are the only users of certificate
 writing in vncd; the command line lives in :mod:`vncd.certs`.
@@ -24,7 +25,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import pwd
 import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -45,9 +45,9 @@ from creds.pem import (
 from creds import x509 as x509creds
 
 __all__ = [
-    "PKIError", "Check", "create", "revoke", "check", "show", "gtk_vnc", "parse_dn",
+    "PKIError", "Check", "create", "revoke", "check", "show", "install_copies", "parse_dn",
     "MAX_NAMES", "MAX_CLIENTS", "CLIENTS_DIR", "MAX_DN_LENGTH", "MAX_DAYS", "DEFAULT_DAYS", "CA_DAYS", "CRL_DAYS",
-    "DEFAULT_DNS", "DEFAULT_IPS", "DEFAULT_CLIENT_DN", "CA_KEY", "GTK_VNC_PROGRAMS",
+    "DEFAULT_DNS", "DEFAULT_IPS", "DEFAULT_CLIENT_DN", "CA_KEY", "MAX_COPIES",
 ]
 
 #: Most subjectAltNames (DNS names plus addresses) one server certificate gets.
@@ -73,8 +73,6 @@ DEFAULT_CLIENT_DN = "O=vncd,CN=vncd client"
 DEFAULT_CA_DN = "O=vncd,CN=vncd CA"
 #: The CA's private key inside the directory (not a QEMU file).
 CA_KEY = "ca-key.pem"
-#: gtk-vnc programs whose client certificate directory ``gtk_vnc`` fills.
-GTK_VNC_PROGRAMS = ("gvnccapture", "gvncviewer")
 #: RSA keys: every QEMU release and every VNC client takes them.
 KEY_BITS = 2048
 
@@ -683,42 +681,23 @@ def show(directory: str, *, now: datetime.datetime | None = None) -> list[str]:
     return lines[:-1]
 
 
-# -- gtk-vnc ----------------------------------------------------------------------
+# -- installing copies ---------------------------------------------------------------
 
 
-def default_pki_dir() -> str:
-    """``~/.pki`` of the passwd entry: gtk-vnc looks there, not under ``$HOME``."""
-    return os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".pki")
+#: Most files :func:`install_copies` copies in one call.
+MAX_COPIES = 64
 
 
-def gtk_vnc(directory: str, *, pki_dir: str | None = None,
-            programs: Sequence[str] = GTK_VNC_PROGRAMS, force: bool = False) -> list[str]:
-    """Copy the CA, CRL and client identity where gtk-vnc clients read them.
+def install_copies(plan: Sequence[tuple[str, str, int]], *, force: bool = False) -> list[str]:
+    """Copy files, each ``(source, target, mode)``, all or none.
 
-    ``PKI/CA/cacert.pem`` (and ``cacrl.pem``), and for each program
-    ``PKI/PROGRAM/clientcert.pem`` and ``PKI/PROGRAM/private/clientkey.pem``
-    (mode 0600).  A different existing file is replaced only with
-    ``force``.  Returns the files written.
+    Sources are read as credential files are (regular files only, size
+    limit); a target that exists with other content is replaced only
+    with ``force``.  Parent directories are made (``private`` ones 0700),
+    each target is written atomically with ``mode``.  Returns the targets.
     """
-    pki_dir = pki_dir or default_pki_dir()
-    if not programs or len(programs) > 16:
-        raise PKIError("name 1 to 16 gtk-vnc programs")
-    for program in programs:
-        if not re.fullmatch(r"[A-Za-z0-9._-]+", program) or program in (".", ".."):
-            raise PKIError(f"--program {program!r}: not a program name")
-    src = {n: os.path.join(directory, n) for n in
-           (x509creds.CA_CERT, x509creds.CA_CRL, x509creds.CLIENT_CERT, x509creds.CLIENT_KEY)}
-    for name in (x509creds.CA_CERT, x509creds.CLIENT_CERT, x509creds.CLIENT_KEY):
-        if not os.path.isfile(src[name]):
-            raise PKIError(f"{src[name]} is missing (vncd-certs create {directory} makes it)")
-    plan = [(src[x509creds.CA_CERT], os.path.join(pki_dir, "CA", "cacert.pem"), 0o644)]
-    if os.path.isfile(src[x509creds.CA_CRL]):
-        plan.append((src[x509creds.CA_CRL], os.path.join(pki_dir, "CA", "cacrl.pem"), 0o644))
-    for program in programs:
-        plan.append((src[x509creds.CLIENT_CERT],
-                     os.path.join(pki_dir, program, "clientcert.pem"), 0o644))
-        plan.append((src[x509creds.CLIENT_KEY],
-                     os.path.join(pki_dir, program, "private", "clientkey.pem"), 0o600))
+    if len(plan) > MAX_COPIES:
+        raise PKIError(f"more than {MAX_COPIES} files to copy")
     contents = []
     for source, target, mode in plan:
         try:

@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import pwd
+import re
 import sys
 from typing import Sequence, TextIO
 
 from creds import pki
+from creds import x509 as x509creds
 
 __all__ = ["main", "run", "MAX_PASSWORD_FILE"]
 
@@ -87,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                         "gtk-vnc looks)")
     p.add_argument("--program", action="append", metavar="NAME",
                    help="gtk-vnc program to give the client certificate (repeatable; "
-                        f"default: {', '.join(pki.GTK_VNC_PROGRAMS)})")
+                        f"default: {', '.join(GTK_VNC_PROGRAMS)})")
     p.add_argument("--force", action="store_true", help="replace different existing files")
     return parser
 
@@ -164,9 +168,47 @@ def _show(args, out: TextIO) -> int:
     return 0
 
 
+#: gtk-vnc programs whose client certificate directory ``gtk-vnc`` fills,
+#: and the most that may be named.
+GTK_VNC_PROGRAMS = ("gvnccapture", "gvncviewer")
+MAX_PROGRAMS = 16
+
+
+def default_pki_dir() -> str:
+    """``~/.pki`` of the passwd entry: gtk-vnc looks there, not under ``$HOME``."""
+    return os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".pki")
+
+
+def gtk_vnc_plan(directory: str, pki_dir: str,
+                 programs: Sequence[str]) -> list[tuple[str, str, int]]:
+    """Where gtk-vnc clients read a credentials directory's files: ``(source,
+    target, mode)`` for ``PKI/CA/cacert.pem`` (and ``cacrl.pem``), and per
+    program ``PKI/PROGRAM/clientcert.pem`` and ``PKI/PROGRAM/private/clientkey.pem``."""
+    if not programs or len(programs) > MAX_PROGRAMS:
+        raise pki.PKIError(f"name 1 to {MAX_PROGRAMS} gtk-vnc programs")
+    for program in programs:
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", program) or program in (".", ".."):
+            raise pki.PKIError(f"--program {program!r}: not a program name")
+    src = {n: os.path.join(directory, n) for n in
+           (x509creds.CA_CERT, x509creds.CA_CRL, x509creds.CLIENT_CERT, x509creds.CLIENT_KEY)}
+    for name in (x509creds.CA_CERT, x509creds.CLIENT_CERT, x509creds.CLIENT_KEY):
+        if not os.path.isfile(src[name]):
+            raise pki.PKIError(f"{src[name]} is missing (vncd-certs create {directory} makes it)")
+    plan = [(src[x509creds.CA_CERT], os.path.join(pki_dir, "CA", "cacert.pem"), 0o644)]
+    if os.path.isfile(src[x509creds.CA_CRL]):
+        plan.append((src[x509creds.CA_CRL], os.path.join(pki_dir, "CA", "cacrl.pem"), 0o644))
+    for program in programs:
+        plan.append((src[x509creds.CLIENT_CERT],
+                     os.path.join(pki_dir, program, "clientcert.pem"), 0o644))
+        plan.append((src[x509creds.CLIENT_KEY],
+                     os.path.join(pki_dir, program, "private", "clientkey.pem"), 0o600))
+    return plan
+
+
 def _gtk_vnc(args, out: TextIO) -> int:
-    written = pki.gtk_vnc(args.directory, pki_dir=args.pki_dir,
-                          programs=args.program or pki.GTK_VNC_PROGRAMS, force=args.force)
+    plan = gtk_vnc_plan(args.directory, args.pki_dir or default_pki_dir(),
+                        args.program or GTK_VNC_PROGRAMS)
+    written = pki.install_copies(plan, force=args.force)
     for path in written:
         out.write(f"vncd-certs: wrote {path}\n")
     return 0
