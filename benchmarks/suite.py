@@ -380,6 +380,16 @@ def fanout(args, results: dict) -> list[Row]:
 
 # -- handshakes ----------------------------------------------------------------
 
+def vncd_and_qemu(files, options: list[str], have_qemu: bool,
+                  rnd: int) -> list[tuple[str, list[str]]]:
+    """vncd (showing a still picture of QEMU's console size) and, when it is
+    installed, QEMU 7.2 with the same options; the order alternates by round."""
+    servers = [("vncd", peers.vncd_argv(["-screen", f"image,file={files.picture}"] + options))]
+    if have_qemu:
+        servers.append(("QEMU", peers.qemu_argv(options)))
+    return servers[::-1] if rnd % 2 else servers
+
+
 def handshakes(children, args, tmp: str, results: dict) -> list[Row]:
     have_qemu = peers.tool("qemu-system-x86_64") is not None
     if not have_qemu:
@@ -392,12 +402,7 @@ def handshakes(children, args, tmp: str, results: dict) -> list[Row]:
     for rnd in range(args.rounds):
         for case in connections.CASES:
             options = connections.server_options(case, files, display)
-            servers = [("vncd", peers.vncd_argv(["-screen", f"image,file={files.picture}"]
-                                                + options))]
-            if have_qemu:
-                servers.append(("QEMU", peers.qemu_argv(options)))
-            if rnd % 2:
-                servers.reverse()
+            servers = vncd_and_qemu(files, options, have_qemu, rnd)
             for name, argv in servers:
                 row = connections.measure(children, name, argv, case, files, port, 1,
                                           args.seconds)
@@ -438,12 +443,7 @@ def memory(children, args, tmp: str, results: dict) -> list[Row]:
             options[-1] += f",connections={args.clients + 8}"
             spec = connections.ClientSpec(port, case, files.client_ca, files.client_cert,
                                           files.client_key)
-            servers = [("vncd", peers.vncd_argv(["-screen", f"image,file={files.picture}"]
-                                                + options))]
-            if have_qemu:
-                servers.append(("QEMU", peers.qemu_argv(options)))
-            if rnd % 2:
-                servers.reverse()
+            servers = vncd_and_qemu(files, options, have_qemu, rnd)
             for name, argv in servers:
                 try:
                     got = idle_memory.measure(children, name, argv, spec, args.clients, False)
