@@ -560,10 +560,11 @@ def check(directory: str, endpoint: str, *, now: datetime.datetime | None = None
     if crl_path is not None:
         crls = run.step("CRL file", lambda: x509creds._crls(crl_path))
         if crls:
-            usable, notes = sanity.usable_crls(crls=crls, crl_path=crl_path,
-                                               ca_certs=ca_certs, ca_path=ca_path or "")
+            signed = run.step("CRL signatures", lambda: sanity.usable_crls(
+                crls=crls, crl_path=crl_path, ca_certs=ca_certs, ca_path=ca_path or ""))
+            usable, notes = signed if signed is not None else ((), [])
             run.warn("CRL", notes)
-            if chain:
+            if chain and signed is not None:
                 run.step(f"{role} certificate not revoked",
                          lambda: sanity.check_revocation(chain=chain, chain_path=cert_path,
                                                          crls=usable, crl_path=crl_path,

@@ -407,8 +407,9 @@ def usable_crls(*, crls: Sequence[x509.CertificateRevocationList], crl_path: str
 
     Run whatever ``sanity-check`` says.  A CRL that names a CA of the CA
     file as its issuer but whose signature no such CA verifies is forged
-    or damaged: it is left out (QEMU 7.2, which does not check CRL
-    signatures, would refuse every certificate it lists).  A CRL signed by
+    or damaged: :class:`ObjectError` naming the file (leaving it out would
+    admit the certificates it lists, which QEMU 7.2 -- checking no CRL
+    signature -- refuses; applying it would trust a forgery).  A CRL signed by
     a CA whose keyUsage lacks cRLSign (QEMU's documented certtool template)
     is kept, as GnuTLS keeps it, with a warning: strict TLS software
     refuses every peer with such a CRL.
@@ -423,11 +424,12 @@ def usable_crls(*, crls: Sequence[x509.CertificateRevocationList], crl_path: str
             continue
         signer = _crl_signer(crl, named)
         if signer is None:
-            warnings.append(
+            raise ObjectError(
                 f"{which} claims to be issued by '{_dn(named[0])}' in {ca_path}, but its "
-                "signature does not verify with that CA's key: it is ignored and revokes "
-                "nothing (make the CRL again with the CA's own key)")
-            continue
+                "signature does not verify with that CA's key",
+                hint="the CRL is damaged or was not made with this CA's key; make it again"
+                     " with the CA's key (vncd-certs revoke) or remove it",
+                path=crl_path, check="crl-signature")
         kept.append(crl)
         if not _may_sign_crls(signer):
             warnings.append(

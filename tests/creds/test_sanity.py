@@ -304,25 +304,29 @@ class WarningTests(SynchronousTestCase):
         ])
 
     def test_usable_crls(self) -> None:
-        """A forged CRL is left out; a CRL from a CA without cRLSign is kept with a fix."""
+        """A CRL from a CA without cRLSign is kept with a fix; a forged one stops the load."""
         plain = certgen.ca("plain CA", crl_sign=False, at=NOW)
         good = certgen.crl(ROOT, at=NOW)
         no_sign = certgen.crl(plain, at=NOW)
         forged = certgen.crl(certgen.Issued(cert=ROOT.cert, key=OTHER.key, issuer=None), at=NOW)
         foreign = certgen.crl(OTHER, at=NOW)
-        kept, warnings = sanity.usable_crls(crls=[good, no_sign, forged, foreign],
+        kept, warnings = sanity.usable_crls(crls=[good, no_sign, foreign],
                                             crl_path="/crl", ca_certs=[ROOT.cert, plain.cert],
                                             ca_path="/ca")
         self.assertEqual(kept, (good, no_sign, foreign))
-        self.assertEqual(len(warnings), 2, warnings)
+        self.assertEqual(len(warnings), 1, warnings)
         self.assertTrue(warnings[0].startswith(
             "The CA 'C=UK,CN=plain CA' in /ca signs CRL /crl (CRL 2) but its keyUsage does "
             "not include cRLSign"), warnings[0])
         self.assertIn("crl_signing_key", warnings[0])
         self.assertIn("keyUsage=critical,keyCertSign,cRLSign", warnings[0])
-        self.assertTrue(warnings[1].startswith("The CRL /crl (CRL 3) claims to be issued by "
-                                               "'C=UK,CN=root' in /ca"), warnings[1])
-        self.assertIn("ignored", warnings[1])
+        with self.assertRaises(ObjectError) as cm:
+            sanity.usable_crls(crls=[good, forged], crl_path="/crl",
+                               ca_certs=[ROOT.cert], ca_path="/ca")
+        self.assertEqual(cm.exception.message,
+                         "The CRL /crl (CRL 2) claims to be issued by 'C=UK,CN=root' in /ca,"
+                         " but its signature does not verify with that CA's key")
+        self.assertEqual(cm.exception.path, "/crl")
 
     def test_crl(self) -> None:
         """A CRL no CA signed, or past its nextUpdate, is warned about."""
