@@ -31,13 +31,24 @@ from vncd.encoding.zlib import encode_zlib
 from vncd.encoding.zrle import encode_zrle
 from vncd.updates.rect import Rect
 
-__all__ = ["ENCODERS", "choose_encoding", "encode_many"]
+__all__ = ["ENCODERS", "PARALLEL_BANDS", "choose_encoding", "encode_many"]
 
 #: The encoders for pixel data, by encoding number.
 ENCODERS: dict[int, Callable[..., EncodedRect]] = {
     enc.RAW: encode_raw, enc.HEXTILE: encode_hextile, enc.ZLIB: encode_zlib,
     enc.ZRLE: encode_zrle, enc.TIGHT: encode_tight,
 }
+
+#: Encodings whose rectangles of one update are encoded in parallel, whole
+#: (see :func:`encode_many`).  Their work is mostly zlib and Pillow, which
+#: release the GIL: for the 17 bands of a full 1080p desktop change on 2
+#: cores, wall time fell from 24.5 to 18.0 ms (Zlib), 23.2 to 15.3 ms
+#: (Tight) and 16.9 to 12.5 ms (Tight+JPEG), CPU unchanged.  Raw is too
+#: cheap to hand off (1.8 -> 2.3 ms), and Hextile's and ZRLE's per-tile
+#: analysis holds the GIL: in parallel they spent 20-50 % more CPU for
+#: little (Hextile) or negative (ZRLE, 30.5 -> 43.5 ms) gain, so their
+#: bands go one after the other.  ``benchmarks/bands.py`` measures it.
+PARALLEL_BANDS = frozenset({enc.ZLIB, enc.TIGHT})
 
 #: Encodings that always beat Zlib when a client lists them too: they
 #: compress the same pixels better for similar work (QEMU prefers ZRLE to
@@ -65,16 +76,19 @@ def encode_many(frame: np.ndarray, encoding: int,
                 jobs: Sequence[tuple[Rect, EncodeParams]]) -> list[EncodedRect]:
     """``jobs`` (rectangle, parameters) of ``frame`` encoded with ``encoding``, in order.
 
-    One job is encoded on the calling thread, where the encoder may still
-    split it into pieces over the pool.  Several jobs are spread over the
-    pool whole, each encoded serially on its thread: whole rectangles are
-    bigger units of work than pieces (fewer hand-offs) and keep every
-    CPU busy even for encoders that do not split.  ``frame`` must not
-    change until this returns.
+    With an encoding of :data:`PARALLEL_BANDS` and at least as many jobs
+    as the pool has workers (a full-screen change is 17 bands of 1920x64
+    at 1080p), the jobs are spread over the pool whole, each encoded
+    serially on its thread: whole rectangles are bigger units of work
+    than pieces (fewer hand-offs, no per-piece stream restarts).
+    Otherwise (fewer jobs than workers -- a small change -- or another
+    encoding) they are encoded one after the other on the calling
+    thread, where each encoder may still split its rectangle into pieces
+    over the pool.
+    ``frame`` must not change until this returns.
     """
     encoder = ENCODERS[encoding]
-    if len(jobs) == 1:
-        (x, y, w, h), params = jobs[0]
-        return [encoder(frame, x, y, w, h, params)]
+    if encoding not in PARALLEL_BANDS or len(jobs) < max(2, parallel.workers()):
+        return [encoder(frame, x, y, w, h, params) for (x, y, w, h), params in jobs]
     return parallel.map_ordered(
         lambda job: encoder(frame, job[0].x, job[0].y, job[0].w, job[0].h, job[1]), list(jobs))
