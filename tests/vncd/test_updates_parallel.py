@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 from twisted.internet import reactor
@@ -78,6 +79,44 @@ def use_workers(test, count: int, every_encoding: bool = True) -> None:
     test.patch(parallel, "workers", lambda: count)
     if every_encoding:
         test.patch(encoders, "PARALLEL_BANDS", frozenset(encoders.ENCODERS))
+
+
+class MapOrderedTests(SynchronousTestCase):
+    """The pool's sharing of one list: results in order, errors raised, and
+    the caller taking what a busy pool thread cannot."""
+
+    def setUp(self):
+        self.patch(parallel, "workers", lambda: 2)
+
+    def test_order_and_error(self):
+        self.assertEqual(parallel.map_ordered(lambda i: i * i, list(range(17))),
+                         [i * i for i in range(17)])
+
+        def fail(i):
+            if i == 5:
+                raise KeyError("band 5")
+            return i
+
+        with self.assertRaises(KeyError):
+            parallel.map_ordered(fail, list(range(17)))
+
+    def test_busy_pool_thread(self):
+        """With the only pool thread busy elsewhere, the caller does all the
+        work at once instead of waiting for the thread."""
+        release = threading.Event()
+        parallel._executor(1).submit(release.wait, 10)
+        guard = threading.Timer(5, release.set)  # a broken pool waits this long
+        guard.start()
+        self.addCleanup(guard.cancel)
+        self.addCleanup(release.set)
+        start = time.monotonic()
+        got = parallel.map_ordered(lambda i: (i, threading.current_thread().name),
+                                   list(range(6)))
+        elapsed = time.monotonic() - start
+        release.set()
+        self.assertEqual([i for i, _ in got], list(range(6)))
+        self.assertEqual({name for _, name in got}, {threading.current_thread().name})
+        self.assertLess(elapsed, 2)
 
 
 class DecodedTests(SynchronousTestCase):
