@@ -47,7 +47,7 @@ ENCODERS: dict[int, Callable[..., EncodedRect]] = {
 #: cheap to hand off (1.8 -> 2.3 ms), and Hextile's and ZRLE's per-tile
 #: analysis holds the GIL: in parallel they spent 20-50 % more CPU for
 #: little (Hextile) or negative (ZRLE, 30.5 -> 43.5 ms) gain, so their
-#: bands go one after the other.  ``benchmarks/bands.py`` measures it.
+#: bands go one after the other.  ``benchmarks/engine.py`` measures it.
 PARALLEL_BANDS = frozenset({enc.ZLIB, enc.TIGHT})
 
 #: Encodings that always beat Zlib when a client lists them too: they
