@@ -32,6 +32,11 @@ What a client is sent, and when:
   client, so clients with the same dirty tiles ask for the same
   rectangles, and :class:`EncodeCache` encodes each rectangle once per
   (generation, rectangle, encoding, parameters) for all of them.
+* The rectangles of one update that the cache does not hold are encoded
+  together: for Zlib and Tight, whose work mostly releases the GIL, whole
+  bands are spread over the shared thread pool
+  (:func:`encode_many`); the cache is looked up and filled, and the bytes
+  written in plan order, on the calling (reactor) thread only.
 * Encoding choice: the client's first encoding that vncd can produce,
   except that Zlib gives way to Tight or ZRLE when the client lists one of
   them too (as QEMU prefers ZRLE to Zlib); Raw when nothing fits.
