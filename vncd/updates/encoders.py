@@ -41,13 +41,15 @@ ENCODERS: dict[int, Callable[..., EncodedRect]] = {
 
 #: Encodings whose rectangles of one update are encoded in parallel, whole
 #: (see :func:`encode_many`).  Their work is mostly zlib and Pillow, which
-#: release the GIL: for the 17 bands of a full 1080p desktop change on 2
-#: cores, wall time fell from 24.5 to 18.0 ms (Zlib), 23.2 to 15.3 ms
-#: (Tight) and 16.9 to 12.5 ms (Tight+JPEG), CPU unchanged.  Raw is too
-#: cheap to hand off (1.8 -> 2.3 ms), and Hextile's and ZRLE's per-tile
-#: analysis holds the GIL: in parallel they spent 20-50 % more CPU for
-#: little (Hextile) or negative (ZRLE, 30.5 -> 43.5 ms) gain, so their
-#: bands go one after the other.  ``benchmarks/engine.py`` measures it.
+#: release the GIL.  For the 17 bands of a full 1080p desktop change on 2
+#: cores with one of them free (``benchmarks.engine``, min wall of 25-30
+#: rounds, two runs), wall time fell from 24.5 / 19.5 to 18.0 / 15.9 ms
+#: (Zlib) and from 23.2 / 20.3 to 15.3 / 14.5 ms (Tight), Tight+JPEG's
+#: median from 23.6 / 29.1 to 17.9 / 21.6 ms, at the same CPU.  Raw is too
+#: cheap to hand off (1.8 -> 2.3 ms); Hextile's and ZRLE's per-tile
+#: analysis holds the GIL, so in parallel Hextile saved up to 30 % of wall
+#: time for 15-20 % more CPU, and ZRLE lost both (37.9 -> 44.8 ms, CPU
+#: +60 %): their bands go one after the other.
 PARALLEL_BANDS = frozenset({enc.ZLIB, enc.TIGHT})
 
 #: Encodings that always beat Zlib when a client lists them too: they
