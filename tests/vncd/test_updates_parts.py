@@ -145,3 +145,27 @@ class PendingTests(SynchronousTestCase):
         self.assertTrue(client.pending.bell)
         client.close()
         self.assertFalse(client.pending.due())
+
+
+class RequestAreaTests(SynchronousTestCase):
+
+    def test_empty_request_does_not_widen_the_area(self):
+        """A pending request for nothing, merged with a later one, sends only the
+        later one's tiles (an empty area is not a point at the origin)."""
+        from vncd import encoding as enc
+        from tests.vncd.test_updates_helpers import pixels_events
+        st = Setup(256, 192)
+        client, _, viewer = st.client([enc.RAW])
+        client.request_update(False, 0, 0, 256, 192)
+        viewer.read()
+        client.request_update(True, 0, 0, 0, 0)
+        for x, y in ((0, 0), (130, 70)):
+            st.screen.framebuffer[y:y + 10, x:x + 10, :3] = 200
+            st.screen.damage(x, y, 10, 10)
+        st.settle()
+        self.assertEqual(viewer.updates(), [])
+        client.request_update(True, 128, 64, 64, 64)
+        update, = viewer.updates()
+        self.assertEqual([(e.x, e.y, e.width, e.height) for e in pixels_events(update)],
+                         [(128, 64, 64, 64)])
+        self.assertTrue(client.dirty[0, 0])
