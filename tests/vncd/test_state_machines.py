@@ -400,8 +400,8 @@ class UpdatesMachine(RuleBasedStateMachine):
         updates = self.served.updates
         if updates is None or updates.closed:
             return
-        assert len(updates._queued) <= self.config.max_queued_messages
-        assert len(updates._eds) <= self.config.max_resize_replies
+        assert len(updates.pending.queued) <= self.config.max_queued_messages
+        assert len(updates.pending.eds) <= self.config.max_resize_replies
         assert updates.dirty.shape == self.served.display.tile_shape
         tiles_y, tiles_x = updates.dirty.shape
         assert tiles_y * TILE >= self.served.display.height

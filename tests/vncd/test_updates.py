@@ -233,8 +233,8 @@ class FlowControlTests(SynchronousTestCase):
             st.screen.bell()
         self.assertEqual(len(sink.data), written)
         self.assertEqual(client.dirty.shape, (3, 4))
-        self.assertEqual(client._queued, [])
-        self.assertEqual(client._cut_text, b"x" * 1000)
+        self.assertEqual(client.pending.queued, [])
+        self.assertEqual(client.pending.cut_text, b"x" * 1000)
 
     def test_clipboard_and_bell_coalesce(self):
         """While blocked, only the latest clipboard and one bell wait."""

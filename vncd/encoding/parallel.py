@@ -2,11 +2,12 @@
 """A small thread pool the encoders share to use every CPU for one rectangle.
 
 zlib, Pillow's JPEG encoder and numpy's bulk operations release the GIL,
-so independent pieces of one rectangle (deflate pieces, Tight pieces)
-encode in parallel on threads.  :func:`map_ordered` runs a function over
-a list of items and returns the results in order; the calling thread
-takes its share of the work, so with one usable CPU (``taskset``, a
-container's CPU set) nothing is handed off at all.  Work started from a
+so independent pieces of one rectangle (deflate pieces, Tight pieces),
+or the rectangles of one update, encode in parallel on threads.
+:func:`map_ordered` runs a function over a list of items and returns the
+results in order; the calling thread works on the list too, so with one
+usable CPU (``taskset``, a container's CPU set) nothing is handed off at
+all.  Work started from a
 pool thread runs serially in that thread: nested parallelism would only
 add hand-offs, and could deadlock a pool whose threads all wait.
 
@@ -15,6 +16,7 @@ Knows nothing about encodings or connections.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -62,20 +64,45 @@ def _executor(size: int) -> ThreadPoolExecutor:
 
 
 def map_ordered(fn, items: list) -> list:
-    """``[fn(item) for item in items]``, spread over the pool's threads."""
+    """``[fn(item) for item in items]``, spread over the pool's threads.
+
+    The items are shared out as the threads become free, not dealt out in
+    advance: on a machine whose other CPUs are busy with other programs a
+    pool thread may not run for a while, and the caller then takes its
+    items.  The first exception raised by ``fn`` is raised here once every
+    thread has stopped working on the list.
+    """
     count = 1 if in_pool() else workers()
     if count < 2 or len(items) < 2:
         return [fn(item) for item in items]
     pool = _executor(count - 1)
-    # The caller works too: it takes every count-th item itself.
-    futures = {i: pool.submit(fn, item) for i, item in enumerate(items) if i % count}
-    results = [None] * len(items)
+    results: list = [None] * len(items)
+    taken = itertools.count()
+    failed: list[BaseException] = []
+
+    def drain() -> None:
+        # itertools.count's next() is atomic under the GIL: each index is
+        # handed to exactly one thread.
+        for i in iter(taken.__next__, None):
+            if i >= len(items) or failed:
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as e:
+                failed.append(e)
+                return
+
+    helpers = [pool.submit(drain) for _ in range(min(count - 1, len(items) - 1))]
     _local.in_pool = True  # the caller's share stays serial, as the pool's does
     try:
-        for i in range(0, len(items), count):
-            results[i] = fn(items[i])
+        drain()
     finally:
         _local.in_pool = False
-    for i, future in futures.items():
-        results[i] = future.result()
+        for helper in helpers:
+            # A helper that has not started yet finds nothing left: skip it
+            # rather than wait for a busy machine to schedule it.
+            if not helper.cancel():
+                helper.result()
+    if failed:
+        raise failed[0]
     return results

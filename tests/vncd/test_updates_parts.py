@@ -1,0 +1,171 @@
+"""Unit tests for the small values of vncd.updates: Rect, TileBox, Change, Pending."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from vncd.screens.base import Screen
+from vncd.updates import TILE, Change, Copy, Pending, Rect, TileBox
+from vncd.updates.changes import parse
+from vncd.updates.rect import EMPTY
+from tests.vncd.test_updates_helpers import Setup
+
+
+class RectTests(SynchronousTestCase):
+
+    def test_corners_and_area(self):
+        r = Rect.corners(10, 20, 30, 60)
+        self.assertEqual(r, Rect(10, 20, 20, 40))
+        self.assertEqual((r.x1, r.y1, r.area), (30, 60, 800))
+        self.assertFalse(r.empty)
+
+    def test_empty(self):
+        for r in (EMPTY, Rect(5, 5, 0, 3), Rect(5, 5, 3, 0), Rect(5, 5, -1, 3)):
+            self.assertTrue(r.empty, r)
+            self.assertEqual(r.area, 0, r)
+            self.assertEqual(r.tiles(), TileBox(0, 0, 0, 0), r)
+            self.assertTrue(r.tiles().empty, r)
+
+    def test_clip(self):
+        self.assertEqual(Rect(100, 50, 200, 200).clip(250, 120), Rect(100, 50, 150, 70))
+        self.assertEqual(Rect(-5, -5, 10, 10).clip(100, 100), Rect(0, 0, 5, 5))
+        self.assertTrue(Rect(300, 0, 10, 10).clip(250, 120).empty)
+        self.assertEqual(Rect(0, 0, 10, 10).clip(100, 100), Rect(0, 0, 10, 10))
+
+    def test_union(self):
+        a, b = Rect(0, 0, 10, 10), Rect(20, 5, 10, 20)
+        self.assertEqual(a.union(b), Rect(0, 0, 30, 25))
+        self.assertEqual(b.union(a), Rect(0, 0, 30, 25))
+        # An empty rectangle adds nothing, wherever it is.
+        self.assertEqual(b.union(EMPTY), b)
+        self.assertEqual(EMPTY.union(b), b)
+        self.assertTrue(EMPTY.union(Rect(3, 3, 0, 0)).empty)
+
+    def test_tiles(self):
+        self.assertEqual(Rect(0, 0, TILE, TILE).tiles(), TileBox(0, 0, 1, 1))
+        self.assertEqual(Rect(TILE - 1, 0, 2, 1).tiles(), TileBox(0, 0, 1, 2))
+        self.assertEqual(Rect(TILE, 2 * TILE, 1, TILE + 1).tiles(), TileBox(2, 1, 4, 2))
+
+    def test_is_a_tuple(self):
+        """Screens report damage as plain (x, y, w, h) tuples; a Rect unpacks the same."""
+        x, y, w, h = Rect(1, 2, 3, 4)
+        self.assertEqual((x, y, w, h), (1, 2, 3, 4))
+        self.assertEqual(Rect(*(1, 2, 3, 4)), Rect(1, 2, 3, 4))
+        with self.assertRaises(AttributeError):
+            Rect(1, 2, 3, 4).x = 5
+
+
+class TileBoxTests(SynchronousTestCase):
+
+    def test_pixels_clipped(self):
+        self.assertEqual(TileBox(1, 1, 3, 4).pixels(200, 150),
+                         Rect(TILE, TILE, 200 - TILE, 150 - TILE))
+        self.assertEqual(TileBox(0, 0, 1, 1).pixels(1000, 1000), Rect(0, 0, TILE, TILE))
+
+    def test_round_trip(self):
+        box = TileBox(2, 3, 5, 7)
+        self.assertEqual(box.pixels(10_000, 10_000).tiles(), box)
+
+    def test_union_and_whole(self):
+        self.assertEqual(TileBox(0, 0, 1, 1).union(TileBox(2, 3, 4, 5)), TileBox(0, 0, 4, 5))
+        self.assertEqual(TileBox(2, 3, 4, 5).union(TileBox(0, 0, 0, 0)), TileBox(2, 3, 4, 5))
+        self.assertEqual(TileBox(1, 1, 1, 1).union(TileBox(2, 3, 4, 5)), TileBox(2, 3, 4, 5))
+        self.assertEqual(TileBox.whole((3, 4)), TileBox(0, 0, 3, 4))
+
+    def test_slices(self):
+        import numpy as np
+        mask = np.zeros((4, 5), dtype=bool)
+        mask[TileBox(1, 2, 3, 5).slices] = True
+        self.assertEqual(mask.sum(), 6)
+        self.assertTrue(mask[1:3, 2:5].all())
+
+
+class ChangeTests(SynchronousTestCase):
+
+    def test_members_are_the_strings_screens_send(self):
+        self.assertEqual({c.value for c in Change}, {"layout", "name", "cursor", "led"})
+        self.assertIs(parse("cursor"), Change.CURSOR)
+        self.assertIs(parse(Change.LED), Change.LED)
+
+    def test_unknown_kind_named(self):
+        with self.assertRaises(ValueError) as caught:
+            parse("wallpaper", Screen(8, 8))
+        self.assertIn("'wallpaper'", str(caught.exception))
+        self.assertIn("Screen", str(caught.exception))
+
+    def test_screen_reporting_unknown_kind(self):
+        """A screen that reports a change kind the display does not know is an
+        error naming the kind (not silently ignored)."""
+        st = Setup(64, 64)
+        st.client()
+        with self.assertRaises(ValueError) as caught:
+            st.screen._changed("wallpaper")
+        self.assertIn("wallpaper", str(caught.exception))
+
+    def test_known_kinds_reach_the_client(self):
+        from vncd import encoding as enc
+        st = Setup(64, 64)
+        client, _, _ = st.client((enc.RAW, enc.DESKTOP_NAME))
+        st.screen.set_name("renamed")
+        self.assertTrue(client.pending.name)
+
+
+class PendingTests(SynchronousTestCase):
+
+    def test_fresh_has_nothing_due(self):
+        self.assertFalse(Pending().due())
+
+    def test_every_field_makes_something_due_and_clear_undoes_it(self):
+        values = {"colour_map": True, "bell": True, "cut_text": b"", "queued": [b"x"],
+                  "eds": [b"y"], "desktop_size": True, "whole_screen": True, "cursor": True,
+                  "name": True, "led": True, "ext_key": True,
+                  "copy": Copy(0, 0, Rect(1, 1, 2, 2))}
+        self.assertEqual(set(values), {f.name for f in dataclasses.fields(Pending)})
+        for name, value in values.items():
+            pending = Pending()
+            setattr(pending, name, value)
+            self.assertTrue(pending.due(), name)
+            pending.clear()
+            self.assertFalse(pending.due(), name)
+            self.assertEqual(pending, Pending(), name)
+
+    def test_size_due(self):
+        self.assertTrue(Pending(desktop_size=True).size_due)
+        self.assertTrue(Pending(eds=[b"r"]).size_due)
+        self.assertFalse(Pending(cursor=True).size_due)
+
+    def test_closed_client_has_nothing_due(self):
+        from vncd import encoding as enc
+        from vncd.updates import UpdateConfig
+        st = Setup(64, 64, config=UpdateConfig(high_water=-1))  # never writable
+        client, _, _ = st.client((enc.RAW, enc.FENCE))
+        st.screen.bell()
+        self.assertTrue(client.pending.bell)
+        client.close()
+        self.assertFalse(client.pending.due())
+
+
+class RequestAreaTests(SynchronousTestCase):
+
+    def test_empty_request_does_not_widen_the_area(self):
+        """A pending request for nothing, merged with a later one, sends only the
+        later one's tiles (an empty area is not a point at the origin)."""
+        from vncd import encoding as enc
+        from tests.vncd.test_updates_helpers import pixels_events
+        st = Setup(256, 192)
+        client, _, viewer = st.client([enc.RAW])
+        client.request_update(False, 0, 0, 256, 192)
+        viewer.read()
+        client.request_update(True, 0, 0, 0, 0)
+        for x, y in ((0, 0), (130, 70)):
+            st.screen.framebuffer[y:y + 10, x:x + 10, :3] = 200
+            st.screen.damage(x, y, 10, 10)
+        st.settle()
+        self.assertEqual(viewer.updates(), [])
+        client.request_update(True, 128, 64, 64, 64)
+        update, = viewer.updates()
+        self.assertEqual([(e.x, e.y, e.width, e.height) for e in pixels_events(update)],
+                         [(128, 64, 64, 64)])
+        self.assertTrue(client.dirty[0, 0])
