@@ -30,6 +30,7 @@ This module knows nothing about RFB encodings, sockets or TLS.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -39,11 +40,27 @@ from creds.objects import ObjectError
 from vncd.info import ConnectionInfo
 
 __all__ = [
+    "Change",
     "Screen", "ScreenListener", "ScreenError", "ScreenArea", "Cursor", "ServedAddress",
     "KeyEvent", "PointerEvent", "CutTextEvent", "InputEvent",
     "MAX_SIDE", "RESIZE_OK", "RESIZE_PROHIBITED", "RESIZE_OUT_OF_RESOURCES",
     "RESIZE_INVALID_LAYOUT", "LED_SCROLL_LOCK", "LED_NUM_LOCK", "LED_CAPS_LOCK",
 ]
+
+
+class Change(enum.StrEnum):
+    """What a screen reports as changed besides pixels and size
+    (:meth:`ScreenListener.screen_changed`)."""
+
+    #: The screen layout (ExtendedDesktopSize screens), not the size.
+    LAYOUT = "layout"
+    #: The desktop name.
+    NAME = "name"
+    #: The cursor shape (or its absence).
+    CURSOR = "cursor"
+    #: The keyboard LED state.
+    LED = "led"
+
 
 #: Widest and tallest framebuffer: twice 4K UHD's width in both
 #: directions.  Beyond it one copy of the framebuffer passes 256 MiB, and
@@ -168,8 +185,8 @@ class ScreenListener(Protocol):
     def screen_resized(self, screen: "Screen") -> None:
         """The framebuffer was replaced by one of another size."""
 
-    def screen_changed(self, screen: "Screen", what: str) -> None:
-        """``name``, ``cursor``, ``led`` or ``layout`` changed."""
+    def screen_changed(self, screen: "Screen", what: Change) -> None:
+        """The name, cursor, LED state or layout changed."""
 
     def screen_bell(self, screen: "Screen") -> None:
         """Ring the clients' bells."""
@@ -317,20 +334,20 @@ class Screen:
 
     def set_layout(self, layout: Sequence[ScreenArea]) -> None:
         self._layout = tuple(layout)
-        self._changed("layout")
+        self._changed(Change.LAYOUT)
 
     def set_name(self, name: str) -> None:
         self._name = name
-        self._changed("name")
+        self._changed(Change.NAME)
 
     def set_cursor(self, cursor: Cursor | None) -> None:
         self._cursor = cursor
-        self._changed("cursor")
+        self._changed(Change.CURSOR)
 
     def set_led_state(self, state: int | None) -> None:
         if state != self._led_state:
             self._led_state = state
-            self._changed("led")
+            self._changed(Change.LED)
 
     def bell(self) -> None:
         for listener in list(self._listeners):
@@ -341,7 +358,7 @@ class Screen:
         for listener in list(self._listeners):
             listener.screen_clipboard(self, text)
 
-    def _changed(self, what: str) -> None:
+    def _changed(self, what: Change) -> None:
         for listener in list(self._listeners):
             listener.screen_changed(self, what)
 

@@ -1,32 +1,19 @@
 """What a screen reports as changed besides pixels: the :class:`Change` kinds.
 
-Screens call ``screen_changed(screen, kind)`` with one of these (plain
-strings with the same values are accepted: :class:`Change` is a string
-enum, and :func:`parse` turns a string into a member or refuses it,
-naming it).  The display passes the member on to every client, which
-decides what its client is to be sent.
+Screens call ``screen_changed(screen, kind)`` with a :class:`Change`
+(defined with the Screen API in :mod:`vncd.screens.base`; a plain string
+with a member's value is accepted too: :func:`parse` turns it into the
+member or refuses it, naming it).  The display passes the member on to
+every client, which decides what its client is to be sent.
 
 Knows nothing about clients, encodings or pixels.
 """
 
 from __future__ import annotations
 
-import enum
+from vncd.screens.base import Change
 
 __all__ = ["Change", "parse"]
-
-
-class Change(enum.StrEnum):
-    """A kind of change a screen reports."""
-
-    #: The screen layout (ExtendedDesktopSize screens), not the size.
-    LAYOUT = "layout"
-    #: The desktop name.
-    NAME = "name"
-    #: The cursor shape (or its absence).
-    CURSOR = "cursor"
-    #: The keyboard LED state.
-    LED = "led"
 
 
 def parse(kind, screen=None) -> Change:
