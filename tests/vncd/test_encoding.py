@@ -440,29 +440,6 @@ class SharingTests(SynchronousTestCase):
         self.assertTrue(np.array_equal(busy.values, want))
 
 
-class ZlibLevelTests(SynchronousTestCase):
-    """The Zlib encoding deflates at level 4 or more (0 stores); the body is exactly
-    one compressor's at that level."""
-
-    def test_levels(self):
-        from vncd.encoding.zlib import ZLIB_MIN_LEVEL, zlib_level
-        self.assertEqual(ZLIB_MIN_LEVEL, 4)
-        self.assertEqual([zlib_level(n) for n in range(10)], [0, 4, 4, 4, 4, 5, 6, 7, 8, 9])
-
-    def test_body_is_zlib_at_the_mapped_level(self):
-        from vncd.encoding import parallel
-        self.patch(parallel, "workers", lambda: 1)
-        rng = np.random.default_rng(3)
-        frame = np.repeat(rng.integers(0, 256, (40, 12, 4), dtype=np.uint8), 8, axis=1)
-        raw = converter_for(DEFAULT_FORMAT).raw(frame)
-        for asked, used in ((0, 0), (1, 4), (3, 4), (6, 6)):
-            comp = zlib.compressobj(used, zlib.DEFLATED, -15)
-            want = comp.compress(raw) + comp.flush(zlib.Z_SYNC_FLUSH)
-            r = encode_zlib(frame, 0, 0, 96, 40, EncodeParams(DEFAULT_FORMAT, asked))
-            self.assertEqual(r.data, want, f"level {asked}")
-            self.assertEqual(inflate_stream(r.data), raw)
-
-
 class ParallelDeflateTests(SynchronousTestCase):
     """Large inputs are deflated in pieces on threads; one inflater reads them through."""
 
