@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.connections [--workers 8] [--seconds 5]
         [--cases none,vncauth,x509none,tlsnone] [--screen image|testcard]
+        [--rounds 1] [--before DIR]
 
 For every case both servers are started in turn on the same loopback
 display with the same ``-object``/``-vnc`` options:
@@ -29,6 +30,12 @@ run (``ListenOverflows`` in /proc/net/netstat, counted system-wide).
 QEMU 7.2 listens on VNC with a backlog of 1 (``ss -ltn`` shows it), so
 with several clients connecting at once some wait for TCP's one-second
 retransmission or time out: that, not its CPU, limits its wall rate.
+
+``--rounds N`` repeats every case N times, the servers taking turns in
+an order that rotates each round, and ends with a table of medians and
+the ratios vncd/QEMU; ``--before DIR`` adds the vncd of another checkout
+(e.g. a work tree of main) as a third server, for vncd/before ratios
+from the same run.
 
 The client is as small as a client can be: blocking stdlib sockets, one
 ``ssl.SSLContext`` built per worker before the clock starts, no session
@@ -92,6 +99,9 @@ MAX_ERROR_KINDS = 4
 #: declared hung: one handshake in flight may take up to the client's I/O
 #: timeout per step, a few steps at most.
 WORKER_GRACE = 4 * peers.IO_TIMEOUT
+
+#: Most rounds accepted (``--rounds``).
+MAX_ROUNDS = 10
 
 #: The password of the ``vncauth`` case; a benchmark value, not a secret.
 PASSWORD = "bench"
@@ -303,9 +313,10 @@ def run_clients(spec: ClientSpec, workers: int, seconds: float,
 
 
 def measure(children: peers.Children, server_name: str, argv: list[str], case: str,
-            files: Files, port: int, workers: int, seconds: float) -> Row:
+            files: Files, port: int, workers: int, seconds: float,
+            root: str = peers.ROOT) -> Row:
     row = Row(case, server_name)
-    server = children.start(argv, name=server_name)
+    server = children.start(argv, name=server_name, root=root)
     try:
         server.wait_for_port(port)
         spec = ClientSpec(port, case, files.client_ca, files.client_cert, files.client_key)
@@ -363,6 +374,38 @@ def print_table(rows: list[Row]) -> None:
             print(f"  {r.case} {r.server}: {r.problem}")
 
 
+def _median(values: list[float]) -> float:
+    values = sorted(v for v in values if v == v)
+    if not values:
+        return float("nan")
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def print_medians(rows: list[Row], cases: list[str], servers: list[str]) -> None:
+    """Per case and server: median rate and CPU per handshake over the rounds,
+    and their ratios to QEMU's and to the ``before`` vncd's."""
+    print()
+    print(f"{'case':<10} {'server':<14} {'rounds':>6} {'hs/s':>7} {'CPU ms/hs':>9} "
+          f"{'rate/QEMU':>9} {'CPU/QEMU':>8} {'rate/before':>11} {'CPU/before':>10}")
+    for case in cases:
+        med = {}
+        for name in servers:
+            ok = [r for r in rows if r.case == case and r.server == name and not r.problem]
+            if ok:
+                med[name] = (len(ok), _median([r.rate for r in ok]),
+                             _median([r.cpu_ms for r in ok]))
+        qemu = next((v for k, v in med.items() if k.startswith("QEMU")), None)
+        before = next((v for k, v in med.items() if k.startswith("before")), None)
+        for name, (n, rate, cpu) in med.items():
+            def ratio(other, i):
+                if other is None or not other[i]:
+                    return f"{'-':>9}"
+                return f"{(rate if i == 1 else cpu) / other[i]:9.2f}"
+            print(f"{case:<10} {name:<14} {n:6d} {rate:7.0f} {cpu:9.3f} {ratio(qemu, 1):>9} "
+                  f"{ratio(qemu, 2):>8} {ratio(before, 1):>11} {ratio(before, 2):>10}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=8,
@@ -373,7 +416,15 @@ def main(argv=None) -> None:
                         help=f"comma-separated subset of {', '.join(CASES)}")
     parser.add_argument("--screen", choices=("image", "testcard"), default="image",
                         help="what vncd shows (QEMU shows its still console)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help=f"runs of every case and server, alternating (1..{MAX_ROUNDS})")
+    parser.add_argument("--before", metavar="DIR",
+                        help="also run the vncd of another checkout (e.g. main's work tree)")
     args = parser.parse_args(argv)
+    if not 1 <= args.rounds <= MAX_ROUNDS:
+        parser.error(f"--rounds must be 1..{MAX_ROUNDS}")
+    if args.before and not os.path.isfile(os.path.join(args.before, "vncd", "__main__.py")):
+        parser.error(f"--before {args.before}: not a vncd checkout")
     cases = [c for c in args.cases.split(",") if c]
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
@@ -395,15 +446,25 @@ def main(argv=None) -> None:
         port = peers.VNC_BASE_PORT + display
         vncd_screen = (["-screen", f"image,file={files.picture}"] if args.screen == "image"
                        else ["-screen", "testcard"])
+        names = []
         for case in cases:
             options = server_options(case, files, display)
-            servers = [(f"vncd ({args.screen})", peers.vncd_argv(vncd_screen + options))]
+            servers = [(f"vncd ({args.screen})", peers.vncd_argv(vncd_screen + options),
+                        peers.ROOT)]
+            if args.before:
+                servers.append(("before", peers.vncd_argv(vncd_screen + options),
+                                os.path.abspath(args.before)))
             if have_qemu:
-                servers.append(("QEMU 7.2", peers.qemu_argv(options)))
-            for name, server_argv in servers:
-                rows.append(measure(children, name, server_argv, case, files, port,
-                                    args.workers, args.seconds))
+                servers.append(("QEMU 7.2", peers.qemu_argv(options), peers.ROOT))
+            names = [name for name, _, _ in servers]
+            for rnd in range(args.rounds):
+                turn = rnd % len(servers)
+                for name, server_argv, root in servers[turn:] + servers[:turn]:
+                    rows.append(measure(children, name, server_argv, case, files, port,
+                                        args.workers, args.seconds, root))
     print_table(rows)
+    if args.rounds > 1 or args.before:
+        print_medians(rows, cases, names)
     print(f"load average {peers.load_average()} at end")
 
 

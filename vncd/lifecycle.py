@@ -31,6 +31,8 @@ __all__ = ["Life", "LifeInput", "TRANSITIONS", "LIVE", "HANDSHAKE", "PAUSED"]
 
 
 class Life(enum.Enum):
+    __hash__ = object.__hash__  # by identity, as vncd.rfb.states.ServerState
+
     #: The protocol exists; the transport has not connected it yet.
     NEW = "new"
     #: Accepted; the RFB handshake (version, security, ClientInit) runs.
@@ -54,6 +56,8 @@ class Life(enum.Enum):
 
 
 class LifeInput(enum.Enum):
+    __hash__ = object.__hash__  # by identity, as vncd.rfb.states.ServerState
+
     #: The transport connected the protocol (``connectionMade``).
     ACCEPTED = "accepted"
     #: ServerInit was queued for the client.

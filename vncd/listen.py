@@ -20,6 +20,12 @@ A socket inherited from a service manager (socket activation) is
 adopted as it is (:func:`adopt`): it must be a listening stream socket;
 its address, mode and backlog are the manager's.
 
+Connections accepted on these sockets write at once (:func:`write_now`):
+a message goes to the socket in the call that writes it when nothing is
+queued before it, instead of on the reactor's next turn -- which costs a
+poll, two changes of the poll set and a dispatch per message, most of the
+CPU a short exchange like the RFB handshake spends outside the protocol.
+
 Failures raise :class:`StartupError` naming the option as typed, with
 QEMU's messages ("Failed to find an available port: Address already in
 use", "Failed to bind socket to PATH: ...").
@@ -39,7 +45,7 @@ from typing import Any
 from compat.config import ListenAddress
 
 __all__ = ["StartupError", "Listener", "LISTEN_BACKLOG", "families", "listen",
-           "listen_unix", "unlink_socket", "adopt"]
+           "listen_unix", "unlink_socket", "adopt", "write_now"]
 
 #: Pending connections the kernel queues per listening socket.  QEMU
 #: listens with a backlog of 1, which makes simultaneous viewers wait for
@@ -89,6 +95,61 @@ class Listener:
     port: Any = None
     #: Inherited from a service manager, which owns the socket (and its file).
     inherited: bool = False
+
+
+class _WriteNow:
+    """A Twisted socket transport whose :meth:`write` sends at once when it can.
+
+    Twisted's ``FileDescriptor.write`` always queues and asks the reactor
+    to call ``doWrite`` when the socket is writable -- one more poll, two
+    changes of the poll set and a dispatch for every message, though a
+    socket with nothing queued is almost always writable.  Here a write
+    that finds nothing queued before it is tried on the socket in the
+    call (``writeSomeData``, Twisted's own send); what the socket does not
+    take, and every write behind queued bytes, goes the ordinary way, so
+    ordering, flow control (the producer is paused by the queued bytes as
+    before) and error handling (an error is met again by ``doWrite``) do
+    not change.  A connection that started Twisted's own TLS writes
+    through it as before.  Writes above ``SEND_LIMIT`` (large updates) also go the
+    ordinary way: sending part of one would mean copying the rest.
+    """
+
+    def write(self, data: bytes) -> None:
+        if (type(data) is bytes and 0 < len(data) <= self.SEND_LIMIT
+                and self.connected and not self.disconnecting and not self._writeDisconnected
+                and not getattr(self, "TLS", False) and not self._tempDataBuffer and self.offset == len(self.dataBuffer)):
+            sent = self.writeSomeData(data)
+            if not isinstance(sent, Exception) and sent > 0:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        super().write(data)
+
+
+_WRITE_NOW_CLASSES: dict[type, type] = {}
+
+
+def write_now(port) -> None:
+    """Make the connections ``port`` accepts write at once (:class:`_WriteNow`).
+
+    Only Twisted's own TCP and UNIX ports are changed (the ``transport``
+    class they build connections with); any other port -- a test
+    reactor's, a future reactor's -- is left as it is.
+    """
+    from twisted.internet import abstract, tcp
+
+    transport = getattr(port, "transport", None)
+    if not (isinstance(port, tcp.Port) and isinstance(transport, type)
+            and issubclass(transport, abstract.FileDescriptor)
+            and hasattr(transport, "writeSomeData")):
+        return
+    if issubclass(transport, _WriteNow):
+        return
+    cls = _WRITE_NOW_CLASSES.get(transport)
+    if cls is None:
+        cls = type(f"WriteNow{transport.__name__}", (_WriteNow, transport), {})
+        _WRITE_NOW_CLASSES[transport] = cls
+    port.transport = cls
 
 
 def families(ipv4: bool | None, ipv6: bool | None, source: str) -> tuple[int, ...]:
@@ -196,6 +257,7 @@ def listen(reactor, factory, address: ListenAddress, *, source: str,
             host, bound_port = sock.getsockname()[:2]
             six = sock.family == socket.AF_INET6
             port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+            write_now(port)
             listeners.append(Listener(
                 text=f"[{host}]:{bound_port}" if six else f"{host}:{bound_port}",
                 host=host, service=str(bound_port), family="ipv6" if six else "ipv4",
@@ -245,6 +307,7 @@ def listen_unix(reactor, factory, path: str, *, source: str, websocket: bool = F
         raise StartupError(source, f"Failed to bind socket to {path}: {text}") from None
     finally:
         os.umask(old_umask)
+    write_now(port)
     return Listener(text=f"unix:{path}", host="", service=path, family="unix",
                     websocket=websocket, port=port)
 
@@ -285,6 +348,7 @@ def adopt(reactor, factory, fd: int, *, source: str, what: str,
         text, host, service, family = _describe(sock)
         sock.setblocking(False)
         port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+        write_now(port)
     finally:
         sock.close()
     return Listener(text=text, host=host, service=service, family=family,

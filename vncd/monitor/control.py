@@ -223,14 +223,22 @@ class Monitor:
         if info is not None:
             self.emit(name, {"server": info, "client": client})
 
+    # The client events are built only while a monitor connection listens:
+    # every connection passes here three times, and without one (the usual
+    # case) building QEMU's payloads was a good part of vncd's own work
+    # per handshake.
+
     def client_connected(self, server: Any, info: Any) -> None:
-        self._vnc_event("VNC_CONNECTED", server, vncinfo.basic_client(info))
+        if self._event_sinks:
+            self._vnc_event("VNC_CONNECTED", server, vncinfo.basic_client(info))
 
     def client_initialized(self, server: Any, info: Any) -> None:
-        self._vnc_event("VNC_INITIALIZED", server, vncinfo.client_info(info))
+        if self._event_sinks:
+            self._vnc_event("VNC_INITIALIZED", server, vncinfo.client_info(info))
 
     def client_disconnected(self, server: Any, info: Any) -> None:
-        self._vnc_event("VNC_DISCONNECTED", server, vncinfo.client_info(info))
+        if self._event_sinks:
+            self._vnc_event("VNC_DISCONNECTED", server, vncinfo.client_info(info))
 
     def shutting_down(self, reason: str) -> None:
         """``SHUTDOWN`` with QEMU's reason (``host-qmp-quit``, ``host-signal`` ...), once."""

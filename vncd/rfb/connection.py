@@ -74,6 +74,8 @@ class Connection:
 
     def data_to_send(self) -> bytes:
         """Everything queued for the peer since the last call."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out

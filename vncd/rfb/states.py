@@ -31,6 +31,12 @@ __all__ = [
 
 
 class ServerState(enum.Enum):
+    # Members are singletons compared by identity: hash them by identity
+    # too, in C, instead of Enum's Python-level hash of the name (these
+    # are looked up in the transition table and the state sets several
+    # times per message).
+    __hash__ = object.__hash__
+
     #: ProtocolVersion sent; waiting for the client's 12 bytes.
     AWAIT_VERSION = "await-version"
     #: (3.7+) security type list sent; waiting for the client's choice.
@@ -54,6 +60,8 @@ class ServerState(enum.Enum):
 
 
 class ServerInput(enum.Enum):
+    __hash__ = object.__hash__  # by identity, as ServerState
+
     #: (3.7+) the client's version is acceptable; security types sent.
     SEND_SECURITY_LIST = "send-security-list"
     #: The DES challenge was sent (VNC authentication starts).
@@ -101,6 +109,8 @@ SERVER_TRANSITIONS: Mapping[tuple[ServerState, ServerInput], ServerState] = {
 
 
 class ClientState(enum.Enum):
+    __hash__ = object.__hash__  # by identity, as ServerState
+
     #: Waiting for the server's ProtocolVersion.
     AWAIT_VERSION = "await-version"
     #: (3.3) waiting for the U32 security type the server picked.
@@ -129,6 +139,8 @@ class ClientState(enum.Enum):
 
 
 class ClientInput(enum.Enum):
+    __hash__ = object.__hash__  # by identity, as ServerState
+
     #: (3.3) our version sent.
     VERSION_SENT_33 = "version-sent-33"
     #: (3.7+) our version sent.

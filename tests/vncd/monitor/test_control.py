@@ -255,6 +255,35 @@ class EventTests(MonitorTestCase):
         self.monitor.client_connected(d.server, info)
         self.assertEqual(len(sink.events), 3)
 
+    def test_no_sink_builds_nothing(self):
+        """Without a monitor connection listening, no event payload is built."""
+        from vncd.monitor import control
+
+        built = []
+
+        def spy(name):
+            real = getattr(control.vncinfo, name)
+
+            def wrapper(*args, **kwargs):
+                built.append(name)
+                return real(*args, **kwargs)
+            self.patch(control.vncinfo, name, wrapper)
+
+        for name in ("basic_client", "client_info", "server_info"):
+            spy(name)
+        d = display()
+        self.serve(d)
+        info = client()
+        self.monitor.client_connected(d.server, info)
+        self.monitor.client_initialized(d.server, info)
+        self.monitor.client_disconnected(d.server, info)
+        self.assertEqual(built, [])
+        sink = Sink()
+        self.monitor.add_event_sink(sink)
+        self.monitor.client_connected(d.server, info)
+        self.assertEqual(built, ["basic_client", "server_info"])
+        self.assertEqual([e[0] for e in sink.events], ["VNC_CONNECTED"])
+
     def test_no_listener_no_event(self):
         """A display without a plain socket makes no event (QEMU's rule)."""
         sink = Sink()
