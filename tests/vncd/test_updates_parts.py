@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from vncd.screens.base import Screen
@@ -168,4 +170,40 @@ class RequestAreaTests(SynchronousTestCase):
         update, = viewer.updates()
         self.assertEqual([(e.x, e.y, e.width, e.height) for e in pixels_events(update)],
                          [(128, 64, 64, 64)])
+        self.assertTrue(client.dirty[0, 0])
+
+
+class TileMaskTests(SynchronousTestCase):
+    """A client's tile masks are made when first needed, with the same meaning."""
+
+    def test_none_before_the_first_request(self):
+        """Connecting, damage, lossy refreshes and a resize allocate nothing;
+        the first request then gets the whole screen, at the size of the time."""
+        st = Setup(64, 64)
+        client, sink, viewer = st.client()
+        st.screen.framebuffer[:32] = 200
+        st.screen.damage(0, 0, 64, 32)
+        st.settle()
+        self.assertFalse(client._refresh_lossy(np.ones(st.display.tile_shape, dtype=bool)))
+        self.assertIsNone(client._dirty)
+        st.screen.resize(96, 80)
+        st.settle()
+        self.assertIsNone(client._dirty)
+        client.request_update(True, 0, 0, 64, 64)
+        st.settle()
+        self.assertEqual(client.dirty.shape, st.display.tile_shape)
+        [update] = viewer.updates()
+        self.assertTrue((viewer.rgbx()[:64, :64, :3] == st.screen.framebuffer[:64, :64, :3]).all())
+        self.assertFalse(client.dirty[:1, :1].any())
+
+    def test_damage_after_the_first_update(self):
+        """Once made, the masks track damage as before."""
+        st = Setup(64, 64)
+        client, sink, viewer = st.client()
+        client.request_update(False, 0, 0, 64, 64)
+        st.settle()
+        self.assertFalse(client.dirty.any())
+        st.screen.framebuffer[:8, :8] = 7
+        st.screen.damage(0, 0, 8, 8)
+        st.settle()
         self.assertTrue(client.dirty[0, 0])

@@ -85,10 +85,12 @@ class ClientUpdates:
         self.width, self.height = display.width, display.height
         #: The size last announced to the client (ServerInit or a resize update).
         self._told = (self.width, self.height)
-        shape = display.tile_shape
-        self.dirty = np.ones(shape, dtype=bool)
-        self.lossy = np.zeros(shape, dtype=bool)
-        self.force_lossless = np.zeros(shape, dtype=bool)
+        # The tile masks (see the properties below) are made on first use:
+        # most of a connection's handshake never needs them, and three numpy
+        # arrays were a few per cent of a plain handshake's CPU.
+        self._dirty: np.ndarray | None = None
+        self._lossy: np.ndarray | None = None
+        self._force_lossless: np.ndarray | None = None
         #: The area requested and not answered yet (an empty one is still
         #: a request), and the continuous-updates area.
         self._requested: Rect | None = None
@@ -326,10 +328,58 @@ class ClientUpdates:
         self.dirty[self.pending.copy.dest.tiles().slices] = True
         self.pending.copy = None
 
+    # -- tile masks -------------------------------------------------------------------
+
+    def _make_masks(self) -> None:
+        shape = self.display.tile_shape
+        self._dirty = np.ones(shape, dtype=bool)
+        self._lossy = np.zeros(shape, dtype=bool)
+        self._force_lossless = np.zeros(shape, dtype=bool)
+
+    @property
+    def dirty(self) -> np.ndarray:
+        """Tiles the client's copy lacks (all of them until the first update)."""
+        if self._dirty is None:
+            self._make_masks()
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, mask: np.ndarray) -> None:
+        if self._dirty is None:
+            self._make_masks()
+        self._dirty = mask
+
+    @property
+    def lossy(self) -> np.ndarray:
+        """Tiles last sent as JPEG, due a lossless refresh once still."""
+        if self._lossy is None:
+            self._make_masks()
+        return self._lossy
+
+    @lossy.setter
+    def lossy(self, mask: np.ndarray) -> None:
+        if self._lossy is None:
+            self._make_masks()
+        self._lossy = mask
+
+    @property
+    def force_lossless(self) -> np.ndarray:
+        """Tiles whose next update must not be JPEG."""
+        if self._force_lossless is None:
+            self._make_masks()
+        return self._force_lossless
+
+    @force_lossless.setter
+    def force_lossless(self, mask: np.ndarray) -> None:
+        if self._force_lossless is None:
+            self._make_masks()
+        self._force_lossless = mask
+
     # -- notifications from the display ----------------------------------------------
 
     def _damage(self, changed: np.ndarray) -> None:
-        self.dirty |= changed
+        if self._dirty is not None:     # else every tile is due anyway
+            self.dirty |= changed
 
     def _moved(self, src_x: int, src_y: int, dest: Rect) -> None:
         x, y, w, h = dest
@@ -353,10 +403,7 @@ class ClientUpdates:
 
     def _resized(self, origin: "ClientUpdates | None") -> None:
         d = self.display
-        shape = d.tile_shape
-        self.dirty = np.ones(shape, dtype=bool)
-        self.lossy = np.zeros(shape, dtype=bool)
-        self.force_lossless = np.zeros(shape, dtype=bool)
+        self._dirty = self._lossy = self._force_lossless = None   # made again at the new size
         pending = self.pending
         pending.copy = None
         if self._has(enc.EXTENDED_DESKTOP_SIZE):
@@ -395,6 +442,8 @@ class ClientUpdates:
         self._pump()
 
     def _refresh_lossy(self, still: np.ndarray) -> bool:
+        if self._lossy is None:
+            return False            # nothing sent yet, nothing lossy
         stale = self.lossy & still
         if stale.any():
             self.dirty |= stale
