@@ -80,7 +80,11 @@ class Server:
     def qmp(self, **kw) -> "RawQMP":
         """A raw QMP connection, capabilities negotiated."""
         client = RawQMP(self.qmp_path, **kw)
-        client.negotiate()
+        # QEMU 7.2 was seen once (a loaded full run, right after start-up
+        # and its readiness probe) answering qmp_capabilities with a second
+        # greeting first; not reproduced alone.  Tolerated for QEMU only:
+        # vncd must greet exactly once.
+        client.negotiate(stale_greetings=self.kind == "qemu")
         return client
 
 
@@ -255,8 +259,10 @@ class RawQMP:
         """The reply of ``command`` (``{"return": ...}`` or ``{"error": ...}``)."""
         return self.execute_raw(command, arguments)[1]
 
-    def negotiate(self) -> None:
+    def negotiate(self, stale_greetings: bool = False) -> None:
         reply = self.execute("qmp_capabilities")
+        while stale_greetings and isinstance(reply, dict) and "QMP" in reply:
+            reply = self.reply()[1]
         if reply != {"return": {}}:
             raise AssertionError(f"qmp_capabilities: {reply}")
 
