@@ -327,32 +327,38 @@ hextile_rows(const pixels_t *px, Py_ssize_t row0, Py_ssize_t row1, uint8_t *out)
 }
 
 PyDoc_STRVAR(hextile_encode_doc,
-"hextile_encode(values, bpp, big_endian, first_row=0, rows=-1) -> bytes\n\n"
+"hextile_encode(values, bpp, big_endian, first_row=0, rows=-1, prefix=b'') -> bytes\n\n"
 "The Hextile body (every tile, no rectangle header) of a rectangle whose\n"
 "pixel values are ``values``: a C-contiguous 2-D array of native uint8,\n"
 "uint16 or uint32.  ``bpp`` (1, 2 or 4) and ``big_endian`` give the wire\n"
 "form of a value.  ``first_row`` and ``rows`` select a run of tile rows\n"
 "(16 pixel rows each; -1: to the end); the pieces of consecutive runs\n"
-"joined are the bytes of the whole rectangle.");
+"joined are the bytes of the whole rectangle.  The result starts with\n"
+"``prefix`` (a rectangle header).");
 
 static PyObject *
 hextile_encode(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"values", "bpp", "big_endian", "first_row", "rows", NULL};
+    static char *keywords[] = {"values", "bpp", "big_endian", "first_row", "rows", "prefix",
+                               NULL};
     PyObject *obj;
     int bpp, big_endian;
     Py_ssize_t first_row = 0, rows = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oip|nn:hextile_encode", keywords,
-                                     &obj, &bpp, &big_endian, &first_row, &rows))
+    Py_buffer prefix = {NULL, NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oip|nny*:hextile_encode", keywords,
+                                     &obj, &bpp, &big_endian, &first_row, &rows, &prefix))
         return NULL;
     if (bpp != 1 && bpp != 2 && bpp != 4) {
         PyErr_Format(PyExc_ValueError, "bpp must be 1, 2 or 4, not %d", bpp);
+        PyBuffer_Release(&prefix);
         return NULL;
     }
     Py_buffer view;
     if (get_buffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, "values",
-                   "a C-contiguous buffer of pixel values") < 0)
+                   "a C-contiguous buffer of pixel values") < 0) {
+        PyBuffer_Release(&prefix);
         return NULL;
+    }
     PyObject *result = NULL;
     int itemsize = native_unsigned_size(&view);
     if (view.ndim != 2) {
@@ -387,18 +393,20 @@ hextile_encode(PyObject *self, PyObject *args, PyObject *kwargs)
                      rows, first_row, tiles_y);
         goto done;
     }
-    Py_ssize_t y0 = first_row * TILE;
+    Py_ssize_t y0 = first_row * TILE < height ? first_row * TILE : height;
     Py_ssize_t y1 = (first_row + rows) * TILE < height ? (first_row + rows) * TILE : height;
     Py_ssize_t tiles = rows * ((width + TILE - 1) / TILE);
     /* No tile is ever longer than its mask byte and raw pixels. */
-    Py_ssize_t bound = tiles + (y1 - y0) * width * bpp;
+    Py_ssize_t bound = prefix.len + tiles + (y1 - y0) * width * bpp;
     result = PyBytes_FromStringAndSize(NULL, bound);
     if (result == NULL)
         goto done;
     pixels_t px = {view.buf, width, height, itemsize, bpp, big_endian};
     uint8_t *start = (uint8_t *)PyBytes_AS_STRING(result), *end;
+    if (prefix.len)
+        memcpy(start, prefix.buf, prefix.len);
     Py_BEGIN_ALLOW_THREADS
-    end = hextile_rows(&px, first_row, first_row + rows, start);
+    end = hextile_rows(&px, first_row, first_row + rows, start + prefix.len);
     Py_END_ALLOW_THREADS
     if (end - start > bound) {  /* cannot happen: the bound holds for any tile */
         Py_FatalError("vncd.encoding._speedups: Hextile output overran its buffer");
@@ -407,6 +415,7 @@ hextile_encode(PyObject *self, PyObject *args, PyObject *kwargs)
         result = NULL;
 done:
     PyBuffer_Release(&view);
+    PyBuffer_Release(&prefix);
     return result;
 }
 

@@ -67,7 +67,7 @@ def encode_hextile(frame: np.ndarray, x: int, y: int, w: int, h: int,
         return EncodedRect(head)
     region = frame[y:y + h, x:x + w]
     if speedups.module is not None:
-        return EncodedRect(head + body_c(region, conv))
+        return EncodedRect(body_c(region, conv, head))
     return EncodedRect(head + body_numpy(region, conv))
 
 
@@ -184,9 +184,9 @@ def body_numpy(region: np.ndarray, conv) -> bytes:
     return out.tobytes()
 
 
-def body_c(region: np.ndarray, conv) -> bytes:
-    """The Hextile body of a non-empty ``region`` by the C extension, in
-    parallel strips (the same bytes as :func:`body_numpy`).
+def body_c(region: np.ndarray, conv, prefix: bytes = b"") -> bytes:
+    """``prefix`` and the Hextile body of a non-empty ``region`` by the C
+    extension, in parallel strips (the same bytes as :func:`body_numpy`).
 
     A strip starts in the state the tile before it (the last tile of the
     row above) leaves; the extension works that out from the tile row
@@ -197,16 +197,16 @@ def body_c(region: np.ndarray, conv) -> bytes:
     encode = speedups.module.hextile_encode
     big = conv.pf.big_endian
 
-    def strip(first: int) -> bytes:
+    def strip(first: int, prefix: bytes = b"") -> bytes:
         top = max(0, first - 1) * TILE
         vals = np.ascontiguousarray(conv.values(region[top:(first + STRIP_TILE_ROWS) * TILE]))
         return encode(vals, conv.bpp, big, 1 if first else 0,
-                      min(STRIP_TILE_ROWS, rows - first))
+                      min(STRIP_TILE_ROWS, rows - first), prefix)
 
     firsts = list(range(0, rows, STRIP_TILE_ROWS))
     if len(firsts) == 1:
-        return strip(0)
-    return b"".join(parallel.map_ordered(strip, firsts))
+        return strip(0, prefix)
+    return b"".join([prefix] + parallel.map_ordered(strip, firsts))
 
 
 def _copy_raw_tiles(out: np.ndarray, wire_tiles: np.ndarray, raw_idx: np.ndarray,

@@ -1,0 +1,280 @@
+"""The C extension vncd.encoding._speedups against the numpy code it replaces.
+
+The numpy implementations are the reference: Hextile bodies must be byte
+for byte the numpy encoder's (and decode to the same pixels), Raw bodies
+the converter's, and the file screen's look must leave the same
+framebuffer and damage.  Bad arguments to the C entry points raise
+TypeError or ValueError, never crash.  Real clients decoding the C
+Hextile output: tests.vncd.test_real_vncdotool (``test_encodings``, with
+Hextile) and tests.vncd.test_real_gvnccapture, which run vncd with the
+extension loaded.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from vncd.encoding import EncodeParams, hextile, raw, speedups
+from vncd.encoding.convert import converter_for
+from vncd.encoding.decode import FramebufferDecoder
+from vncd.encoding.hextile import encode_hextile
+from vncd.encoding.raw import encode_raw
+from vncd.pixels import DEFAULT_FORMAT, PixelFormat
+from vncd.screens import file as filescreen
+from vncd.screens.file import FileScreen
+
+from tests.vncd.test_encoding import FORMATS, decode_all, update_bytes
+
+#: bpp 8, 16 and 32, both byte orders.
+HEXTILE_FORMATS = {
+    "bgr233": FORMATS["bgr233"],
+    "colour-map": FORMATS["colour-map"],
+    "rgb565-be": FORMATS["rgb565-be"],
+    "rgb555-le": FORMATS["rgb555-le"],
+    "server": DEFAULT_FORMAT,
+    "high-bytes-be": FORMATS["high-bytes-be"],
+    "32-depth-16": FORMATS["32-depth-16"],
+}
+
+SIZES = ((1, 1), (17, 33), (64, 1920), (16, 16), (31, 47), (150, 70))
+
+
+def ext():
+    if speedups.module is None:
+        raise SkipTest(f"the C extension is not built: {speedups.why_not}")
+    return speedups.module
+
+
+def picture(kind: str, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """RGBX test pictures: random, flat, two-colour, many-colour, mixed."""
+    rng = np.random.default_rng(seed)
+    f = np.zeros((h, w, 4), dtype=np.uint8)
+    if kind == "random":
+        f[...] = rng.integers(0, 256, (h, w, 4))
+    elif kind == "flat":
+        f[..., :3] = (40, 90, 200)
+    elif kind == "two":
+        f[..., :3] = np.where(rng.random((h, w, 1)) < 0.2, (250, 250, 250), (0, 0, 80))
+    elif kind == "sparse":
+        # Mostly one colour with a few dots of a second: few runs per tile.
+        f[..., :3] = (7, 7, 7)
+        f[rng.integers(0, h, 1 + h * w // 60), rng.integers(0, w, 1 + h * w // 60), :3] = 200
+    elif kind == "many":
+        f[..., :3] = rng.integers(0, 6, (h, w, 1)) * 40
+    else:  # mixed: flat, text-like two-colour strokes, a photo-like block
+        f[..., :3] = (58, 110, 165)
+        f[h // 4:h // 2, :, :3] = 255
+        f[h // 4:h // 2:3, ::2, :3] = 0
+        f[h // 2:, w // 2:] = rng.integers(0, 256, (h - h // 2, w - w // 2, 4))
+        f[h // 2:, :w // 2, 0] = np.arange(w // 2, dtype=np.uint8)[None, :]
+    return f
+
+
+class LoadedTests(SynchronousTestCase):
+    def test_loaded_in_ci(self):
+        """With VNCD_REQUIRE_TOOLS (CI) the extension must be there: the
+        tests would otherwise pass on the numpy fallback alone."""
+        if not os.environ.get("VNCD_REQUIRE_TOOLS"):
+            raise SkipTest("VNCD_REQUIRE_TOOLS is not set")
+        self.assertIsNotNone(speedups.module, speedups.why_not)
+        self.assertIsNone(speedups.why_not)
+
+
+class HextileDifferentialTests(SynchronousTestCase):
+    """The C Hextile body is the numpy encoder's, byte for byte."""
+
+    def check(self, frame: np.ndarray, pf: PixelFormat, what: str) -> None:
+        conv = converter_for(pf)
+        want = hextile.body_numpy(frame, conv)
+        got = hextile.body_c(frame, conv)
+        self.assertEqual(got, want, what)
+
+    def test_pictures_sizes_formats(self):
+        ext()
+        for kind in ("random", "flat", "two", "sparse", "many", "mixed"):
+            for h, w in SIZES:
+                frame = picture(kind, h, w, seed=h * w)
+                for name, pf in HEXTILE_FORMATS.items():
+                    self.check(frame, pf, f"{kind} {w}x{h} {name}")
+
+    def test_strips_join_to_the_whole(self):
+        """Strips of one tile row each (every strip boundary) give the same bytes."""
+        ext()
+        self.patch(hextile, "STRIP_TILE_ROWS", 1)
+        for kind in ("mixed", "two", "sparse"):
+            frame = picture(kind, 83, 45, seed=3)
+            for name, pf in HEXTILE_FORMATS.items():
+                self.check(frame, pf, f"{kind} strips {name}")
+
+    def test_decodes_to_the_frame(self):
+        """vncd's decoder reads the C output (through encode_hextile, at an
+        offset in a larger frame) back to the converted pixels."""
+        ext()
+        frame = picture("mixed", 140, 130, seed=5)
+        for name, pf in HEXTILE_FORMATS.items():
+            conv = converter_for(pf)
+            rect = encode_hextile(frame, 3, 5, 121, 131, EncodeParams(pf))
+            decoder = FramebufferDecoder(130, 140, pf)
+            decode_all(decoder, update_bytes([rect], set()))
+            self.assertTrue(np.array_equal(decoder.values[5:136, 3:124],
+                                           conv.values(frame[5:136, 3:124])), name)
+
+    def test_fallback_without_extension(self):
+        """Without the extension encode_hextile gives the same rectangle (numpy)."""
+        ext()
+        frame = picture("mixed", 70, 90, seed=2)
+        params = EncodeParams(DEFAULT_FORMAT)
+        with_c = encode_hextile(frame, 0, 0, 90, 70, params)
+        self.patch(speedups, "module", None)
+        self.assertEqual(encode_hextile(frame, 0, 0, 90, 70, params), with_c)
+
+
+class RawDifferentialTests(SynchronousTestCase):
+    def test_same_bytes_as_converter(self):
+        """raw_shuffle gives the converter's Raw bytes, for every byte order of
+        the channels and for regions inside a larger frame (row stride)."""
+        ext()
+        frame = picture("random", 37, 53, seed=8)
+        formats = [DEFAULT_FORMAT, FORMATS["novnc"], FORMATS["high-bytes-be"],
+                   PixelFormat(32, 24, True, True, 255, 255, 255, 16, 8, 0)]
+        for pf in formats:
+            conv = converter_for(pf)
+            self.assertIsNotNone(conv.byte_positions)
+            for x, y, w, h in ((0, 0, 53, 37), (5, 3, 17, 30), (52, 36, 1, 1)):
+                got = encode_raw(frame, x, y, w, h, EncodeParams(pf))
+                want = conv.raw(frame[y:y + h, x:x + w], got.data[:12])
+                self.assertEqual(got.data, want, (pf, x, y, w, h))
+
+    def test_other_formats_use_numpy(self):
+        """16-bit formats still encode (the converter's path), unchanged."""
+        frame = picture("random", 9, 11)
+        pf = FORMATS["rgb565-be"]
+        got = raw.encode_raw(frame, 0, 0, 11, 9, EncodeParams(pf))
+        self.assertEqual(got.data[12:], converter_for(pf).wire(frame).tobytes())
+
+
+class LookDifferentialTests(SynchronousTestCase):
+    """The file screen's look with the extension and with numpy agree."""
+
+    def screens(self, fmt: str, w: int, h: int):
+        path = self.mktemp()
+        data = np.random.default_rng(1).integers(0, 256, (h, w, 4), dtype=np.uint8)
+        with open(path, "wb") as f:
+            f.write(data.tobytes())
+        made = []
+        for module in (speedups.module, None):
+            self.patch(speedups, "module", module)
+            screen = FileScreen(path, fmt, size=(w, h), reactor=Clock())
+            damage = []
+            screen.damage = lambda x, y, w, h, d=damage: d.append((x, y, w, h))
+            made.append((screen, damage))
+        return path, made
+
+    def test_same_framebuffer_and_damage(self):
+        ext()
+        for fmt in ("bgrx", "rgbx"):
+            w, h = 37, 3 * filescreen.BAND_ROWS + 5
+            path, made = self.screens(fmt, w, h)
+            for screen, _ in made[1:]:
+                self.assertTrue(np.array_equal(screen.framebuffer, made[0][0].framebuffer))
+            rng = np.random.default_rng(2)
+            for step in range(6):
+                data = np.fromfile(path, dtype=np.uint8).reshape(h, w, 4)
+                if step % 3 != 2:  # change one or two bands; the third look sees nothing new
+                    y = int(rng.integers(0, h))
+                    data[y, int(rng.integers(0, w))] ^= 0x5A
+                    data[min(h - 1, y + 20), 0] ^= 0xA5
+                data.tofile(path)
+                results = []
+                for module, (screen, damage) in zip((speedups.module, None), made):
+                    self.patch(speedups, "module", module)
+                    damage.clear()
+                    changed = screen.look()
+                    results.append((changed, list(damage), screen.framebuffer.copy()))
+                (c1, d1, f1), (c2, d2, f2) = results
+                self.assertEqual((c1, d1), (c2, d2), f"{fmt} step {step}")
+                self.assertTrue(np.array_equal(f1, f2), f"{fmt} step {step}")
+
+    def test_row_stride_of_xwd(self):
+        """look_bands reads rows further apart than 4*width (an XWD's padding)."""
+        m = ext()
+        h, w, stride = 20, 7, 40
+        backing = np.random.default_rng(3).integers(0, 256, h * stride, dtype=np.uint8)
+        src = np.ndarray((h, w, 4), dtype=np.uint8, buffer=backing, strides=(stride, 4, 1))
+        shown = np.zeros((h, w, 4), dtype=np.uint8)
+        fb = np.full((h, w, 4), 9, dtype=np.uint8)
+        flags = m.look_bands(src, shown, fb, 16, 2, 1, 0, False)
+        self.assertEqual(flags, b"\x01\x01")
+        self.assertTrue(np.array_equal(shown, src))
+        self.assertTrue(np.array_equal(fb[..., :3], src[..., 2::-1]))
+        self.assertTrue((fb[..., 3] == 9).all())  # the fourth byte is left alone
+        self.assertEqual(m.look_bands(src, shown, fb, 16, 2, 1, 0, False), b"\x00\x00")
+
+
+class GarbageInputTests(SynchronousTestCase):
+    """Wrong types, shapes and numbers raise TypeError or ValueError."""
+
+    def raises(self, fn, *args, **kw):
+        with self.assertRaises((TypeError, ValueError)) as cm:
+            fn(*args, **kw)
+        self.assertTrue(str(cm.exception))
+
+    def test_hextile_encode(self):
+        m = ext()
+        ok = np.zeros((17, 33), dtype=np.uint32)
+        self.assertIsInstance(m.hextile_encode(ok, 4, False), bytes)
+        for values in (None, "text", [[1, 2]], 3.5,
+                       np.zeros((4, 4), dtype=np.float32), np.zeros((4, 4), dtype=np.int64),
+                       np.zeros((4, 4), dtype=">u4") if np.little_endian else
+                       np.zeros((4, 4), dtype="<u4"),
+                       np.zeros((4, 8), dtype=np.uint32)[:, ::2],     # not contiguous
+                       np.zeros(16, dtype=np.uint32), np.zeros((2, 2, 2), dtype=np.uint32),
+                       np.zeros((0, 5), dtype=np.uint32), np.zeros((5, 0), dtype=np.uint32),
+                       np.zeros((1, 65536), dtype=np.uint8)):
+            self.raises(m.hextile_encode, values, 4, False)
+        for bpp in (0, 3, 8, -1):
+            self.raises(m.hextile_encode, ok, bpp, False)
+        for first, rows in ((-1, 1), (3, 0), (0, 3), (1, 2), (0, -2), (2, -5)):
+            self.raises(m.hextile_encode, ok, 4, False, first, rows)
+        self.raises(m.hextile_encode, ok, 4, False, 0, -1, "not bytes")
+        self.raises(m.hextile_encode, ok)
+        # The edges of the ranges are fine: no tile rows, the last one (its
+        # three solid tiles keep the background of the tile before: mask 0).
+        self.assertEqual(m.hextile_encode(ok, 4, False, 2, 0), b"")
+        self.assertEqual(m.hextile_encode(ok, 1, True, 1, 1, b"hd"), b"hd\x00\x00\x00")
+        self.assertEqual(m.hextile_encode(ok, 1, True, 0, 1), b"\x02\x00\x00\x00")
+
+    def test_raw_shuffle(self):
+        m = ext()
+        ok = np.zeros((3, 5, 4), dtype=np.uint8)
+        self.assertEqual(len(m.raw_shuffle(b"h", ok, 2, 1, 0)), 1 + 60)
+        for rgbx in (None, b"abcd", np.zeros((3, 5, 3), dtype=np.uint8),
+                     np.zeros((3, 5, 4), dtype=np.uint16), np.zeros((3, 5), dtype=np.uint8),
+                     np.zeros((3, 10, 4), dtype=np.uint8)[:, ::2],
+                     np.zeros((4, 5, 4), dtype=np.uint8)[::-1]):
+            self.raises(m.raw_shuffle, b"", rgbx, 2, 1, 0)
+        for pos in ((0, 0, 1), (4, 1, 0), (-1, 1, 0), (2, 1, 9)):
+            self.raises(m.raw_shuffle, b"", ok, *pos)
+        self.raises(m.raw_shuffle, "text", ok, 2, 1, 0)
+        self.assertEqual(m.raw_shuffle(b"", np.zeros((0, 5, 4), dtype=np.uint8), 2, 1, 0), b"")
+
+    def test_look_bands(self):
+        m = ext()
+        src = np.zeros((20, 6, 4), dtype=np.uint8)
+        shown, fb = np.zeros_like(src), np.zeros_like(src)
+        self.assertEqual(m.look_bands(src, shown, fb, 16, 0, 1, 2, True), b"\x01\x01")
+        for rows in (0, -16, 1 << 20):
+            self.raises(m.look_bands, src, shown, fb, rows, 0, 1, 2, False)
+        self.raises(m.look_bands, src, shown, fb, 16, 0, 1, 4, False)
+        self.raises(m.look_bands, src, shown[:10], fb, 16, 0, 1, 2, False)
+        self.raises(m.look_bands, src, shown, fb[:, :5], 16, 0, 1, 2, False)
+        readonly = np.zeros_like(src)
+        readonly.flags.writeable = False
+        self.raises(m.look_bands, src, readonly, fb, 16, 0, 1, 2, False)
+        self.raises(m.look_bands, src, shown, bytes(480), 16, 0, 1, 2, False)
+        self.raises(m.look_bands, src.astype(np.uint16), shown, fb, 16, 0, 1, 2, False)
+        self.raises(m.look_bands, None, shown, fb, 16, 0, 1, 2, False)
