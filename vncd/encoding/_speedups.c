@@ -74,13 +74,17 @@ get_buffer(PyObject *obj, Py_buffer *view, int flags, const char *name,
     return -1;
 }
 
+static int check_rgbx(const Py_buffer *view, const char *name);
+
 /* ------------------------------------------------------------------------ */
 /* Hextile                                                                    */
 
 typedef struct {
     const uint8_t *data;
     Py_ssize_t width, height;
-    int itemsize;
+    Py_ssize_t stride;   /* bytes from one row to the next */
+    int itemsize;        /* values: 1, 2 or 4; RGBX pixels: 0 */
+    int shifts[3];       /* RGBX pixels: where R, G and B go in a value */
     int bpp;
     int big_endian;
 } pixels_t;
@@ -107,6 +111,20 @@ load_value(const uint8_t *p, int itemsize)
     return *p;
 }
 
+/* Pixel values of n RGBX pixels (inlined with constant shifts, it vectorises). */
+static inline void
+rgbx_values(const uint8_t *restrict src, uint32_t *restrict dst, int n, int rs, int gs, int bs)
+{
+    for (int c = 0; c < n; c++) {
+        uint32_t v;
+        memcpy(&v, src + 4 * c, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        v = __builtin_bswap32(v);
+#endif
+        dst[c] = ((v & 0xFF) << rs) | (((v >> 8) & 0xFF) << gs) | (((v >> 16) & 0xFF) << bs);
+    }
+}
+
 /* Copy tile (ty, tx) into t (row-major, tw x th); return its size. */
 static void
 load_tile(const pixels_t *px, Py_ssize_t ty, Py_ssize_t tx, uint32_t *t,
@@ -116,8 +134,24 @@ load_tile(const pixels_t *px, Py_ssize_t ty, Py_ssize_t tx, uint32_t *t,
     int tw = (int)(px->width - x0 < TILE ? px->width - x0 : TILE);
     int th = (int)(px->height - y0 < TILE ? px->height - y0 : TILE);
     int is = px->itemsize;
+    if (is == 0) {
+        int rs = px->shifts[0], gs = px->shifts[1], bs = px->shifts[2];
+        for (int r = 0; r < th; r++) {
+            const uint8_t *row = px->data + (y0 + r) * px->stride + x0 * 4;
+            uint32_t *dst = t + r * tw;
+            if (rs == 16 && gs == 8 && bs == 0)   /* vncd's default format, QEMU's */
+                rgbx_values(row, dst, tw, 16, 8, 0);
+            else if (rs == 0 && gs == 8 && bs == 16)   /* noVNC's */
+                rgbx_values(row, dst, tw, 0, 8, 16);
+            else
+                rgbx_values(row, dst, tw, rs, gs, bs);
+        }
+        *tw_out = tw;
+        *th_out = th;
+        return;
+    }
     for (int r = 0; r < th; r++) {
-        const uint8_t *row = px->data + ((y0 + r) * px->width + x0) * is;
+        const uint8_t *row = px->data + (y0 + r) * px->stride + x0 * is;
         uint32_t *dst = t + r * tw;
         if (is == 4) {
             memcpy(dst, row, (size_t)tw * 4);
@@ -140,18 +174,19 @@ analyse_tile(const uint32_t *t, int tw, int th, int bpp, tile_t *ti)
     int n = tw * th;
     uint32_t c0 = t[0], c1 = c0;
     int colours = 1;
-    for (int i = 1; i < n; i++) {
-        uint32_t v = t[i];
-        if (v != c0) {
-            if (colours == 1) {
-                c1 = v;
-                colours = 2;
-            }
-            else if (v != c1) {
-                colours = 3;
-                break;
-            }
-        }
+    /* Branch-free passes (they vectorise): one colour?  two? */
+    uint32_t other = 0;
+    for (int i = 0; i < n; i++)
+        other |= t[i] ^ c0;
+    if (other) {
+        int i = 1;
+        while (t[i] == c0)
+            i++;
+        c1 = t[i];
+        unsigned third = 0;
+        for (int j = i; j < n; j++)
+            third |= (unsigned)((t[j] != c0) & (t[j] != c1));
+        colours = third ? 3 : 2;
     }
     if (colours == 1) {
         ti->kind = KIND_SOLID;
@@ -170,10 +205,10 @@ analyse_tile(const uint32_t *t, int tw, int th, int bpp, tile_t *ti)
         for (int r = 0; r < th; r++) {
             long wr = r == th - 1 ? TILE - th + 1 : 1;
             const uint32_t *row = t + r * tw;
-            for (int c = 0; c < tw; c++) {
-                if (row[c] == lo)
-                    lo_count += wr * (c == tw - 1 ? TILE - tw + 1 : 1);
-            }
+            int in_row = 0;
+            for (int c = 0; c < tw - 1; c++)
+                in_row += row[c] == lo;
+            lo_count += wr * (in_row + (long)(row[tw - 1] == lo) * (TILE - tw + 1));
         }
         int lo_majority = lo_count * 2 >= TILE * TILE;
         bg = lo_majority ? lo : hi;
@@ -191,9 +226,10 @@ analyse_tile(const uint32_t *t, int tw, int th, int bpp, tile_t *ti)
     int count = 0;
     for (int r = 0; r < th && count <= limit; r++) {
         const uint32_t *row = t + r * tw;
-        count += row[0] != bg;
+        int in_row = row[0] != bg;
         for (int c = 1; c < tw; c++)
-            count += row[c] != bg && row[c] != row[c - 1];
+            in_row += (row[c] != bg) & (row[c] != row[c - 1]);
+        count += in_row;
     }
     ti->count = count;
     if (count > limit)
@@ -326,6 +362,56 @@ hextile_rows(const pixels_t *px, Py_ssize_t row0, Py_ssize_t row1, uint8_t *out)
     return out;
 }
 
+/* Check the tile-row range, allocate and encode (the GIL released). */
+static PyObject *
+encode_rows(const pixels_t *px, Py_ssize_t first_row, Py_ssize_t rows, const Py_buffer *prefix)
+{
+    PyObject *result = NULL;
+    Py_ssize_t height = px->height, width = px->width;
+    int bpp = px->bpp;
+    if (width < 1 || height < 1 || width > MAX_SIDE || height > MAX_SIDE) {
+        PyErr_Format(PyExc_ValueError, "pixels must be 1x1 to %dx%d pixels, not %zdx%zd",
+                     MAX_SIDE, MAX_SIDE, width, height);
+        return NULL;
+    }
+    Py_ssize_t tiles_y = (height + TILE - 1) / TILE;
+    if (rows < 0 && rows != -1) {
+        PyErr_Format(PyExc_ValueError, "rows must be -1 or at least 0, not %zd", rows);
+        return NULL;
+    }
+    if (first_row < 0 || first_row > tiles_y) {
+        PyErr_Format(PyExc_ValueError, "first_row %zd is outside 0 .. %zd", first_row, tiles_y);
+        return NULL;
+    }
+    if (rows == -1)
+        rows = tiles_y - first_row;
+    if (rows > tiles_y - first_row) {
+        PyErr_Format(PyExc_ValueError, "rows %zd from tile row %zd go past the %zd tile rows",
+                     rows, first_row, tiles_y);
+        return NULL;
+    }
+    Py_ssize_t y0 = first_row * TILE < height ? first_row * TILE : height;
+    Py_ssize_t y1 = (first_row + rows) * TILE < height ? (first_row + rows) * TILE : height;
+    Py_ssize_t tiles = rows * ((width + TILE - 1) / TILE);
+    /* No tile is ever longer than its mask byte and raw pixels. */
+    Py_ssize_t bound = prefix->len + tiles + (y1 - y0) * width * bpp;
+    result = PyBytes_FromStringAndSize(NULL, bound);
+    if (result == NULL)
+        return NULL;
+    uint8_t *start = (uint8_t *)PyBytes_AS_STRING(result), *end;
+    if (prefix->len)
+        memcpy(start, prefix->buf, prefix->len);
+    Py_BEGIN_ALLOW_THREADS
+    end = hextile_rows(px, first_row, first_row + rows, start + prefix->len);
+    Py_END_ALLOW_THREADS
+    if (end - start > bound) {  /* cannot happen: the bound holds for any tile */
+        Py_FatalError("vncd.encoding._speedups: Hextile output overran its buffer");
+    }
+    if (_PyBytes_Resize(&result, end - start) < 0)
+        return NULL;
+    return result;
+}
+
 PyDoc_STRVAR(hextile_encode_doc,
 "hextile_encode(values, bpp, big_endian, first_row=0, rows=-1, prefix=b'') -> bytes\n\n"
 "The Hextile body (every tile, no rectangle header) of a rectangle whose\n"
@@ -371,49 +457,53 @@ hextile_encode(PyObject *self, PyObject *args, PyObject *kwargs)
                      view.format ? view.format : "B", view.itemsize);
         goto done;
     }
-    Py_ssize_t height = view.shape[0], width = view.shape[1];
-    if (width < 1 || height < 1 || width > MAX_SIDE || height > MAX_SIDE) {
-        PyErr_Format(PyExc_ValueError, "values must be 1x1 to %dx%d pixels, not %zdx%zd",
-                     MAX_SIDE, MAX_SIDE, width, height);
-        goto done;
-    }
-    Py_ssize_t tiles_y = (height + TILE - 1) / TILE;
-    if (rows < 0 && rows != -1) {
-        PyErr_Format(PyExc_ValueError, "rows must be -1 or at least 0, not %zd", rows);
-        goto done;
-    }
-    if (first_row < 0 || first_row > tiles_y) {
-        PyErr_Format(PyExc_ValueError, "first_row %zd is outside 0 .. %zd", first_row, tiles_y);
-        goto done;
-    }
-    if (rows == -1)
-        rows = tiles_y - first_row;
-    if (rows > tiles_y - first_row) {
-        PyErr_Format(PyExc_ValueError, "rows %zd from tile row %zd go past the %zd tile rows",
-                     rows, first_row, tiles_y);
-        goto done;
-    }
-    Py_ssize_t y0 = first_row * TILE < height ? first_row * TILE : height;
-    Py_ssize_t y1 = (first_row + rows) * TILE < height ? (first_row + rows) * TILE : height;
-    Py_ssize_t tiles = rows * ((width + TILE - 1) / TILE);
-    /* No tile is ever longer than its mask byte and raw pixels. */
-    Py_ssize_t bound = prefix.len + tiles + (y1 - y0) * width * bpp;
-    result = PyBytes_FromStringAndSize(NULL, bound);
-    if (result == NULL)
-        goto done;
-    pixels_t px = {view.buf, width, height, itemsize, bpp, big_endian};
-    uint8_t *start = (uint8_t *)PyBytes_AS_STRING(result), *end;
-    if (prefix.len)
-        memcpy(start, prefix.buf, prefix.len);
-    Py_BEGIN_ALLOW_THREADS
-    end = hextile_rows(&px, first_row, first_row + rows, start + prefix.len);
-    Py_END_ALLOW_THREADS
-    if (end - start > bound) {  /* cannot happen: the bound holds for any tile */
-        Py_FatalError("vncd.encoding._speedups: Hextile output overran its buffer");
-    }
-    if (_PyBytes_Resize(&result, end - start) < 0)
-        result = NULL;
+    pixels_t px = {view.buf, view.shape[1], view.shape[0], view.shape[1] * itemsize, itemsize,
+                   {0, 0, 0}, bpp, big_endian};
+    result = encode_rows(&px, first_row, rows, &prefix);
 done:
+    PyBuffer_Release(&view);
+    PyBuffer_Release(&prefix);
+    return result;
+}
+
+PyDoc_STRVAR(hextile_encode_rgbx_doc,
+"hextile_encode_rgbx(rgbx, red_shift, green_shift, blue_shift, big_endian,\n"
+"                    first_row=0, rows=-1, prefix=b'') -> bytes\n\n"
+"As hextile_encode, for a 32-bit format with 8-bit channels, straight from\n"
+"an (h, w, 4) uint8 RGBX array (pixels contiguous, any row stride): each\n"
+"pixel's value is R << red_shift | G << green_shift | B << blue_shift.");
+
+static PyObject *
+hextile_encode_rgbx(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"rgbx", "red_shift", "green_shift", "blue_shift", "big_endian",
+                               "first_row", "rows", "prefix", NULL};
+    PyObject *obj;
+    int shifts[3], big_endian;
+    Py_ssize_t first_row = 0, rows = -1;
+    Py_buffer prefix = {NULL, NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oiiip|nny*:hextile_encode_rgbx", keywords,
+                                     &obj, &shifts[0], &shifts[1], &shifts[2], &big_endian,
+                                     &first_row, &rows, &prefix))
+        return NULL;
+    for (int i = 0; i < 3; i++) {
+        if (shifts[i] < 0 || shifts[i] > 24) {
+            PyErr_Format(PyExc_ValueError, "channel shifts must be 0 to 24, not %d", shifts[i]);
+            PyBuffer_Release(&prefix);
+            return NULL;
+        }
+    }
+    Py_buffer view;
+    if (get_buffer(obj, &view, PyBUF_RECORDS_RO, "rgbx", "an (h, w, 4) uint8 array") < 0) {
+        PyBuffer_Release(&prefix);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (check_rgbx(&view, "rgbx") == 0) {
+        pixels_t px = {view.buf, view.shape[1], view.shape[0], view.strides[0], 0,
+                       {shifts[0], shifts[1], shifts[2]}, 4, big_endian};
+        result = encode_rows(&px, first_row, rows, &prefix);
+    }
     PyBuffer_Release(&view);
     PyBuffer_Release(&prefix);
     return result;
@@ -653,6 +743,8 @@ done:
 static PyMethodDef methods[] = {
     {"hextile_encode", (PyCFunction)(void (*)(void))hextile_encode,
      METH_VARARGS | METH_KEYWORDS, hextile_encode_doc},
+    {"hextile_encode_rgbx", (PyCFunction)(void (*)(void))hextile_encode_rgbx,
+     METH_VARARGS | METH_KEYWORDS, hextile_encode_rgbx_doc},
     {"raw_shuffle", raw_shuffle, METH_VARARGS, raw_shuffle_doc},
     {"look_bands", look_bands, METH_VARARGS, look_bands_doc},
     {NULL, NULL, 0, NULL},

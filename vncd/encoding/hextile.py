@@ -190,18 +190,28 @@ def body_c(region: np.ndarray, conv, prefix: bytes = b"") -> bytes:
 
     A strip starts in the state the tile before it (the last tile of the
     row above) leaves; the extension works that out from the tile row
-    above, so each strip converts its own rows plus that one.
+    above.  32-bit formats with 8-bit channels are read from the RGBX
+    pixels directly; others are converted to values strip by strip (each
+    with the tile row above).
     """
-    h = region.shape[0]
-    rows = -(-h // TILE)
-    encode = speedups.module.hextile_encode
+    rows = -(-region.shape[0] // TILE)
     big = conv.pf.big_endian
+    m = speedups.module
+    if conv.byte_positions is not None and region.strides[1:] == (4, 1):
+        # 32-bit, 8-bit channels: the C loop reads the RGBX pixels itself.
+        lay = conv.layout
+        shifts = (lay.red_shift, lay.green_shift, lay.blue_shift)
 
-    def strip(first: int, prefix: bytes = b"") -> bytes:
-        top = max(0, first - 1) * TILE
-        vals = np.ascontiguousarray(conv.values(region[top:(first + STRIP_TILE_ROWS) * TILE]))
-        return encode(vals, conv.bpp, big, 1 if first else 0,
-                      min(STRIP_TILE_ROWS, rows - first), prefix)
+        def strip(first: int, prefix: bytes = b"") -> bytes:
+            return m.hextile_encode_rgbx(region, *shifts, big, first,
+                                         min(STRIP_TILE_ROWS, rows - first), prefix)
+    else:
+        def strip(first: int, prefix: bytes = b"") -> bytes:
+            top = max(0, first - 1) * TILE
+            vals = conv.values(region[top:(first + STRIP_TILE_ROWS) * TILE])
+            return m.hextile_encode(np.ascontiguousarray(vals), conv.bpp, big,
+                                    1 if first else 0, min(STRIP_TILE_ROWS, rows - first),
+                                    prefix)
 
     firsts = list(range(0, rows, STRIP_TILE_ROWS))
     if len(firsts) == 1:
