@@ -248,6 +248,23 @@ class GarbageInputTests(SynchronousTestCase):
         self.assertEqual(m.hextile_encode(ok, 1, True, 1, 1, b"hd"), b"hd\x00\x00\x00")
         self.assertEqual(m.hextile_encode(ok, 1, True, 0, 1), b"\x02\x00\x00\x00")
 
+    def test_hextile_encode_rgbx(self):
+        m = ext()
+        ok = np.zeros((17, 33, 4), dtype=np.uint8)
+        self.assertEqual(m.hextile_encode_rgbx(ok, 16, 8, 0, False, 1, 1),
+                         b"\x00\x00\x00")
+        for rgbx in (None, "text", np.zeros((17, 33, 3), dtype=np.uint8),
+                     np.zeros((17, 33, 4), dtype=np.uint32), np.zeros((17, 33), dtype=np.uint8),
+                     np.zeros((17, 66, 4), dtype=np.uint8)[:, ::2],
+                     np.zeros((17, 33, 4), dtype=np.uint8)[::-1],
+                     np.zeros((0, 33, 4), dtype=np.uint8), np.zeros((1, 65536, 4), np.uint8)):
+            self.raises(m.hextile_encode_rgbx, rgbx, 16, 8, 0, False)
+        for shifts in ((-1, 8, 0), (16, 8, 25), (32, 0, 0)):
+            self.raises(m.hextile_encode_rgbx, ok, *shifts, False)
+        for first, rows in ((-1, 1), (3, 0), (0, 3), (1, 2), (0, -2)):
+            self.raises(m.hextile_encode_rgbx, ok, 16, 8, 0, False, first, rows)
+        self.raises(m.hextile_encode_rgbx, ok, 16, 8, 0, False, 0, -1, 7)
+
     def test_raw_shuffle(self):
         m = ext()
         ok = np.zeros((3, 5, 4), dtype=np.uint8)
