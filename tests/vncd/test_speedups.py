@@ -18,11 +18,12 @@ import numpy as np
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from vncd.encoding import EncodeParams, hextile, raw, speedups
+from vncd.encoding import EncodeParams, hextile, raw, speedups, zrle
 from vncd.encoding.convert import converter_for
 from vncd.encoding.decode import FramebufferDecoder
 from vncd.encoding.hextile import encode_hextile
 from vncd.encoding.raw import encode_raw
+from vncd.encoding.zrle import encode_zrle
 from vncd.pixels import DEFAULT_FORMAT, PixelFormat
 from vncd.screens import file as filescreen
 from vncd.screens.file import FileScreen
@@ -131,6 +132,45 @@ class HextileDifferentialTests(SynchronousTestCase):
         with_c = encode_hextile(frame, 0, 0, 90, 70, params)
         self.patch(speedups, "module", None)
         self.assertEqual(encode_hextile(frame, 0, 0, 90, 70, params), with_c)
+
+
+class ZrleDifferentialTests(SynchronousTestCase):
+    """The C ZRLE tile stream is the numpy writer's, byte for byte."""
+
+    def test_pictures_sizes_formats(self):
+        ext()
+        # Strips of one tile row each: every strip boundary is exercised.
+        self.patch(zrle, "STRIP_TILE_ROWS", 1)
+        for kind in ("random", "flat", "two", "sparse", "many", "mixed"):
+            for h, w in SIZES + ((65, 129), (64, 64)):
+                frame = picture(kind, h, w, seed=h + w)
+                for name, pf in HEXTILE_FORMATS.items():
+                    conv = converter_for(pf)
+                    self.assertEqual(zrle.tiles_c(frame, conv),
+                                     zrle.zrle_tiles(conv.values(frame), conv),
+                                     f"{kind} {w}x{h} {name}")
+
+    def test_long_runs_and_palettes(self):
+        """Runs longer than 255 (several length bytes), 16/17 and 127/128
+        colours (the packed and palette-RLE limits)."""
+        ext()
+        conv = converter_for(DEFAULT_FORMAT)
+        for colours in (2, 3, 4, 5, 16, 17, 127, 128, 300):
+            vals = (np.arange(64 * 64, dtype=np.uint32) * colours // 4096)
+            vals = (vals * 0x010203).reshape(64, 64)
+            for v in (vals, vals.T.copy(), np.roll(vals, 7)):
+                self.assertEqual(
+                    speedups.module.zrle_tiles(v, 4, False, *conv.cpixel_positions[:1],
+                                               conv.cpixel_size),
+                    zrle.zrle_tiles(v, conv), f"{colours} colours")
+
+    def test_fallback_without_extension(self):
+        ext()
+        frame = picture("mixed", 70, 90, seed=2)
+        params = EncodeParams(DEFAULT_FORMAT)
+        with_c = encode_zrle(frame, 0, 0, 90, 70, params)
+        self.patch(speedups, "module", None)
+        self.assertEqual(encode_zrle(frame, 0, 0, 90, 70, params), with_c)
 
 
 class RawDifferentialTests(SynchronousTestCase):
@@ -264,6 +304,22 @@ class GarbageInputTests(SynchronousTestCase):
         for first, rows in ((-1, 1), (3, 0), (0, 3), (1, 2), (0, -2)):
             self.raises(m.hextile_encode_rgbx, ok, 16, 8, 0, False, first, rows)
         self.raises(m.hextile_encode_rgbx, ok, 16, 8, 0, False, 0, -1, 7)
+
+    def test_zrle_tiles(self):
+        m = ext()
+        ok = np.zeros((65, 70), dtype=np.uint32)
+        self.assertEqual(m.zrle_tiles(ok, 4, False, 0, 3), b"\x01\x00\x00\x00" * 4)
+        self.assertEqual(m.zrle_tiles(ok, 4, False, 0, 3, 1, 1), b"\x01\x00\x00\x00" * 2)
+        self.assertEqual(m.zrle_tiles(ok, 4, False, 0, 3, 2, 0), b"")
+        for values in (None, "text", np.zeros((4, 4), dtype=np.float64),
+                       np.zeros((4, 4), dtype=np.int16), np.zeros((4, 8), np.uint32)[:, ::2],
+                       np.zeros(9, dtype=np.uint32), np.zeros((0, 3), dtype=np.uint32),
+                       np.zeros((65536, 1), dtype=np.uint8)):
+            self.raises(m.zrle_tiles, values, 4, False, 0, 3)
+        for bpp, start, size in ((3, 0, 3), (4, 2, 3), (4, -1, 3), (2, 0, 0), (1, 0, 2)):
+            self.raises(m.zrle_tiles, ok, bpp, False, start, size)
+        for first, rows in ((-1, 1), (3, 0), (0, 3), (1, 2), (0, -2)):
+            self.raises(m.zrle_tiles, ok, 4, False, 0, 3, first, rows)
 
     def test_raw_shuffle(self):
         m = ext()

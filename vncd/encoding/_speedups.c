@@ -6,6 +6,8 @@
  *   the same decisions as the numpy encoder in vncd/encoding/hextile.py
  *   (that module is the reference and the fallback; the tests compare the
  *   two byte for byte).
+ * - zrle_tiles: the ZRLE tile stream before deflate, with the numpy
+ *   encoder's choices (vncd/encoding/zrle.py).
  * - raw_shuffle: the Raw body of an RGBX region for 32-bit formats whose
  *   channels are whole bytes, written straight into the bytes object
  *   returned (no intermediate buffer).
@@ -510,6 +512,373 @@ hextile_encode_rgbx(PyObject *self, PyObject *args, PyObject *kwargs)
 }
 
 /* ------------------------------------------------------------------------ */
+/* ZRLE tiles (rfbproto 7.7.6), before deflate                                */
+
+#define ZTILE 64
+#define MAX_PACKED_PALETTE 16
+#define MAX_RLE_PALETTE 127
+#define PALETTE_SLOTS 256   /* open addressing, at most 128 used */
+
+typedef struct {
+    int bpp, big_endian, cstart, csize;
+    int shift[4];   /* CPIXEL byte j is value >> shift[j] */
+} zfmt_t;
+
+static void
+zfmt_init(zfmt_t *f, int bpp, int big_endian, int cstart, int csize)
+{
+    f->bpp = bpp;
+    f->big_endian = big_endian;
+    f->cstart = cstart;
+    f->csize = csize;
+    for (int j = 0; j < csize; j++) {
+        int k = cstart + j;   /* wire byte */
+        f->shift[j] = 8 * (big_endian ? bpp - 1 - k : k);
+    }
+}
+
+static inline uint8_t *
+put_cpixel(uint8_t *o, uint32_t v, const zfmt_t *f)
+{
+    switch (f->csize) {
+    case 3:
+        o[0] = (uint8_t)(v >> f->shift[0]);
+        o[1] = (uint8_t)(v >> f->shift[1]);
+        o[2] = (uint8_t)(v >> f->shift[2]);
+        return o + 3;
+    case 4:
+        o[0] = (uint8_t)(v >> f->shift[0]);
+        o[1] = (uint8_t)(v >> f->shift[1]);
+        o[2] = (uint8_t)(v >> f->shift[2]);
+        o[3] = (uint8_t)(v >> f->shift[3]);
+        return o + 4;
+    case 2:
+        o[0] = (uint8_t)(v >> f->shift[0]);
+        o[1] = (uint8_t)(v >> f->shift[1]);
+        return o + 2;
+    default:
+        o[0] = (uint8_t)(v >> f->shift[0]);
+        return o + 1;
+    }
+}
+
+/* n raw CPIXELs; the common 3-byte little-endian CPIXEL of a 32-bit
+ * pixel without a loop over the format. */
+static uint8_t *
+put_cpixels(uint8_t *o, const uint32_t *v, int n, const zfmt_t *f)
+{
+    if (f->csize == 3 && f->shift[0] == 0 && f->shift[1] == 8 && f->shift[2] == 16) {
+        for (int i = 0; i < n; i++) {
+            o[3 * i] = (uint8_t)v[i];
+            o[3 * i + 1] = (uint8_t)(v[i] >> 8);
+            o[3 * i + 2] = (uint8_t)(v[i] >> 16);
+        }
+        return o + 3 * n;
+    }
+    for (int i = 0; i < n; i++)
+        o = put_cpixel(o, v[i], f);
+    return o;
+}
+
+static inline uint8_t *
+put_run_length(uint8_t *o, long len)
+{
+    long rest = len - 1;
+    while (rest >= 255) {
+        *o++ = 255;
+        rest -= 255;
+    }
+    *o++ = (uint8_t)rest;
+    return o;
+}
+
+typedef struct {
+    uint32_t key[PALETTE_SLOTS];
+    int16_t index[PALETTE_SLOTS];   /* -1: empty, else the colour's sorted index */
+} palette_map_t;
+
+static inline unsigned
+slot_of(uint32_t v)
+{
+    v *= 2654435761u;
+    return v >> 24;
+}
+
+static inline int
+map_find(const palette_map_t *m, uint32_t v)
+{
+    unsigned s = slot_of(v);
+    while (m->index[s] >= 0 && m->key[s] != v)
+        s = (s + 1) & (PALETTE_SLOTS - 1);
+    return s;
+}
+
+static int
+compare_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One tile in the smallest form, with the numpy encoder's choices
+ * (vncd/encoding/zrle.py _tile). */
+static uint8_t *
+zrle_tile(const uint32_t *t, int tw, int th, const zfmt_t *f, palette_map_t *m, uint8_t *o)
+{
+    int n = tw * th, cs = f->csize;
+    uint32_t palette[MAX_RLE_PALETTE + 1];
+    int ncol = 0;
+    memset(m->index, 0xFF, sizeof(m->index));
+    for (int i = 0; i < n; i++) {
+        uint32_t v = t[i];
+        if (i && v == t[i - 1])
+            continue;
+        int s = map_find(m, v);
+        if (m->index[s] >= 0)
+            continue;
+        if (ncol == MAX_RLE_PALETTE) {
+            ncol = MAX_RLE_PALETTE + 1;   /* too many for a palette */
+            break;
+        }
+        m->key[s] = v;
+        m->index[s] = 0;
+        palette[ncol++] = v;
+    }
+    if (ncol == 1) {
+        *o++ = 1;
+        return put_cpixel(o, palette[0], f);
+    }
+    if (ncol > MAX_RLE_PALETTE) {
+        /* Each run costs a CPIXEL and a length byte at least: when that
+         * bound already reaches raw's size, the tile is raw (photos). */
+        long starts = 1;
+        for (int i = 1; i < n; i++)
+            starts += t[i] != t[i - 1];
+        if (starts * (cs + 1) >= (long)n * cs) {
+            *o++ = 0;
+            return put_cpixels(o, t, n, f);
+        }
+    }
+    long runs = 0, plain = 0, prle = 0;
+    for (int i = 0; i < n;) {
+        int j = i + 1;
+        while (j < n && t[j] == t[i])
+            j++;
+        long len = j - i, lbytes = (len - 1) / 255 + 1;
+        runs++;
+        plain += cs + lbytes;
+        prle += len == 1 ? 1 : 1 + lbytes;
+        i = j;
+    }
+    enum { RAW, PLAIN, PRLE, PACKED } best = RAW;
+    long size = (long)n * cs;
+    if (plain < size) {
+        best = PLAIN;
+        size = plain;
+    }
+    if (ncol <= MAX_RLE_PALETTE) {
+        prle += (long)ncol * cs;
+        if (prle < size) {
+            best = PRLE;
+            size = prle;
+        }
+    }
+    int bits = ncol == 2 ? 1 : ncol <= 4 ? 2 : 4;
+    if (ncol <= MAX_PACKED_PALETTE) {
+        long packed = (long)ncol * cs + (long)((tw * bits + 7) / 8) * th;
+        if (packed < size) {
+            best = PACKED;
+            size = packed;
+        }
+    }
+    if (best == RAW) {
+        *o++ = 0;
+        return put_cpixels(o, t, n, f);
+    }
+    if (best == PLAIN) {
+        *o++ = 128;
+        for (int i = 0; i < n;) {
+            int j = i + 1;
+            while (j < n && t[j] == t[i])
+                j++;
+            o = put_cpixel(o, t[i], f);
+            o = put_run_length(o, j - i);
+            i = j;
+        }
+        return o;
+    }
+    /* Palette forms: sorted colours, and each colour's index in the map. */
+    qsort(palette, (size_t)ncol, sizeof(uint32_t), compare_u32);
+    for (int k = 0; k < ncol; k++)
+        m->index[map_find(m, palette[k])] = (int16_t)k;
+    *o++ = (uint8_t)(best == PACKED ? ncol : 128 + ncol);
+    for (int k = 0; k < ncol; k++)
+        o = put_cpixel(o, palette[k], f);
+    if (best == PACKED) {
+        for (int r = 0; r < th; r++) {
+            unsigned acc = 0;
+            int used = 0;
+            for (int c = 0; c < tw; c++) {
+                acc = (acc << bits) | (unsigned)m->index[map_find(m, t[r * tw + c])];
+                used += bits;
+                if (used == 8) {
+                    *o++ = (uint8_t)acc;
+                    acc = 0;
+                    used = 0;
+                }
+            }
+            if (used)
+                *o++ = (uint8_t)(acc << (8 - used));
+        }
+        return o;
+    }
+    for (int i = 0; i < n;) {
+        int j = i + 1;
+        while (j < n && t[j] == t[i])
+            j++;
+        uint8_t idx = (uint8_t)m->index[map_find(m, t[i])];
+        if (j - i == 1) {
+            *o++ = idx;
+        }
+        else {
+            *o++ = idx | 128;
+            o = put_run_length(o, j - i);
+        }
+        i = j;
+    }
+    return o;
+}
+
+static uint8_t *
+zrle_rows(const pixels_t *px, const zfmt_t *f, Py_ssize_t row0, Py_ssize_t row1, uint8_t *o,
+          uint32_t *t, palette_map_t *m)
+{
+    Py_ssize_t tiles_x = (px->width + ZTILE - 1) / ZTILE;
+    for (Py_ssize_t ty = row0; ty < row1; ty++) {
+        Py_ssize_t y0 = ty * ZTILE;
+        int th = (int)(px->height - y0 < ZTILE ? px->height - y0 : ZTILE);
+        for (Py_ssize_t tx = 0; tx < tiles_x; tx++) {
+            Py_ssize_t x0 = tx * ZTILE;
+            int tw = (int)(px->width - x0 < ZTILE ? px->width - x0 : ZTILE);
+            for (int r = 0; r < th; r++) {
+                const uint8_t *row = px->data + (y0 + r) * px->stride + x0 * px->itemsize;
+                uint32_t *dst = t + r * tw;
+                if (px->itemsize == 4)
+                    memcpy(dst, row, (size_t)tw * 4);
+                else
+                    for (int c = 0; c < tw; c++)
+                        dst[c] = load_value(row + c * px->itemsize, px->itemsize);
+            }
+            o = zrle_tile(t, tw, th, f, m, o);
+        }
+    }
+    return o;
+}
+
+PyDoc_STRVAR(zrle_tiles_doc,
+"zrle_tiles(values, bpp, big_endian, cpixel_start, cpixel_size, first_row=0,\n"
+"           rows=-1) -> bytes\n\n"
+"The uncompressed ZRLE tile stream of a rectangle whose pixel values are\n"
+"``values`` (a C-contiguous 2-D array of native uint8, uint16 or uint32),\n"
+"each tile in the smallest form, as vncd.encoding.zrle.zrle_tiles writes\n"
+"it.  A CPIXEL is bytes ``cpixel_start`` .. ``+cpixel_size`` of the\n"
+"``bpp``-byte wire pixel.  ``first_row`` and ``rows`` select a run of\n"
+"tile rows (64 pixel rows each; -1: to the end): tiles are independent,\n"
+"the pieces of consecutive runs joined are the whole stream.");
+
+static PyObject *
+zrle_tiles(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"values", "bpp", "big_endian", "cpixel_start", "cpixel_size",
+                               "first_row", "rows", NULL};
+    PyObject *obj;
+    int bpp, big_endian, cstart, csize;
+    Py_ssize_t first_row = 0, rows = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oipii|nn:zrle_tiles", keywords, &obj, &bpp,
+                                     &big_endian, &cstart, &csize, &first_row, &rows))
+        return NULL;
+    if (bpp != 1 && bpp != 2 && bpp != 4) {
+        PyErr_Format(PyExc_ValueError, "bpp must be 1, 2 or 4, not %d", bpp);
+        return NULL;
+    }
+    if (csize < 1 || cstart < 0 || cstart + csize > bpp) {
+        PyErr_Format(PyExc_ValueError, "CPIXEL bytes %d .. %d are not within a %d-byte pixel",
+                     cstart, cstart + csize, bpp);
+        return NULL;
+    }
+    Py_buffer view;
+    if (get_buffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, "values",
+                   "a C-contiguous buffer of pixel values") < 0)
+        return NULL;
+    PyObject *result = NULL;
+    uint32_t *tile = NULL;
+    palette_map_t *map = NULL;
+    int itemsize = native_unsigned_size(&view);
+    if (view.ndim != 2) {
+        PyErr_Format(PyExc_ValueError, "values must have 2 dimensions, not %d", view.ndim);
+        goto done;
+    }
+    if (!itemsize) {
+        PyErr_Format(PyExc_TypeError, "values must hold native uint8, uint16 or uint32, "
+                     "not format '%s' of %zd bytes",
+                     view.format ? view.format : "B", view.itemsize);
+        goto done;
+    }
+    Py_ssize_t height = view.shape[0], width = view.shape[1];
+    if (width < 1 || height < 1 || width > MAX_SIDE || height > MAX_SIDE) {
+        PyErr_Format(PyExc_ValueError, "values must be 1x1 to %dx%d pixels, not %zdx%zd",
+                     MAX_SIDE, MAX_SIDE, width, height);
+        goto done;
+    }
+    Py_ssize_t tiles_y = (height + ZTILE - 1) / ZTILE;
+    if (rows < -1) {
+        PyErr_Format(PyExc_ValueError, "rows must be -1 or at least 0, not %zd", rows);
+        goto done;
+    }
+    if (first_row < 0 || first_row > tiles_y) {
+        PyErr_Format(PyExc_ValueError, "first_row %zd is outside 0 .. %zd", first_row, tiles_y);
+        goto done;
+    }
+    if (rows == -1)
+        rows = tiles_y - first_row;
+    if (rows > tiles_y - first_row) {
+        PyErr_Format(PyExc_ValueError, "rows %zd from tile row %zd go past the %zd tile rows",
+                     rows, first_row, tiles_y);
+        goto done;
+    }
+    Py_ssize_t y0 = first_row * ZTILE < height ? first_row * ZTILE : height;
+    Py_ssize_t y1 = (first_row + rows) * ZTILE < height ? (first_row + rows) * ZTILE : height;
+    /* No tile is longer than its subencoding byte and raw CPIXELs. */
+    Py_ssize_t bound = rows * ((width + ZTILE - 1) / ZTILE) + (y1 - y0) * width * csize;
+    tile = PyMem_Malloc(sizeof(uint32_t) * ZTILE * ZTILE);
+    map = PyMem_Malloc(sizeof(palette_map_t));
+    if (tile == NULL || map == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, bound);
+    if (result == NULL)
+        goto done;
+    pixels_t px = {view.buf, width, height, width * itemsize, itemsize, {0, 0, 0}, bpp,
+                   big_endian};
+    zfmt_t fmt;
+    zfmt_init(&fmt, bpp, big_endian, cstart, csize);
+    uint8_t *start = (uint8_t *)PyBytes_AS_STRING(result), *end;
+    Py_BEGIN_ALLOW_THREADS
+    end = zrle_rows(&px, &fmt, first_row, first_row + rows, start, tile, map);
+    Py_END_ALLOW_THREADS
+    if (end - start > bound)
+        Py_FatalError("vncd.encoding._speedups: ZRLE output overran its buffer");
+    if (_PyBytes_Resize(&result, end - start) < 0)
+        result = NULL;
+done:
+    PyMem_Free(tile);
+    PyMem_Free(map);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* ------------------------------------------------------------------------ */
 /* RGBX regions (h, w, 4) uint8 with any row stride                           */
 
 typedef struct {
@@ -745,6 +1114,8 @@ static PyMethodDef methods[] = {
      METH_VARARGS | METH_KEYWORDS, hextile_encode_doc},
     {"hextile_encode_rgbx", (PyCFunction)(void (*)(void))hextile_encode_rgbx,
      METH_VARARGS | METH_KEYWORDS, hextile_encode_rgbx_doc},
+    {"zrle_tiles", (PyCFunction)(void (*)(void))zrle_tiles, METH_VARARGS | METH_KEYWORDS,
+     zrle_tiles_doc},
     {"raw_shuffle", raw_shuffle, METH_VARARGS, raw_shuffle_doc},
     {"look_bands", look_bands, METH_VARARGS, look_bands_doc},
     {NULL, NULL, 0, NULL},
