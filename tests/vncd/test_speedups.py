@@ -111,6 +111,21 @@ class HextileDifferentialTests(SynchronousTestCase):
             for name, pf in HEXTILE_FORMATS.items():
                 self.check(frame, pf, f"{kind} strips {name}")
 
+    def test_frames_with_unusual_strides(self):
+        """Frames that are not row-major RGBX (mirrored, transposed, reversed
+        rows) take the values path and still give numpy's bytes."""
+        ext()
+        base = picture("mixed", 40, 50, seed=6)
+        for frame in (base[:, ::-1], base.transpose(1, 0, 2), base[::-1], base[::2, ::3]):
+            for name in ("server", "rgb565-be"):
+                conv = converter_for(HEXTILE_FORMATS[name])
+                self.assertEqual(hextile.body_c(frame, conv), hextile.body_numpy(frame, conv))
+                self.assertEqual(zrle.tiles_c(frame, conv),
+                                 zrle.zrle_tiles(conv.values(frame), conv))
+                got = encode_raw(frame, 0, 0, frame.shape[1], frame.shape[0], EncodeParams(
+                    HEXTILE_FORMATS[name]))
+                self.assertEqual(got.data[12:], conv.wire(frame).tobytes())
+
     def test_decodes_to_the_frame(self):
         """vncd's decoder reads the C output (through encode_hextile, at an
         offset in a larger frame) back to the converted pixels."""

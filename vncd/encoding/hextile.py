@@ -197,7 +197,8 @@ def body_c(region: np.ndarray, conv, prefix: bytes = b"") -> bytes:
     rows = -(-region.shape[0] // TILE)
     big = conv.pf.big_endian
     m = speedups.module
-    if conv.byte_positions is not None and region.strides[1:] == (4, 1):
+    if (conv.byte_positions is not None and region.strides[1:] == (4, 1)
+            and region.strides[0] >= 4 * region.shape[1]):
         # 32-bit, 8-bit channels: the C loop reads the RGBX pixels itself.
         lay = conv.layout
         shifts = (lay.red_shift, lay.green_shift, lay.blue_shift)
