@@ -18,7 +18,8 @@ import numpy as np
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from vncd.encoding import EncodeParams, hextile, raw, speedups, zrle
+from vncd import encoding as enc
+from vncd.encoding import EncodedRect, EncodeParams, hextile, raw, speedups, zrle
 from vncd.encoding.convert import converter_for
 from vncd.encoding.decode import FramebufferDecoder
 from vncd.encoding.hextile import encode_hextile
@@ -85,14 +86,29 @@ class LoadedTests(SynchronousTestCase):
         self.assertIsNone(speedups.why_not)
 
 
+def hextile_pixels(body: bytes, frame: np.ndarray, pf: PixelFormat) -> np.ndarray:
+    """The pixel values vncd's decoder reads from a Hextile body of ``frame``."""
+    h, w = frame.shape[:2]
+    rect = EncodedRect(enc.rect_header(0, 0, w, h, enc.HEXTILE) + body)
+    decoder = FramebufferDecoder(w, h, pf)
+    decode_all(decoder, update_bytes([rect], set()))
+    return decoder.values
+
+
 class HextileDifferentialTests(SynchronousTestCase):
-    """The C Hextile body is the numpy encoder's, byte for byte."""
+    """Without grown subrectangles the C Hextile body is the numpy encoder's,
+    byte for byte; with them it decodes to the same pixels and is never
+    longer."""
 
     def check(self, frame: np.ndarray, pf: PixelFormat, what: str) -> None:
         conv = converter_for(pf)
         want = hextile.body_numpy(frame, conv)
-        got = hextile.body_c(frame, conv)
-        self.assertEqual(got, want, what)
+        self.assertEqual(hextile.body_c(frame, conv, grow=False), want, what)
+        grown = hextile.body_c(frame, conv, grow=True)
+        self.assertLessEqual(len(grown), len(want), what)
+        if grown != want:
+            self.assertTrue(np.array_equal(hextile_pixels(grown, frame, pf),
+                                           conv.values(frame)), what)
 
     def test_pictures_sizes_formats(self):
         ext()
@@ -119,7 +135,8 @@ class HextileDifferentialTests(SynchronousTestCase):
         for frame in (base[:, ::-1], base.transpose(1, 0, 2), base[::-1], base[::2, ::3]):
             for name in ("server", "rgb565-be"):
                 conv = converter_for(HEXTILE_FORMATS[name])
-                self.assertEqual(hextile.body_c(frame, conv), hextile.body_numpy(frame, conv))
+                self.assertEqual(hextile.body_c(frame, conv, grow=False),
+                                 hextile.body_numpy(frame, conv))
                 self.assertEqual(zrle.tiles_c(frame, conv),
                                  zrle.zrle_tiles(conv.values(frame), conv))
                 got = encode_raw(frame, 0, 0, frame.shape[1], frame.shape[0], EncodeParams(
@@ -139,14 +156,38 @@ class HextileDifferentialTests(SynchronousTestCase):
             self.assertTrue(np.array_equal(decoder.values[5:136, 3:124],
                                            conv.values(frame[5:136, 3:124])), name)
 
-    def test_fallback_without_extension(self):
-        """Without the extension encode_hextile gives the same rectangle (numpy)."""
+    def test_grown_rectangles_are_fewer(self):
+        """Blocks of colour (windows, text) take fewer, taller subrectangles:
+        a real saving, not only "never longer"."""
         ext()
+        frame = np.zeros((64, 64, 4), dtype=np.uint8)
+        frame[..., :3] = 200
+        frame[4:12, 3:9, :3] = (10, 20, 30)       # a two-colour tile's block
+        frame[20:30, 18:22, :3] = (0, 0, 255)     # blocks of two colours in
+        frame[21:29, 24:27, :3] = (0, 255, 0)     # one tile (coloured)
+        conv = converter_for(DEFAULT_FORMAT)
+        runs = hextile.body_c(frame, conv, grow=False)
+        grown = hextile.body_c(frame, conv, grow=True)
+        self.assertLess(len(grown), len(runs))
+        self.assertTrue(np.array_equal(hextile_pixels(grown, frame, DEFAULT_FORMAT),
+                                       conv.values(frame)))
+        # Tile (0, 0): background, foreground, one 6x8 rectangle at (3, 4).
+        self.assertEqual(grown[:12], bytes([0x0E]) + bytes([200, 200, 200, 0])
+                         + bytes([30, 20, 10, 0]) + bytes([1, 0x34, 0x57]))
+
+    def test_fallback_without_extension(self):
+        """Without the extension encode_hextile gives the same pixels (numpy),
+        in at least as many bytes."""
+        m = ext()
         frame = picture("mixed", 70, 90, seed=2)
         params = EncodeParams(DEFAULT_FORMAT)
         with_c = encode_hextile(frame, 0, 0, 90, 70, params)
         self.patch(speedups, "module", None)
-        self.assertEqual(encode_hextile(frame, 0, 0, 90, 70, params), with_c)
+        without = encode_hextile(frame, 0, 0, 90, 70, params)
+        self.assertLessEqual(len(with_c.data), len(without.data))
+        self.patch(hextile, "GROW_SUBRECTS", False)
+        self.patch(speedups, "module", m)
+        self.assertEqual(encode_hextile(frame, 0, 0, 90, 70, params), without)
 
 
 class ZrleDifferentialTests(SynchronousTestCase):

@@ -89,13 +89,66 @@ typedef struct {
     int shifts[3];       /* RGBX pixels: where R, G and B go in a value */
     int bpp;
     int big_endian;
+    int grow;            /* Hextile: grown subrectangles where they are fewer */
 } pixels_t;
 
 typedef struct {
     int kind;
     int count;
+    int grown;   /* subrectangles grown downwards (else 1-pixel-high runs) */
     uint32_t bg, fg;
 } tile_t;
+
+static inline uint8_t *put_pixel(uint8_t *o, uint32_t v, int bpp, int big_endian);
+
+/* Subrectangles grown as libvncserver does: from each uncovered
+ * non-background pixel in scan order, the longest run of its colour, then
+ * down while the rows below repeat it.  Counts them (stopping past
+ * ``limit``) and, when ``o`` is given, writes them.  Returns the count;
+ * *end is the end of the written bytes. */
+static int
+grown_rects(const uint32_t *t, int tw, int th, uint32_t bg, int limit, int coloured, int bpp,
+            int big_endian, uint8_t *o, uint8_t **end)
+{
+    uint32_t covered[TILE] = {0};
+    int count = 0;
+    for (int r = 0; r < th; r++) {
+        const uint32_t *row = t + r * tw;
+        for (int c = 0; c < tw; c++) {
+            uint32_t v = row[c];
+            if (v == bg || (covered[r] >> c) & 1)
+                continue;
+            int w = 1;
+            while (c + w < tw && row[c + w] == v && !((covered[r] >> (c + w)) & 1))
+                w++;
+            uint32_t mask = ((1u << w) - 1) << c;
+            int h = 1;
+            while (r + h < th && !(covered[r + h] & mask)) {
+                const uint32_t *below = t + (r + h) * tw + c;
+                int same = 1;
+                for (int k = 0; k < w; k++)
+                    same &= below[k] == v;
+                if (!same)
+                    break;
+                h++;
+            }
+            for (int k = 0; k < h; k++)
+                covered[r + k] |= mask;
+            if (++count > limit)
+                return count;
+            if (o) {
+                if (coloured)
+                    o = put_pixel(o, v, bpp, big_endian);
+                *o++ = (uint8_t)((c << 4) | r);
+                *o++ = (uint8_t)(((w - 1) << 4) | (h - 1));
+            }
+            c += w - 1;
+        }
+    }
+    if (end)
+        *end = o;
+    return count;
+}
 
 static inline uint32_t
 load_value(const uint8_t *p, int itemsize)
@@ -171,8 +224,9 @@ load_tile(const pixels_t *px, Py_ssize_t ty, Py_ssize_t tx, uint32_t *t,
  * foreground, the number of 1-pixel-high runs of non-background pixels,
  * and the cheapest form. */
 static void
-analyse_tile(const uint32_t *t, int tw, int th, int bpp, tile_t *ti)
+analyse_tile(const uint32_t *t, int tw, int th, int bpp, int grow, tile_t *ti)
 {
+    ti->grown = 0;
     int n = tw * th;
     uint32_t c0 = t[0], c1 = c0;
     int colours = 1;
@@ -226,12 +280,32 @@ analyse_tile(const uint32_t *t, int tw, int th, int bpp, tile_t *ti)
     if (limit > MAX_SUBRECTS)
         limit = MAX_SUBRECTS;
     int count = 0;
-    for (int r = 0; r < th && count <= limit; r++) {
+    for (int r = 0; r < th && (count <= limit || grow); r++) {
         const uint32_t *row = t + r * tw;
         int in_row = row[0] != bg;
         for (int c = 1; c < tw; c++)
             in_row += (row[c] != bg) & (row[c] != row[c - 1]);
         count += in_row;
+    }
+    if (grow) {
+        /* Grown rectangles when they are fewer (they can be more).  Growing
+         * saves at most one rectangle per non-background pixel equal to
+         * the one above it (runs <= rectangles + those pixels): when there
+         * are too few of them to get under ``most``, it is not tried
+         * (photo-like tiles). */
+        int most = (int)(count <= limit ? count - 1 : limit);
+        int above = 0;
+        for (int r = 1; r < th; r++) {
+            const uint32_t *row = t + r * tw, *up = row - tw;
+            for (int c = 0; c < tw; c++)
+                above += (row[c] != bg) & (row[c] == up[c]);
+        }
+        int grown = above >= count - most
+                    ? grown_rects(t, tw, th, bg, most, 0, bpp, 0, NULL, NULL) : most + 1;
+        if (grown <= most) {
+            count = grown;
+            ti->grown = 1;
+        }
     }
     ti->count = count;
     if (count > limit)
@@ -312,12 +386,12 @@ hextile_rows(const pixels_t *px, Py_ssize_t row0, Py_ssize_t row1, uint8_t *out)
     tile_t prev = {KIND_RAW, 0, 0, 0}, cur;
     if (row0 > 0) {
         load_tile(px, row0 - 1, tiles_x - 1, t, &tw, &th);
-        analyse_tile(t, tw, th, bpp, &prev);
+        analyse_tile(t, tw, th, bpp, px->grow, &prev);
     }
     for (Py_ssize_t ty = row0; ty < row1; ty++) {
         for (Py_ssize_t tx = 0; tx < tiles_x; tx++) {
             load_tile(px, ty, tx, t, &tw, &th);
-            analyse_tile(t, tw, th, bpp, &cur);
+            analyse_tile(t, tw, th, bpp, px->grow, &cur);
             if (cur.kind == KIND_RAW) {
                 *out++ = RAW_BIT;
                 out = put_pixels(out, t, tw * th, bpp, big);
@@ -335,7 +409,12 @@ hextile_rows(const pixels_t *px, Py_ssize_t row0, Py_ssize_t row1, uint8_t *out)
                 out = put_pixel(out, cur.bg, bpp, big);
             if (with_fg)
                 out = put_pixel(out, cur.fg, bpp, big);
-            if (with_count) {
+            if (with_count && cur.grown) {
+                *out++ = (uint8_t)cur.count;
+                grown_rects(t, tw, th, cur.bg, MAX_SUBRECTS, cur.kind == KIND_COLOURED, bpp, big,
+                            out, &out);
+            }
+            else if (with_count) {
                 *out++ = (uint8_t)cur.count;
                 int coloured = cur.kind == KIND_COLOURED;
                 for (int r = 0; r < th; r++) {
@@ -422,19 +501,23 @@ PyDoc_STRVAR(hextile_encode_doc,
 "form of a value.  ``first_row`` and ``rows`` select a run of tile rows\n"
 "(16 pixel rows each; -1: to the end); the pieces of consecutive runs\n"
 "joined are the bytes of the whole rectangle.  The result starts with\n"
-"``prefix`` (a rectangle header).");
+"``prefix`` (a rectangle header).  With ``grow`` false every subrectangle\n"
+"is a 1-pixel-high run, as vncd.encoding.hextile.body_numpy writes them,\n"
+"byte for byte; with ``grow`` true a tile whose runs can be covered by\n"
+"fewer rectangles grown downwards (libvncserver's way) gets those.");
 
 static PyObject *
 hextile_encode(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"values", "bpp", "big_endian", "first_row", "rows", "prefix",
-                               NULL};
+                               "grow", NULL};
     PyObject *obj;
-    int bpp, big_endian;
+    int bpp, big_endian, grow = 0;
     Py_ssize_t first_row = 0, rows = -1;
     Py_buffer prefix = {NULL, NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oip|nny*:hextile_encode", keywords,
-                                     &obj, &bpp, &big_endian, &first_row, &rows, &prefix))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oip|nny*p:hextile_encode", keywords,
+                                     &obj, &bpp, &big_endian, &first_row, &rows, &prefix,
+                                     &grow))
         return NULL;
     if (bpp != 1 && bpp != 2 && bpp != 4) {
         PyErr_Format(PyExc_ValueError, "bpp must be 1, 2 or 4, not %d", bpp);
@@ -460,7 +543,7 @@ hextile_encode(PyObject *self, PyObject *args, PyObject *kwargs)
         goto done;
     }
     pixels_t px = {view.buf, view.shape[1], view.shape[0], view.shape[1] * itemsize, itemsize,
-                   {0, 0, 0}, bpp, big_endian};
+                   {0, 0, 0}, bpp, big_endian, grow};
     result = encode_rows(&px, first_row, rows, &prefix);
 done:
     PyBuffer_Release(&view);
@@ -473,20 +556,21 @@ PyDoc_STRVAR(hextile_encode_rgbx_doc,
 "                    first_row=0, rows=-1, prefix=b'') -> bytes\n\n"
 "As hextile_encode, for a 32-bit format with 8-bit channels, straight from\n"
 "an (h, w, 4) uint8 RGBX array (pixels contiguous, any row stride): each\n"
-"pixel's value is R << red_shift | G << green_shift | B << blue_shift.");
+"pixel's value is R << red_shift | G << green_shift | B << blue_shift.\n"
+"``grow``: as hextile_encode.");
 
 static PyObject *
 hextile_encode_rgbx(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"rgbx", "red_shift", "green_shift", "blue_shift", "big_endian",
-                               "first_row", "rows", "prefix", NULL};
+                               "first_row", "rows", "prefix", "grow", NULL};
     PyObject *obj;
-    int shifts[3], big_endian;
+    int shifts[3], big_endian, grow = 0;
     Py_ssize_t first_row = 0, rows = -1;
     Py_buffer prefix = {NULL, NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oiiip|nny*:hextile_encode_rgbx", keywords,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oiiip|nny*p:hextile_encode_rgbx", keywords,
                                      &obj, &shifts[0], &shifts[1], &shifts[2], &big_endian,
-                                     &first_row, &rows, &prefix))
+                                     &first_row, &rows, &prefix, &grow))
         return NULL;
     for (int i = 0; i < 3; i++) {
         if (shifts[i] < 0 || shifts[i] > 24) {
@@ -503,7 +587,7 @@ hextile_encode_rgbx(PyObject *self, PyObject *args, PyObject *kwargs)
     PyObject *result = NULL;
     if (check_rgbx(&view, "rgbx") == 0) {
         pixels_t px = {view.buf, view.shape[1], view.shape[0], view.strides[0], 0,
-                       {shifts[0], shifts[1], shifts[2]}, 4, big_endian};
+                       {shifts[0], shifts[1], shifts[2]}, 4, big_endian, grow};
         result = encode_rows(&px, first_row, rows, &prefix);
     }
     PyBuffer_Release(&view);
@@ -860,7 +944,7 @@ zrle_tiles(PyObject *self, PyObject *args, PyObject *kwargs)
     if (result == NULL)
         goto done;
     pixels_t px = {view.buf, width, height, width * itemsize, itemsize, {0, 0, 0}, bpp,
-                   big_endian};
+                   big_endian, 0};
     zfmt_t fmt;
     zfmt_init(&fmt, bpp, big_endian, cstart, csize);
     uint8_t *start = (uint8_t *)PyBytes_AS_STRING(result), *end;

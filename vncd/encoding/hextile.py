@@ -17,11 +17,12 @@ Only the final assembly walks the tiles, joining precomputed byte
 strings.
 
 When the C extension is built (:mod:`vncd.encoding.speedups`), it makes
-the same decisions tile by tile in one pass -- the output is byte for
-byte the numpy encoder's, which stays as the fallback and as the
-reference of the tests -- over strips of :data:`STRIP_TILE_ROWS` tile
-rows encoded in parallel on the encoder pool (the loop releases the
-GIL).  Knows nothing about connections.
+the same decisions tile by tile in one pass over strips of
+:data:`STRIP_TILE_ROWS` tile rows encoded in parallel on the encoder pool
+(the loop releases the GIL).  It also grows subrectangles downwards
+where that takes fewer than the runs (:data:`GROW_SUBRECTS`); without
+that its output is byte for byte the numpy encoder's, which stays as the
+fallback and as the reference of the tests.  Knows nothing about connections.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ SUBRECTS_COLOURED = 16
 
 #: Most subrectangles one tile can carry (the count is one byte).
 MAX_SUBRECTS = 255
+
+#: Whether the C encoder grows subrectangles downwards where that gives
+#: fewer than the 1-pixel-high runs (never more bytes; see :func:`body_c`).
+GROW_SUBRECTS = True
 
 #: Tile rows per piece the C encoder's pieces run on the pool (a 1080p
 #: screen's 68 tile rows make 9 pieces).
@@ -184,9 +189,16 @@ def body_numpy(region: np.ndarray, conv) -> bytes:
     return out.tobytes()
 
 
-def body_c(region: np.ndarray, conv, prefix: bytes = b"") -> bytes:
+def body_c(region: np.ndarray, conv, prefix: bytes = b"", grow: bool | None = None) -> bytes:
     """``prefix`` and the Hextile body of a non-empty ``region`` by the C
-    extension, in parallel strips (the same bytes as :func:`body_numpy`).
+    extension, in parallel strips.
+
+    Without ``grow`` (default :data:`GROW_SUBRECTS`) the bytes are
+    :func:`body_numpy`'s.  With it, a tile whose non-background pixels
+    are covered by fewer rectangles grown downwards (as libvncserver and
+    x11vnc grow them) than by 1-pixel-high runs is written with those:
+    each tile is then at most as long as numpy's, and a tile that numpy
+    sends raw may fit in subrectangles, so the whole is never longer.
 
     A strip starts in the state the tile before it (the last tile of the
     row above) leaves; the extension works that out from the tile row
@@ -197,6 +209,7 @@ def body_c(region: np.ndarray, conv, prefix: bytes = b"") -> bytes:
     rows = -(-region.shape[0] // TILE)
     big = conv.pf.big_endian
     m = speedups.module
+    grow = GROW_SUBRECTS if grow is None else grow
     if (conv.byte_positions is not None and region.strides[1:] == (4, 1)
             and region.strides[0] >= 4 * region.shape[1]):
         # 32-bit, 8-bit channels: the C loop reads the RGBX pixels itself.
@@ -205,14 +218,14 @@ def body_c(region: np.ndarray, conv, prefix: bytes = b"") -> bytes:
 
         def strip(first: int, prefix: bytes = b"") -> bytes:
             return m.hextile_encode_rgbx(region, *shifts, big, first,
-                                         min(STRIP_TILE_ROWS, rows - first), prefix)
+                                         min(STRIP_TILE_ROWS, rows - first), prefix, grow)
     else:
         def strip(first: int, prefix: bytes = b"") -> bytes:
             top = max(0, first - 1) * TILE
             vals = conv.values(region[top:(first + STRIP_TILE_ROWS) * TILE])
             return m.hextile_encode(np.ascontiguousarray(vals), conv.bpp, big,
                                     1 if first else 0, min(STRIP_TILE_ROWS, rows - first),
-                                    prefix)
+                                    prefix, grow)
 
     firsts = list(range(0, rows, STRIP_TILE_ROWS))
     if len(firsts) == 1:
