@@ -111,6 +111,7 @@ class HextileDifferentialTests(SynchronousTestCase):
                                            conv.values(frame)), what)
 
     def test_pictures_sizes_formats(self):
+        """Every picture kind, odd size and bpp 8/16/32 format of either byte order."""
         ext()
         for kind in ("random", "flat", "two", "sparse", "many", "mixed"):
             for h, w in SIZES:
@@ -194,6 +195,7 @@ class ZrleDifferentialTests(SynchronousTestCase):
     """The C ZRLE tile stream is the numpy writer's, byte for byte."""
 
     def test_pictures_sizes_formats(self):
+        """Every picture kind, odd size and format, strips of one tile row: numpy's bytes."""
         ext()
         # Strips of one tile row each: every strip boundary is exercised.
         self.patch(zrle, "STRIP_TILE_ROWS", 1)
@@ -221,6 +223,7 @@ class ZrleDifferentialTests(SynchronousTestCase):
                     zrle.zrle_tiles(v, conv), f"{colours} colours")
 
     def test_fallback_without_extension(self):
+        """Without the extension encode_zrle gives the same rectangle (numpy)."""
         ext()
         frame = picture("mixed", 70, 90, seed=2)
         params = EncodeParams(DEFAULT_FORMAT)
@@ -271,6 +274,7 @@ class LookDifferentialTests(SynchronousTestCase):
         return path, made
 
     def test_same_framebuffer_and_damage(self):
+        """Looks at a changing file give the same framebuffer and damage both ways."""
         ext()
         for fmt in ("bgrx", "rgbx"):
             w, h = 37, 3 * filescreen.BAND_ROWS + 5
@@ -320,6 +324,7 @@ class GarbageInputTests(SynchronousTestCase):
         self.assertTrue(str(cm.exception))
 
     def test_hextile_encode(self):
+        """hextile_encode refuses bad values, formats, sizes and ranges."""
         m = ext()
         ok = np.zeros((17, 33), dtype=np.uint32)
         self.assertIsInstance(m.hextile_encode(ok, 4, False), bytes)
@@ -345,6 +350,7 @@ class GarbageInputTests(SynchronousTestCase):
         self.assertEqual(m.hextile_encode(ok, 1, True, 0, 1), b"\x02\x00\x00\x00")
 
     def test_hextile_encode_rgbx(self):
+        """hextile_encode_rgbx refuses bad arrays, shifts and ranges."""
         m = ext()
         ok = np.zeros((17, 33, 4), dtype=np.uint8)
         self.assertEqual(m.hextile_encode_rgbx(ok, 16, 8, 0, False, 1, 1),
@@ -362,6 +368,7 @@ class GarbageInputTests(SynchronousTestCase):
         self.raises(m.hextile_encode_rgbx, ok, 16, 8, 0, False, 0, -1, 7)
 
     def test_zrle_tiles(self):
+        """zrle_tiles refuses bad values, CPIXEL layouts and ranges."""
         m = ext()
         ok = np.zeros((65, 70), dtype=np.uint32)
         self.assertEqual(m.zrle_tiles(ok, 4, False, 0, 3), b"\x01\x00\x00\x00" * 4)
@@ -378,6 +385,7 @@ class GarbageInputTests(SynchronousTestCase):
             self.raises(m.zrle_tiles, ok, 4, False, 0, 3, first, rows)
 
     def test_raw_shuffle(self):
+        """raw_shuffle refuses bad arrays, byte positions and prefixes."""
         m = ext()
         ok = np.zeros((3, 5, 4), dtype=np.uint8)
         self.assertEqual(len(m.raw_shuffle(b"h", ok, 2, 1, 0)), 1 + 60)
@@ -392,6 +400,7 @@ class GarbageInputTests(SynchronousTestCase):
         self.assertEqual(m.raw_shuffle(b"", np.zeros((0, 5, 4), dtype=np.uint8), 2, 1, 0), b"")
 
     def test_look_bands(self):
+        """look_bands refuses bad band heights, channels, shapes and read-only buffers."""
         m = ext()
         src = np.zeros((20, 6, 4), dtype=np.uint8)
         shown, fb = np.zeros_like(src), np.zeros_like(src)
