@@ -99,16 +99,18 @@ typedef struct {
     uint32_t bg, fg;
 } tile_t;
 
-static inline uint8_t *put_pixel(uint8_t *o, uint32_t v, int bpp, int big_endian);
+/* A grown subrectangle: its colour and its two Hextile bytes. */
+typedef struct {
+    uint32_t colour;
+    uint8_t xy, wh;
+} rect_t;
 
 /* Subrectangles grown as libvncserver does: from each uncovered
  * non-background pixel in scan order, the longest run of its colour, then
- * down while the rows below repeat it.  Counts them (stopping past
- * ``limit``) and, when ``o`` is given, writes them.  Returns the count;
- * *end is the end of the written bytes. */
+ * down while the rows below repeat it.  Counts them, stopping past
+ * ``limit``, and stores them in ``rects`` (room for limit + 1) when given. */
 static int
-grown_rects(const uint32_t *t, int tw, int th, uint32_t bg, int limit, int coloured, int bpp,
-            int big_endian, uint8_t *o, uint8_t **end)
+grown_rects(const uint32_t *t, int tw, int th, uint32_t bg, int limit, rect_t *rects)
 {
     uint32_t covered[TILE] = {0};
     int count = 0;
@@ -134,19 +136,16 @@ grown_rects(const uint32_t *t, int tw, int th, uint32_t bg, int limit, int colou
             }
             for (int k = 0; k < h; k++)
                 covered[r + k] |= mask;
+            if (rects) {
+                rects[count].colour = v;
+                rects[count].xy = (uint8_t)((c << 4) | r);
+                rects[count].wh = (uint8_t)(((w - 1) << 4) | (h - 1));
+            }
             if (++count > limit)
                 return count;
-            if (o) {
-                if (coloured)
-                    o = put_pixel(o, v, bpp, big_endian);
-                *o++ = (uint8_t)((c << 4) | r);
-                *o++ = (uint8_t)(((w - 1) << 4) | (h - 1));
-            }
             c += w - 1;
         }
     }
-    if (end)
-        *end = o;
     return count;
 }
 
@@ -224,7 +223,7 @@ load_tile(const pixels_t *px, Py_ssize_t ty, Py_ssize_t tx, uint32_t *t,
  * foreground, the number of 1-pixel-high runs of non-background pixels,
  * and the cheapest form. */
 static void
-analyse_tile(const uint32_t *t, int tw, int th, int bpp, int grow, tile_t *ti)
+analyse_tile(const uint32_t *t, int tw, int th, int bpp, int grow, rect_t *rects, tile_t *ti)
 {
     ti->grown = 0;
     int n = tw * th;
@@ -288,20 +287,21 @@ analyse_tile(const uint32_t *t, int tw, int th, int bpp, int grow, tile_t *ti)
         count += in_row;
     }
     if (grow) {
-        /* Grown rectangles when they are fewer (they can be more).  Growing
-         * saves at most one rectangle per non-background pixel equal to
-         * the one above it (runs <= rectangles + those pixels): when there
-         * are too few of them to get under ``most``, it is not tried
-         * (photo-like tiles). */
+        /* Grown rectangles when they are fewer (they can be more).  A run
+         * joins the rectangle above it when it starts where a run of its
+         * colour starts in the row above: when such runs are too few to
+         * get under ``most``, growing is not tried (photo-like tiles). */
         int most = (int)(count <= limit ? count - 1 : limit);
         int above = 0;
         for (int r = 1; r < th; r++) {
             const uint32_t *row = t + r * tw, *up = row - tw;
-            for (int c = 0; c < tw; c++)
-                above += (row[c] != bg) & (row[c] == up[c]);
+            above += (row[0] != bg) & (row[0] == up[0]);
+            for (int c = 1; c < tw; c++)
+                above += (row[c] != bg) & (row[c] != row[c - 1]) & (row[c] == up[c])
+                         & (up[c] != up[c - 1]);
         }
         int grown = above >= count - most
-                    ? grown_rects(t, tw, th, bg, most, 0, bpp, 0, NULL, NULL) : most + 1;
+                    ? grown_rects(t, tw, th, bg, most, rects) : most + 1;
         if (grown <= most) {
             count = grown;
             ti->grown = 1;
@@ -380,18 +380,19 @@ static uint8_t *
 hextile_rows(const pixels_t *px, Py_ssize_t row0, Py_ssize_t row1, uint8_t *out)
 {
     uint32_t t[TILE * TILE];
+    rect_t rects[MAX_SUBRECTS + 2];
     Py_ssize_t tiles_x = (px->width + TILE - 1) / TILE;
     int bpp = px->bpp, big = px->big_endian;
     int tw, th;
     tile_t prev = {KIND_RAW, 0, 0, 0}, cur;
     if (row0 > 0) {
         load_tile(px, row0 - 1, tiles_x - 1, t, &tw, &th);
-        analyse_tile(t, tw, th, bpp, px->grow, &prev);
+        analyse_tile(t, tw, th, bpp, px->grow, NULL, &prev);
     }
     for (Py_ssize_t ty = row0; ty < row1; ty++) {
         for (Py_ssize_t tx = 0; tx < tiles_x; tx++) {
             load_tile(px, ty, tx, t, &tw, &th);
-            analyse_tile(t, tw, th, bpp, px->grow, &cur);
+            analyse_tile(t, tw, th, bpp, px->grow, rects, &cur);
             if (cur.kind == KIND_RAW) {
                 *out++ = RAW_BIT;
                 out = put_pixels(out, t, tw * th, bpp, big);
@@ -411,8 +412,12 @@ hextile_rows(const pixels_t *px, Py_ssize_t row0, Py_ssize_t row1, uint8_t *out)
                 out = put_pixel(out, cur.fg, bpp, big);
             if (with_count && cur.grown) {
                 *out++ = (uint8_t)cur.count;
-                grown_rects(t, tw, th, cur.bg, MAX_SUBRECTS, cur.kind == KIND_COLOURED, bpp, big,
-                            out, &out);
+                for (int k = 0; k < cur.count; k++) {
+                    if (cur.kind == KIND_COLOURED)
+                        out = put_pixel(out, rects[k].colour, bpp, big);
+                    *out++ = rects[k].xy;
+                    *out++ = rects[k].wh;
+                }
             }
             else if (with_count) {
                 *out++ = (uint8_t)cur.count;
