@@ -340,6 +340,45 @@ class LookDifferentialTests(SynchronousTestCase):
         self.assertEqual(m.look_bands(src, shown, fb, 16, 2, 1, 0, False), b"\x00\x00")
 
 
+class TileCompareTests(SynchronousTestCase):
+    """tile_compare marks the tiles numpy's per-pixel comparison marks."""
+
+    def reference(self, old: np.ndarray, new: np.ndarray, tile: int) -> np.ndarray:
+        diff = (old != new).any(axis=2)
+        h, w = diff.shape
+        rows = np.logical_or.reduceat(diff, np.arange(0, h, tile), axis=0)
+        return np.logical_or.reduceat(rows, np.arange(0, w, tile), axis=1)
+
+    def test_against_numpy(self):
+        """Odd sizes, tile sizes, sparse changes, views inside larger frames."""
+        m = ext()
+        rng = np.random.default_rng(11)
+        for h, w, tile in ((1, 1, 16), (17, 33, 16), (40, 70, 16), (64, 64, 64), (23, 9, 5)):
+            big = rng.integers(0, 256, (h + 3, w + 5, 4), dtype=np.uint8)
+            live = big[1:h + 1, 2:w + 2]                  # a view: rows further apart
+            for changes in (0, 1, 5, h * w):
+                snap = np.array(live)
+                for _ in range(changes):
+                    y, x, c = rng.integers(0, h), rng.integers(0, w), rng.integers(0, 4)
+                    snap[y, x, c] ^= 1 + rng.integers(0, 255)
+                want = self.reference(snap, live, tile)
+                flags = m.tile_compare(snap, live, tile)
+                got = np.frombuffer(flags, dtype=np.uint8).reshape(want.shape)
+                self.assertTrue(np.array_equal(got.astype(bool), want), (h, w, tile, changes))
+                self.assertTrue(np.array_equal(snap, live))     # brought up to date
+                self.assertFalse(any(m.tile_compare(snap, live, tile)))
+
+    def test_without_copy(self):
+        """copy=False only reports; a read-only snapshot is then fine."""
+        m = ext()
+        live = np.zeros((20, 20, 4), dtype=np.uint8)
+        snap = live.copy()
+        snap[19, 19, 0] = 1
+        snap.flags.writeable = False
+        self.assertEqual(m.tile_compare(snap, live, copy=False), b"\x00\x00\x00\x01")
+        self.assertEqual(snap[19, 19, 0], 1)
+
+
 class GarbageInputTests(SynchronousTestCase):
     """Wrong types, shapes and numbers raise TypeError or ValueError."""
 
@@ -423,6 +462,23 @@ class GarbageInputTests(SynchronousTestCase):
             self.raises(m.raw_shuffle, b"", ok, *pos)
         self.raises(m.raw_shuffle, "text", ok, 2, 1, 0)
         self.assertEqual(m.raw_shuffle(b"", np.zeros((0, 5, 4), dtype=np.uint8), 2, 1, 0), b"")
+
+    def test_tile_compare(self):
+        """tile_compare refuses bad tiles, shapes, types and read-only snapshots."""
+        m = ext()
+        a, b = np.zeros((20, 6, 4), dtype=np.uint8), np.zeros((20, 6, 4), dtype=np.uint8)
+        self.assertEqual(m.tile_compare(a, b), b"\x00\x00")
+        for tile in (0, -16, 1 << 20):
+            self.raises(m.tile_compare, a, b, tile)
+        self.raises(m.tile_compare, a, b[:10])
+        self.raises(m.tile_compare, a, b[:, :5])
+        self.raises(m.tile_compare, a, b.astype(np.uint16))
+        self.raises(m.tile_compare, None, b)
+        self.raises(m.tile_compare, a, bytes(480))
+        self.raises(m.tile_compare, a[:, ::-1], b)
+        readonly = a.copy()
+        readonly.flags.writeable = False
+        self.raises(m.tile_compare, readonly, b)
 
     def test_look_bands(self):
         """look_bands refuses bad band heights, channels, shapes and read-only buffers."""
