@@ -94,6 +94,12 @@ class PixelConverter:
         #: Bytes in a Tight TPIXEL.
         self.tpixel_size = 3 if self.tpixel_rgb else self.bpp
 
+    @property
+    def byte_positions(self) -> tuple[int, int, int] | None:
+        """For 32-bpp formats whose channels are whole bytes: the wire byte
+        positions of R, G and B; else ``None``."""
+        return self._byte_positions
+
     def _find_byte_positions(self) -> tuple[int, int, int] | None:
         lay = self.layout
         if lay.bits_per_pixel != 32:
