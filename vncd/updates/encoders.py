@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from vncd import encoding as enc
-from vncd.encoding import EncodedRect, EncodeParams, parallel
+from vncd.encoding import EncodedRect, EncodeParams, parallel, speedups
 from vncd.encoding.hextile import encode_hextile
 from vncd.encoding.raw import encode_raw
 from vncd.encoding.tight import encode_tight
@@ -40,17 +40,18 @@ ENCODERS: dict[int, Callable[..., EncodedRect]] = {
 }
 
 #: Encodings whose rectangles of one update are encoded in parallel, whole
-#: (see :func:`encode_many`).  Their work is mostly zlib and Pillow, which
-#: release the GIL.  For the 17 bands of a full 1080p desktop change on 2
-#: cores with one of them free (``benchmarks.engine``, min wall of 25-30
-#: rounds, two runs), wall time fell from 24.5 / 19.5 to 18.0 / 15.9 ms
-#: (Zlib) and from 23.2 / 20.3 to 15.3 / 14.5 ms (Tight), Tight+JPEG's
-#: median from 23.6 / 29.1 to 17.9 / 21.6 ms, at the same CPU.  Raw is too
-#: cheap to hand off (1.8 -> 2.3 ms); Hextile's and ZRLE's per-tile
-#: analysis holds the GIL, so in parallel Hextile saved up to 30 % of wall
-#: time for 15-20 % more CPU, and ZRLE lost both (37.9 -> 44.8 ms, CPU
-#: +60 %): their bands go one after the other.
-PARALLEL_BANDS = frozenset({enc.ZLIB, enc.TIGHT})
+#: (see :func:`encode_many`).  Their work is zlib, Pillow and the C
+#: extension's tile writers, which release the GIL.  For the 17 bands of a
+#: full 1080p change on 2 idle cores (``benchmarks.engine --part bands
+#: --rounds 30``, median wall / CPU ms, serial -> parallel bands): Zlib
+#: 16.8 -> 13.5 / 26.8 -> 26.3, Hextile 5.1 -> 2.8 / 5.1 -> 5.4, ZRLE
+#: 8.2 -> 4.6 / 8.2 -> 8.7, Tight 18.4 -> 13.4 / 21.0 -> 22.4, Tight+JPEG
+#: 16.3 -> 11.9 / 16.2 -> 17.8.  Raw (0.6 ms) is too cheap to hand off.
+#: Without the C extension Hextile's and ZRLE's tile analysis holds the
+#: GIL (ZRLE in parallel then lost both wall time and CPU), so they join
+#: only when it is built.
+PARALLEL_BANDS = frozenset({enc.ZLIB, enc.TIGHT} | (
+    {enc.HEXTILE, enc.ZRLE} if speedups.module is not None else set()))
 
 #: Encodings that always beat Zlib when a client lists them too: they
 #: compress the same pixels better for similar work (QEMU prefers ZRLE to
