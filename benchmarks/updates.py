@@ -43,6 +43,9 @@ class CountingSink:
         self.bytes += len(data)
         self.writes += 1
 
+    def flush(self) -> None:
+        pass
+
     def output_buffered(self) -> int:
         return 0
 

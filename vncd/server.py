@@ -626,6 +626,15 @@ class RFBServerProtocol(Protocol):
         self._timeout = server.reactor.callLater(server.limits.handshake_timeout,
                                                  self._handshake_timed_out)
         self.transport.registerProducer(self, True)
+        # No Nagle delay (QEMU sets the same on its VNC sockets): an update,
+        # a bell or a cursor change leaves when it is flushed, not when the
+        # client has acknowledged the previous segment.
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            try:
+                no_delay(True)
+            except OSError:
+                pass
         self._fire(LifeInput.ACCEPTED)
         self._flush()
 
@@ -767,6 +776,9 @@ class RFBServerProtocol(Protocol):
                 self._send_wire(data)
             return
         self._stack.send(data)
+
+    def flush(self) -> None:
+        """Send what :meth:`write` queued in the stack (one update's messages together)."""
         self._flush()
 
     def output_buffered(self) -> int:

@@ -77,6 +77,9 @@ class _Sink:
     def write(self, data: bytes) -> None:
         self.served._wire(data)
 
+    def flush(self) -> None:
+        pass
+
     def output_buffered(self) -> int:
         return self.served.buffered
 

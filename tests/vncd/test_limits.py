@@ -131,8 +131,10 @@ class OutputTests(SynchronousTestCase):
         client = Client(server).pump()
         client.proto.pauseProducing()
         client.proto.write(b"x" * 6000)
+        client.proto.flush()
         self.assertFalse(client.transport.disconnecting)
         client.proto.write(b"x" * 6000)
+        client.proto.flush()
         self.assertTrue(client.transport.disconnected)
         self.assertIn("not reading", client.proto.drop_reason)
 
@@ -150,6 +152,7 @@ class OutputTests(SynchronousTestCase):
         client.transport.write = pausing_write
         client.transport.bufferSize = 100
         proto.write(b"y" * 5000)
+        proto.flush()
         self.assertEqual(proto.output_buffered(), 5100)
 
     def test_writable_only_when_drained(self):
@@ -159,6 +162,7 @@ class OutputTests(SynchronousTestCase):
         proto = client.proto
         proto.pauseProducing()
         proto.write(b"z" * 10)
+        proto.flush()
         original = client.transport.write
         client.transport.write = lambda data: (original(data), proto.pauseProducing())
         proto.resumeProducing()

@@ -30,12 +30,16 @@ class RecordingSink:
         self.stalled = False
         self.closed: str | None = None
         self.writes = 0
+        self.flushes = 0
 
     def write(self, data: bytes) -> None:
         self.data += data
         self.writes += 1
         if self.stalled:
             self.queued += len(data)
+
+    def flush(self) -> None:
+        self.flushes += 1
 
     def output_buffered(self) -> int:
         return self.queued

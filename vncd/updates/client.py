@@ -462,7 +462,13 @@ class ClientUpdates:
         return self.closed or self._in_sync or self.sink.output_buffered() > self.config.high_water
 
     def _pump(self) -> None:
-        """Write whatever is due, as far as flow control allows."""
+        """Write whatever is due, as far as flow control allows, then flush it."""
+        try:
+            self._pump_messages()
+        finally:
+            self.sink.flush()
+
+    def _pump_messages(self) -> None:
         if self._blocked():
             return
         pending = self.pending

@@ -113,6 +113,14 @@ class Sink(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def flush(self) -> None:
+        """Hand what :meth:`write` took so far to the connection.
+
+        The messages of one pass (an update's header, rectangles and
+        pseudo-rectangles, a bell ...) are written one by one and flushed
+        together, so that they leave in as few sends as the connection
+        allows rather than one small segment each."""
+
     def output_buffered(self) -> int: ...
 
     def close(self, reason: str) -> None: ...
