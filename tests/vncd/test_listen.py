@@ -83,8 +83,8 @@ class WriteNowTests(TestCase):
 
     @defer.inlineCallbacks
     def test_large_write_is_queued_and_keeps_its_place(self):
-        """A write above SEND_LIMIT goes the ordinary way; a small one behind it waits."""
-        big = os.urandom(3 * 128 * 1024 + 5)
+        """A write above IMMEDIATE_LIMIT goes the ordinary way; a small one behind it waits."""
+        big = os.urandom(3 * 1024 * 1024 + 5)   # several SEND_LIMIT sends
         messages = [b"first", big, b"last"]
         factory = _WriterFactory(messages)
         port = self._listen_tcp(factory)
