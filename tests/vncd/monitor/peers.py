@@ -156,12 +156,11 @@ def start_qemu(test, base: str, *, vnc: str | None = "127.0.0.1:{display}",
                qmp: str = "-qmp") -> Server:
     """QEMU 7.2 with ``objects``, ``vnc`` (``{display}`` filled in) and a QMP socket."""
     exe = require_tool(QEMU)
-    display = free_display() if vnc is not None else None
-    path = os.path.join(base, f"qemu{display}.sock")
-    args = [a for o in objects for a in ("-object", o)] + _vnc_args(vnc, display) + list(extra)
-    argv = [exe, "-machine", "none", "-nodefaults", "-display", "none", "-serial", "none",
-            *args, qmp, f"unix:{path},server=on,wait=off"]
-    return _start(test, "qemu", argv, path, display, args)
+
+    def command(display, path, args):
+        return [exe, "-machine", "none", "-nodefaults", "-display", "none", "-serial", "none",
+                *args, qmp, f"unix:{path},server=on,wait=off"]
+    return _start_on_free_display(test, "qemu", base, vnc, objects, extra, command)
 
 
 def start_vncd(test, base: str, *, vnc: str | None = "127.0.0.1:{display}",
@@ -169,11 +168,25 @@ def start_vncd(test, base: str, *, vnc: str | None = "127.0.0.1:{display}",
                qmp: str = "-qmp") -> Server:
     """vncd with the same options as :func:`start_qemu` would get."""
     require_vncd()
-    display = free_display() if vnc is not None else None
-    path = os.path.join(base, f"vncd{display}.sock")
-    args = [a for o in objects for a in ("-object", o)] + _vnc_args(vnc, display) + list(extra)
-    argv = [sys.executable, "-m", "vncd", *args, qmp, f"unix:{path},server=on,wait=off"]
-    return _start(test, "vncd", argv, path, display, args)
+
+    def command(display, path, args):
+        return [sys.executable, "-m", "vncd", *args, qmp, f"unix:{path},server=on,wait=off"]
+    return _start_on_free_display(test, "vncd", base, vnc, objects, extra, command)
+
+
+def _start_on_free_display(test, kind, base, vnc, objects, extra, command) -> Server:
+    """Start ``kind`` on a free display; again on another one if a parallel
+    trial worker took the same number between the check and the start."""
+    for attempt in range(3):
+        display = free_display() if vnc is not None else None
+        path = os.path.join(base, f"{kind}{display}.sock")
+        args = [a for o in objects for a in ("-object", o)] + _vnc_args(vnc, display) + list(extra)
+        try:
+            return _start(test, kind, command(display, path, args), path, display, args)
+        except test.failureException as e:
+            if attempt == 2 or "Address already in use" not in str(e):
+                raise
+    raise AssertionError("unreachable")
 
 
 def start_pair(test, base: str, **kw) -> tuple[Server, Server]:
