@@ -183,7 +183,18 @@ class JSONStream:
 
     def _string_run(self, data: bytes, start: int, stop: int) -> int:
         """Take ordinary string bytes ``data[start:stop]``, as :meth:`_in_string`
-        would one by one, up to the size limit; returns where to go on."""
+        would one by one; returns where to go on."""
+        return self._take_run(data, start, stop, self._string)
+
+    def _digit_run(self, data: bytes, start: int, stop: int) -> int:
+        """Take digits ``data[start:stop]`` into a number whose state stays
+        where it is on a digit, as :meth:`_in_number` would one by one;
+        returns where to go on."""
+        return self._take_run(data, start, stop, None)
+
+    def _take_run(self, data: bytes, start: int, stop: int, decoded: bytearray | None) -> int:
+        """Add ``data[start:stop]`` to the token (and to ``decoded``) up to the
+        size limit; the byte that would pass it goes through :meth:`_lex`."""
         if self._skipping:
             return stop
         room = self._limits.max_message_bytes - len(self._text) - self._size
@@ -195,22 +206,8 @@ class JSONStream:
                 return start + 1
         chunk = data[start:stop]
         self._text += chunk
-        self._string += chunk
-        return stop
-
-    def _digit_run(self, data: bytes, start: int, stop: int) -> int:
-        """Take digits ``data[start:stop]`` into a number whose state stays
-        where it is on a digit, as :meth:`_in_number` would one by one, up to
-        the size limit; returns where to go on."""
-        if self._skipping:
-            return stop
-        room = self._limits.max_message_bytes - len(self._text) - self._size
-        if stop - start > room:
-            stop = start + max(room, 0)
-            if stop == start:
-                self._lex(data[start])
-                return start + 1
-        self._text += data[start:stop]
+        if decoded is not None:
+            decoded += chunk
         return stop
 
     def _lex(self, c: int) -> None:

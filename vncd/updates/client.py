@@ -62,6 +62,26 @@ def _message(method):
     return handler
 
 
+class _TileMask:
+    """A client's tile mask attribute, made with the others on first use
+    (:meth:`ClientUpdates._make_masks`); ``None`` behind it means "not yet"."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, client, owner=None):
+        if client is None:
+            return self
+        if getattr(client, self.slot) is None:
+            client._make_masks()
+        return getattr(client, self.slot)
+
+    def __set__(self, client, mask: np.ndarray) -> None:
+        if getattr(client, self.slot) is None:
+            client._make_masks()
+        setattr(client, self.slot, mask)
+
+
 class ClientUpdates:
     """One client's updates (the methods are the protocol layer's interface)."""
 
@@ -336,44 +356,12 @@ class ClientUpdates:
         self._lossy = np.zeros(shape, dtype=bool)
         self._force_lossless = np.zeros(shape, dtype=bool)
 
-    @property
-    def dirty(self) -> np.ndarray:
-        """Tiles the client's copy lacks (all of them until the first update)."""
-        if self._dirty is None:
-            self._make_masks()
-        return self._dirty
-
-    @dirty.setter
-    def dirty(self, mask: np.ndarray) -> None:
-        if self._dirty is None:
-            self._make_masks()
-        self._dirty = mask
-
-    @property
-    def lossy(self) -> np.ndarray:
-        """Tiles last sent as JPEG, due a lossless refresh once still."""
-        if self._lossy is None:
-            self._make_masks()
-        return self._lossy
-
-    @lossy.setter
-    def lossy(self, mask: np.ndarray) -> None:
-        if self._lossy is None:
-            self._make_masks()
-        self._lossy = mask
-
-    @property
-    def force_lossless(self) -> np.ndarray:
-        """Tiles whose next update must not be JPEG."""
-        if self._force_lossless is None:
-            self._make_masks()
-        return self._force_lossless
-
-    @force_lossless.setter
-    def force_lossless(self, mask: np.ndarray) -> None:
-        if self._force_lossless is None:
-            self._make_masks()
-        self._force_lossless = mask
+    #: Tiles the client's copy lacks (all of them until the first update).
+    dirty = _TileMask()
+    #: Tiles last sent as JPEG, due a lossless refresh once still.
+    lossy = _TileMask()
+    #: Tiles whose next update must not be JPEG.
+    force_lossless = _TileMask()
 
     # -- notifications from the display ----------------------------------------------
 
