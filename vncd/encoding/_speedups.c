@@ -451,6 +451,35 @@ hextile_rows(const pixels_t *px, Py_ssize_t row0, Py_ssize_t row1, uint8_t *out)
 }
 
 /* Check the tile-row range, allocate and encode (the GIL released). */
+/* The strip of tile rows [first_row, first_row + *rows) of a picture
+ * ``height`` pixels tall in ``tile``-pixel rows (*rows == -1: to the end),
+ * checked; its pixel rows in [*y0, *y1).  -1 with ValueError when the
+ * strip is not inside the picture. */
+static int
+strip_rows(Py_ssize_t height, Py_ssize_t tile, Py_ssize_t first_row, Py_ssize_t *rows,
+           Py_ssize_t *y0, Py_ssize_t *y1)
+{
+    Py_ssize_t tiles_y = (height + tile - 1) / tile;
+    if (*rows < -1) {
+        PyErr_Format(PyExc_ValueError, "rows must be -1 or at least 0, not %zd", *rows);
+        return -1;
+    }
+    if (first_row < 0 || first_row > tiles_y) {
+        PyErr_Format(PyExc_ValueError, "first_row %zd is outside 0 .. %zd", first_row, tiles_y);
+        return -1;
+    }
+    if (*rows == -1)
+        *rows = tiles_y - first_row;
+    if (*rows > tiles_y - first_row) {
+        PyErr_Format(PyExc_ValueError, "rows %zd from tile row %zd go past the %zd tile rows",
+                     *rows, first_row, tiles_y);
+        return -1;
+    }
+    *y0 = first_row * tile < height ? first_row * tile : height;
+    *y1 = (first_row + *rows) * tile < height ? (first_row + *rows) * tile : height;
+    return 0;
+}
+
 static PyObject *
 encode_rows(const pixels_t *px, Py_ssize_t first_row, Py_ssize_t rows, const Py_buffer *prefix)
 {
@@ -462,24 +491,9 @@ encode_rows(const pixels_t *px, Py_ssize_t first_row, Py_ssize_t rows, const Py_
                      MAX_SIDE, MAX_SIDE, width, height);
         return NULL;
     }
-    Py_ssize_t tiles_y = (height + TILE - 1) / TILE;
-    if (rows < 0 && rows != -1) {
-        PyErr_Format(PyExc_ValueError, "rows must be -1 or at least 0, not %zd", rows);
+    Py_ssize_t y0, y1;
+    if (strip_rows(height, TILE, first_row, &rows, &y0, &y1) < 0)
         return NULL;
-    }
-    if (first_row < 0 || first_row > tiles_y) {
-        PyErr_Format(PyExc_ValueError, "first_row %zd is outside 0 .. %zd", first_row, tiles_y);
-        return NULL;
-    }
-    if (rows == -1)
-        rows = tiles_y - first_row;
-    if (rows > tiles_y - first_row) {
-        PyErr_Format(PyExc_ValueError, "rows %zd from tile row %zd go past the %zd tile rows",
-                     rows, first_row, tiles_y);
-        return NULL;
-    }
-    Py_ssize_t y0 = first_row * TILE < height ? first_row * TILE : height;
-    Py_ssize_t y1 = (first_row + rows) * TILE < height ? (first_row + rows) * TILE : height;
     Py_ssize_t tiles = rows * ((width + TILE - 1) / TILE);
     /* No tile is ever longer than its mask byte and raw pixels. */
     Py_ssize_t bound = prefix->len + tiles + (y1 - y0) * width * bpp;
@@ -921,24 +935,9 @@ zrle_tiles(PyObject *self, PyObject *args, PyObject *kwargs)
                      MAX_SIDE, MAX_SIDE, width, height);
         goto done;
     }
-    Py_ssize_t tiles_y = (height + ZTILE - 1) / ZTILE;
-    if (rows < -1) {
-        PyErr_Format(PyExc_ValueError, "rows must be -1 or at least 0, not %zd", rows);
+    Py_ssize_t y0, y1;
+    if (strip_rows(height, ZTILE, first_row, &rows, &y0, &y1) < 0)
         goto done;
-    }
-    if (first_row < 0 || first_row > tiles_y) {
-        PyErr_Format(PyExc_ValueError, "first_row %zd is outside 0 .. %zd", first_row, tiles_y);
-        goto done;
-    }
-    if (rows == -1)
-        rows = tiles_y - first_row;
-    if (rows > tiles_y - first_row) {
-        PyErr_Format(PyExc_ValueError, "rows %zd from tile row %zd go past the %zd tile rows",
-                     rows, first_row, tiles_y);
-        goto done;
-    }
-    Py_ssize_t y0 = first_row * ZTILE < height ? first_row * ZTILE : height;
-    Py_ssize_t y1 = (first_row + rows) * ZTILE < height ? (first_row + rows) * ZTILE : height;
     /* No tile is longer than its subencoding byte and raw CPIXELs. */
     Py_ssize_t bound = rows * ((width + ZTILE - 1) / ZTILE) + (y1 - y0) * width * csize;
     tile = PyMem_Malloc(sizeof(uint32_t) * ZTILE * ZTILE);
