@@ -207,3 +207,32 @@ class TileMaskTests(SynchronousTestCase):
         st.screen.damage(0, 0, 8, 8)
         st.settle()
         self.assertTrue(client.dirty[0, 0])
+
+
+class DefaultLevelTests(SynchronousTestCase):
+    """The deflate level a client gets when it names none, per encoding."""
+
+    def level(self, encodings):
+        client, _, _ = Setup(64, 64).client(encodings)
+        return client._params(False)[0].compress_level
+
+    def test_defaults(self):
+        from vncd import encoding as enc
+        from vncd.updates import DEFAULT_COMPRESS_LEVEL, DEFAULT_ZLIB_LEVEL
+        self.assertEqual(DEFAULT_ZLIB_LEVEL, 4)
+        self.assertEqual(self.level([enc.ZLIB]), DEFAULT_ZLIB_LEVEL)
+        for encoding in (enc.ZRLE, enc.TIGHT, enc.HEXTILE, enc.RAW):
+            self.assertEqual(self.level([encoding]), DEFAULT_COMPRESS_LEVEL, encoding)
+
+    def test_client_level_wins(self):
+        from vncd import encoding as enc
+        self.assertEqual(self.level([enc.ZLIB, enc.COMPRESS_LEVEL_0 + 1]), 1)
+        self.assertEqual(self.level([enc.TIGHT, enc.COMPRESS_LEVEL_0 + 6]), 6)
+
+    def test_encoding_change_changes_the_default(self):
+        """The parameters follow a later SetEncodings (they were cached per format only)."""
+        from vncd import encoding as enc
+        client, _, _ = Setup(64, 64).client([enc.ZLIB])
+        self.assertEqual(client._params(False)[0].compress_level, 4)
+        client.set_encodings([enc.ZRLE])
+        self.assertEqual(client._params(False)[0].compress_level, 1)

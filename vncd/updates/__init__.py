@@ -94,7 +94,7 @@ from vncd.updates.cache import EncodeCache, ParamsIds
 from vncd.updates.changes import Change
 from vncd.updates.client import ClientUpdates
 from vncd.updates.config import (
-    CACHE_BYTES, DEFAULT_COMPRESS_LEVEL, HOT_WINDOW, JPEG_QUALITY, JPEG_SUBSAMPLING,
+    CACHE_BYTES, DEFAULT_COMPRESS_LEVEL, DEFAULT_ZLIB_LEVEL, HOT_WINDOW, JPEG_QUALITY, JPEG_SUBSAMPLING,
     LOSSLESS_REFRESH_DELAY, MAX_QUEUED_INPUT, MAX_QUEUED_MESSAGES, MAX_RESIZE_REPLIES,
     OUTPUT_HIGH_WATER, TILE, Sink, UpdateConfig,
 )
@@ -107,7 +107,7 @@ from vncd.updates.rect import Rect, TileBox
 __all__ = [
     "Display", "ClientUpdates", "UpdateConfig", "EncodeCache", "ParamsIds", "InputPacer",
     "Sink", "TILE", "choose_encoding", "encode_many", "ENCODERS", "Rect", "TileBox",
-    "Change", "Pending", "Copy", "PlanEntry", "CACHE_BYTES", "DEFAULT_COMPRESS_LEVEL",
+    "Change", "Pending", "Copy", "PlanEntry", "CACHE_BYTES", "DEFAULT_COMPRESS_LEVEL", "DEFAULT_ZLIB_LEVEL",
     "HOT_WINDOW", "JPEG_QUALITY", "JPEG_SUBSAMPLING", "LOSSLESS_REFRESH_DELAY",
     "MAX_QUEUED_INPUT", "MAX_QUEUED_MESSAGES", "MAX_RESIZE_REPLIES", "OUTPUT_HIGH_WATER",
 ]

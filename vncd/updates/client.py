@@ -594,11 +594,13 @@ class ClientUpdates:
 
     def _params(self, jpeg: bool) -> tuple[EncodeParams, int | EncodeParams]:
         """The encoding parameters (and their number) for lossless or JPEG-allowed rectangles."""
-        key = (self.pf, self.compress_level, self.jpeg_quality, self.jpeg_subsampling)
+        key = (self.pf, self.encoding, self.compress_level, self.jpeg_quality,
+               self.jpeg_subsampling)
         if self._params_key != key:
             level = self.compress_level
             if level is None:
-                level = self.config.default_compress_level
+                level = (self.config.default_zlib_level if self.encoding == enc.ZLIB
+                         else self.config.default_compress_level)
             lossless = EncodeParams(self.pf, level)
             lossy = EncodeParams(self.pf, level, self.jpeg_quality, self.jpeg_subsampling)
             d = self.display
