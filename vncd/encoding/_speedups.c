@@ -451,6 +451,31 @@ hextile_rows(const pixels_t *px, Py_ssize_t row0, Py_ssize_t row1, uint8_t *out)
 }
 
 /* Check the tile-row range, allocate and encode (the GIL released). */
+/* ``obj`` as a C-contiguous 2-D buffer of native unsigned pixel values
+ * (uint8, uint16 or uint32), its item size in *itemsize; -1 with the
+ * buffer released and an exception set when it is not one. */
+static int
+get_values(PyObject *obj, Py_buffer *view, int *itemsize)
+{
+    if (get_buffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, "values",
+                   "a C-contiguous buffer of pixel values") < 0)
+        return -1;
+    *itemsize = native_unsigned_size(view);
+    if (view->ndim != 2) {
+        PyErr_Format(PyExc_ValueError, "values must have 2 dimensions, not %d", view->ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (!*itemsize) {
+        PyErr_Format(PyExc_TypeError, "values must hold native uint8, uint16 or uint32, "
+                     "not format '%s' of %zd bytes",
+                     view->format ? view->format : "B", view->itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
 /* The strip of tile rows [first_row, first_row + *rows) of a picture
  * ``height`` pixels tall in ``tile``-pixel rows (*rows == -1: to the end),
  * checked; its pixel rows in [*y0, *y1).  -1 with ValueError when the
@@ -546,27 +571,14 @@ hextile_encode(PyObject *self, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     Py_buffer view;
-    if (get_buffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, "values",
-                   "a C-contiguous buffer of pixel values") < 0) {
+    int itemsize;
+    if (get_values(obj, &view, &itemsize) < 0) {
         PyBuffer_Release(&prefix);
         return NULL;
     }
-    PyObject *result = NULL;
-    int itemsize = native_unsigned_size(&view);
-    if (view.ndim != 2) {
-        PyErr_Format(PyExc_ValueError, "values must have 2 dimensions, not %d", view.ndim);
-        goto done;
-    }
-    if (!itemsize) {
-        PyErr_Format(PyExc_TypeError, "values must hold native uint8, uint16 or uint32, "
-                     "not format '%s' of %zd bytes",
-                     view.format ? view.format : "B", view.itemsize);
-        goto done;
-    }
     pixels_t px = {view.buf, view.shape[1], view.shape[0], view.shape[1] * itemsize, itemsize,
                    {0, 0, 0}, bpp, big_endian, grow};
-    result = encode_rows(&px, first_row, rows, &prefix);
-done:
+    PyObject *result = encode_rows(&px, first_row, rows, &prefix);
     PyBuffer_Release(&view);
     PyBuffer_Release(&prefix);
     return result;
@@ -912,23 +924,12 @@ zrle_tiles(PyObject *self, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     Py_buffer view;
-    if (get_buffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT, "values",
-                   "a C-contiguous buffer of pixel values") < 0)
+    int itemsize;
+    if (get_values(obj, &view, &itemsize) < 0)
         return NULL;
     PyObject *result = NULL;
     uint32_t *tile = NULL;
     palette_map_t *map = NULL;
-    int itemsize = native_unsigned_size(&view);
-    if (view.ndim != 2) {
-        PyErr_Format(PyExc_ValueError, "values must have 2 dimensions, not %d", view.ndim);
-        goto done;
-    }
-    if (!itemsize) {
-        PyErr_Format(PyExc_TypeError, "values must hold native uint8, uint16 or uint32, "
-                     "not format '%s' of %zd bytes",
-                     view.format ? view.format : "B", view.itemsize);
-        goto done;
-    }
     Py_ssize_t height = view.shape[0], width = view.shape[1];
     if (width < 1 || height < 1 || width > MAX_SIDE || height > MAX_SIDE) {
         PyErr_Format(PyExc_ValueError, "values must be 1x1 to %dx%d pixels, not %zdx%zd",
