@@ -21,18 +21,21 @@ from compat.config import ScreenSpec
 from tests.tools import free_display, require_tool
 from tests.vncd import realclients
 from vncd.screens import from_spec
-from vncd.screens.base import ScreenError
-from vncd.screens.file import (BAND_ROWS, REOPEN_CHECK_EVERY, FileScreen, parse_xwd_header)
+from vncd.screens.base import TILE, ScreenError
+from vncd.screens.file import REOPEN_CHECK_EVERY, FileScreen, parse_xwd_header
 
 
 class Damage:
-    """A screen listener recording damage rectangles and resizes."""
+    """A screen listener recording damage (rectangles, changed tiles) and resizes."""
 
     def __init__(self):
-        self.rects, self.resized = [], 0
+        self.rects, self.tiles, self.resized = [], [], 0
 
     def screen_damaged(self, screen, rect):
         self.rects.append(rect)
+
+    def screen_damaged_tiles(self, screen, tiles):
+        self.tiles.append(sorted(map(tuple, np.argwhere(tiles).tolist())))
 
     def screen_resized(self, screen):
         self.resized += 1
@@ -88,28 +91,34 @@ class FileScreenTests(SynchronousTestCase):
         self.addCleanup(screen.stop)
         return screen
 
-    def test_rgbx_first_look_and_only_changed_bands(self):
-        """The first look shows the file; later looks damage only the changed bands."""
-        width, height = 40, 3 * BAND_ROWS + 5
+    def test_rgbx_first_look_and_only_changed_tiles(self):
+        """The first look shows the file; later looks report only the changed tiles."""
+        width, height = 2 * TILE + 9, 3 * TILE + 5
         pixels = np.random.default_rng(1).integers(0, 256, (height, width, 4), np.uint8)
         path = self.write("fb.raw", pixels.tobytes())
         screen = self.screen(path, "rgbx", size=(width, height))
+        self.assertTrue(screen.exact_damage)
         np.testing.assert_array_equal(screen.framebuffer[..., :3], pixels[..., :3])
         damage = Damage()
         screen.add_listener(damage)
         self.assertEqual(screen.look(), 0)
-        self.assertEqual(damage.rects, [])
-        row = BAND_ROWS + 3
+        self.assertEqual((damage.rects, damage.tiles), ([], []))
+        row = TILE + 3
         self.patch_file(path, (row * width + 7) * 4, b"\x01\x02\x03\x04")
         self.assertEqual(screen.look(), 1)
-        self.assertEqual(damage.rects, [(0, BAND_ROWS, width, BAND_ROWS)])
+        self.assertEqual(damage.tiles, [[(1, 0)]])
         self.assertEqual(screen.framebuffer[row, 7, :3].tolist(), [1, 2, 3])
-        damage.rects.clear()
-        self.patch_file(path, ((height - 1) * width) * 4, b"\x09\x09\x09\x09")
+        damage.tiles.clear()
+        # The last (partial) tile of the last row, the first tile, and the
+        # partial column of the second tile row.
+        self.patch_file(path, ((height - 1) * width + width - 1) * 4, b"\x09\x09\x09\x09")
         self.patch_file(path, 0, b"\x08\x08\x08\x08")
-        self.assertEqual(screen.look(), 2)
-        self.assertEqual(damage.rects, [(0, 0, width, BAND_ROWS),
-                                        (0, 3 * BAND_ROWS, width, 5)])
+        self.patch_file(path, ((TILE + 1) * width + 2 * TILE) * 4, b"\x07\x07\x07\x07")
+        self.assertEqual(screen.look(), 3)
+        self.assertEqual(damage.tiles, [[(0, 0), (1, 2), (3, 2)]])
+        self.assertEqual(screen.framebuffer[TILE + 1, 2 * TILE, :3].tolist(), [7, 7, 7])
+        self.assertEqual(screen.framebuffer[height - 1, width - 1, :3].tolist(), [9, 9, 9])
+        self.assertEqual(damage.rects, [])
 
     def test_bgrx_with_offset(self):
         """bgrx pixels after an offset are converted to RGB."""

@@ -27,7 +27,7 @@ from vncd.encoding.hextile import encode_hextile
 from vncd.encoding.raw import encode_raw
 from vncd.encoding.zrle import encode_zrle
 from vncd.pixels import DEFAULT_FORMAT, PixelFormat
-from vncd.screens import file as filescreen
+from vncd.screens.base import TILE
 from vncd.screens.file import FileScreen
 
 from tests.vncd.test_encoding import FORMATS, decode_all, update_bytes
@@ -294,7 +294,7 @@ class LookDifferentialTests(SynchronousTestCase):
             self.patch(speedups, "module", module)
             screen = FileScreen(path, fmt, size=(w, h), reactor=Clock())
             damage = []
-            screen.damage = lambda x, y, w, h, d=damage: d.append((x, y, w, h))
+            screen.damage_tiles = lambda tiles, d=damage: d.append(np.argwhere(tiles).tolist())
             made.append((screen, damage))
         return path, made
 
@@ -302,17 +302,18 @@ class LookDifferentialTests(SynchronousTestCase):
         """Looks at a changing file give the same framebuffer and damage both ways."""
         ext()
         for fmt in ("bgrx", "rgbx"):
-            w, h = 37, 3 * filescreen.BAND_ROWS + 5
+            w, h = 2 * TILE + 37, 3 * TILE + 5
             path, made = self.screens(fmt, w, h)
             for screen, _ in made[1:]:
                 self.assertTrue(np.array_equal(screen.framebuffer, made[0][0].framebuffer))
             rng = np.random.default_rng(2)
             for step in range(6):
                 data = np.fromfile(path, dtype=np.uint8).reshape(h, w, 4)
-                if step % 3 != 2:  # change one or two bands; the third look sees nothing new
+                if step % 3 != 2:  # change a few tiles; the third look sees nothing new
                     y = int(rng.integers(0, h))
                     data[y, int(rng.integers(0, w))] ^= 0x5A
                     data[min(h - 1, y + 20), 0] ^= 0xA5
+                    data[h - 1 - y, w - 1] ^= 0x01
                 data.tofile(path)
                 results = []
                 for module, (screen, damage) in zip((speedups.module, None), made):
@@ -325,19 +326,26 @@ class LookDifferentialTests(SynchronousTestCase):
                 self.assertTrue(np.array_equal(f1, f2), f"{fmt} step {step}")
 
     def test_row_stride_of_xwd(self):
-        """look_bands reads rows further apart than 4*width (an XWD's padding)."""
+        """look_tiles reads rows further apart than 4*width (an XWD's padding)."""
         m = ext()
         h, w, stride = 20, 7, 40
         backing = np.random.default_rng(3).integers(0, 256, h * stride, dtype=np.uint8)
         src = np.ndarray((h, w, 4), dtype=np.uint8, buffer=backing, strides=(stride, 4, 1))
         shown = np.zeros((h, w, 4), dtype=np.uint8)
         fb = np.full((h, w, 4), 9, dtype=np.uint8)
-        flags = m.look_bands(src, shown, fb, 16, 2, 1, 0, False)
+        flags = m.look_tiles(src, shown, fb, 16, 2, 1, 0, False)
         self.assertEqual(flags, b"\x01\x01")
         self.assertTrue(np.array_equal(shown, src))
         self.assertTrue(np.array_equal(fb[..., :3], src[..., 2::-1]))
         self.assertTrue((fb[..., 3] == 9).all())  # the fourth byte is left alone
-        self.assertEqual(m.look_bands(src, shown, fb, 16, 2, 1, 0, False), b"\x00\x00")
+        self.assertEqual(m.look_tiles(src, shown, fb, 16, 2, 1, 0, False), b"\x00\x00")
+        src[17, 3, 0] ^= 1   # the second tile row only: copied and converted alone
+        self.assertEqual(m.look_tiles(src, shown, fb, 16, 2, 1, 0, False), b"\x00\x01")
+        self.assertTrue(np.array_equal(fb[..., :3], src[..., 2::-1]))
+        # Tiles narrower than the screen: only the tile with the change.
+        src[5, 6, 1] ^= 1
+        self.assertEqual(m.look_tiles(src, shown, fb, 4, 2, 1, 0, False), b"\x00\x00\x00\x01" + bytes(6))
+        self.assertTrue(np.array_equal(shown, src))
 
 
 class TileCompareTests(SynchronousTestCase):
@@ -480,20 +488,20 @@ class GarbageInputTests(SynchronousTestCase):
         readonly.flags.writeable = False
         self.raises(m.tile_compare, readonly, b)
 
-    def test_look_bands(self):
-        """look_bands refuses bad band heights, channels, shapes and read-only buffers."""
+    def test_look_tiles(self):
+        """look_tiles refuses bad tile sizes, channels, shapes and read-only buffers."""
         m = ext()
         src = np.zeros((20, 6, 4), dtype=np.uint8)
         shown, fb = np.zeros_like(src), np.zeros_like(src)
-        self.assertEqual(m.look_bands(src, shown, fb, 16, 0, 1, 2, True), b"\x01\x01")
-        for rows in (0, -16, 1 << 20):
-            self.raises(m.look_bands, src, shown, fb, rows, 0, 1, 2, False)
-        self.raises(m.look_bands, src, shown, fb, 16, 0, 1, 4, False)
-        self.raises(m.look_bands, src, shown[:10], fb, 16, 0, 1, 2, False)
-        self.raises(m.look_bands, src, shown, fb[:, :5], 16, 0, 1, 2, False)
+        self.assertEqual(m.look_tiles(src, shown, fb, 16, 0, 1, 2, True), b"\x01\x01")
+        for tile in (0, -16, 1 << 20):
+            self.raises(m.look_tiles, src, shown, fb, tile, 0, 1, 2, False)
+        self.raises(m.look_tiles, src, shown, fb, 16, 0, 1, 4, False)
+        self.raises(m.look_tiles, src, shown[:10], fb, 16, 0, 1, 2, False)
+        self.raises(m.look_tiles, src, shown, fb[:, :5], 16, 0, 1, 2, False)
         readonly = np.zeros_like(src)
         readonly.flags.writeable = False
-        self.raises(m.look_bands, src, readonly, fb, 16, 0, 1, 2, False)
-        self.raises(m.look_bands, src, shown, bytes(480), 16, 0, 1, 2, False)
-        self.raises(m.look_bands, src.astype(np.uint16), shown, fb, 16, 0, 1, 2, False)
-        self.raises(m.look_bands, None, shown, fb, 16, 0, 1, 2, False)
+        self.raises(m.look_tiles, src, readonly, fb, 16, 0, 1, 2, False)
+        self.raises(m.look_tiles, src, shown, bytes(480), 16, 0, 1, 2, False)
+        self.raises(m.look_tiles, src.astype(np.uint16), shown, fb, 16, 0, 1, 2, False)
+        self.raises(m.look_tiles, None, shown, fb, 16, 0, 1, 2, False)

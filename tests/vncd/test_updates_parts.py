@@ -236,3 +236,150 @@ class DefaultLevelTests(SynchronousTestCase):
         self.assertEqual(client._params(False)[0].compress_level, 4)
         client.set_encodings([enc.ZRLE])
         self.assertEqual(client._params(False)[0].compress_level, 1)
+
+
+class ExactScreen(Screen):
+    """A screen that reports its changes exactly (Screen.exact_damage)."""
+
+    exact_damage = True
+
+
+class ExactDamageTests(SynchronousTestCase):
+    """A screen with exact damage is served from its own framebuffer, without a compare."""
+
+    def test_framebuffer_is_the_snapshot(self):
+        st = Setup(screen=ExactScreen(200, 150))
+        self.assertIs(st.display.frame, st.screen.framebuffer)
+        st2 = Setup(200, 150)
+        self.assertIsNot(st2.display.frame, st2.screen.framebuffer)
+
+    def test_reported_tiles_are_sent_and_nothing_else(self):
+        """Only the reported tiles are sent -- also when other pixels changed
+        unreported (no compare looks for them) -- and they show the new pixels."""
+        from vncd import encoding as enc
+        from tests.vncd.test_updates_helpers import pixels_events
+        st = Setup(screen=ExactScreen(200, 150))
+        client, _, viewer = st.client([enc.RAW])
+        client.request_update(False, 0, 0, 200, 150)
+        st.settle()
+        viewer.updates()
+        client.request_update(True, 0, 0, 200, 150)
+        fb = st.screen.framebuffer
+        fb[70:80, 130:140, :3] = 90            # tile (1, 2), reported
+        fb[0:5, 0:5, :3] = 50                  # tile (0, 0), not reported
+        tiles = np.zeros(st.display.tile_shape, dtype=bool)
+        tiles[1, 2] = True
+        generation = st.display.generation
+        st.screen.damage_tiles(tiles)
+        self.assertEqual(st.display.generation, generation + 1)
+        st.settle()
+        update, = viewer.updates()
+        self.assertEqual([(e.x, e.y, e.width, e.height) for e in pixels_events(update)],
+                         [(128, 64, 64, 64)])
+        self.assertTrue((viewer.rgbx()[70:80, 130:140, :3] == 90).all())
+        self.assertFalse((viewer.rgbx()[0:5, 0:5, :3] == 50).any())
+
+    def test_damage_means_changed(self):
+        """damage() on an exact screen marks its tiles changed without comparing."""
+        from vncd import encoding as enc
+        from tests.vncd.test_updates_helpers import pixels_events
+        st = Setup(screen=ExactScreen(200, 150))
+        client, _, viewer = st.client([enc.RAW])
+        client.request_update(False, 0, 0, 200, 150)
+        st.settle()
+        viewer.updates()
+        client.request_update(True, 0, 0, 200, 150)
+        st.screen.damage(10, 10, 5, 5)         # nothing drawn: still sent
+        st.settle()
+        update, = viewer.updates()
+        self.assertEqual([(e.x, e.y, e.width, e.height) for e in pixels_events(update)],
+                         [(0, 0, 64, 64)])
+
+    def test_bad_tile_masks_refused(self):
+        screen = ExactScreen(200, 150)
+        for bad in (np.zeros((3, 4), dtype=np.uint8), np.zeros((2, 4), dtype=bool),
+                    [[True] * 4] * 3):
+            with self.assertRaises(ValueError) as cm:
+                screen.damage_tiles(bad)
+            self.assertIn("(3, 4)", str(cm.exception))
+
+    def test_other_screens_compare_the_reported_tiles(self):
+        """damage_tiles on a screen without exact damage means 'may have
+        changed': the display compares, and unchanged tiles are not sent."""
+        from vncd import encoding as enc
+        from tests.vncd.test_updates_helpers import pixels_events
+        st = Setup(200, 150)
+        client, _, viewer = st.client([enc.RAW])
+        client.request_update(False, 0, 0, 200, 150)
+        st.settle()
+        viewer.updates()
+        client.request_update(True, 0, 0, 200, 150)
+        st.screen.framebuffer[130:140, 150:160, :3] = 33   # tile (2, 2)
+        tiles = np.zeros(st.display.tile_shape, dtype=bool)
+        tiles[0, 0] = tiles[2, 2] = True
+        st.screen.damage_tiles(tiles)
+        st.settle()
+        update, = viewer.updates()
+        self.assertEqual([(e.x, e.y, e.width, e.height) for e in pixels_events(update)],
+                         [(128, 128, 64, 22)])
+
+    def test_resize_rebinds_the_snapshot(self):
+        st = Setup(screen=ExactScreen(200, 150))
+        st.screen.resize(100, 80)
+        st.settle()
+        self.assertIs(st.display.frame, st.screen.framebuffer)
+        self.assertEqual(st.display.tile_shape, (2, 2))
+        st.screen.set_framebuffer(np.zeros((80, 100, 4), dtype=np.uint8))
+        self.assertIs(st.display.frame, st.screen.framebuffer)
+
+    def test_move_is_not_applied_twice(self):
+        """Screen.move already moved the shared pixels; the display only tells clients."""
+        from vncd import encoding as enc
+        st = Setup(screen=ExactScreen(200, 150))
+        client, _, viewer = st.client([enc.RAW, enc.COPYRECT])
+        fb = st.screen.framebuffer
+        fb[0:10, 0:10, :3] = 120
+        fb[10:20, 0:10, :3] = 60
+        client.request_update(False, 0, 0, 200, 150)
+        st.settle()
+        viewer.updates()
+        client.request_update(True, 0, 0, 200, 150)
+        st.screen.move(0, 0, 0, 5, 10, 10)     # rows 5-14 become the old rows 0-9
+        st.settle()
+        viewer.updates()
+        self.assertTrue((fb[5:15, 0:10, :3] == 120).all())
+        self.assertTrue((fb[15:20, 0:10, :3] == 60).all())
+        self.assertTrue((viewer.rgbx()[:20, :10, :3] == fb[:20, :10, :3]).all())
+
+
+class FileScreenDisplayTests(SynchronousTestCase):
+    """The file screen (exact damage) through a display: the client sees each change."""
+
+    def test_changes_in_the_file_reach_the_client(self):
+        import os
+        from vncd import encoding as enc
+        from vncd.screens.file import FileScreen
+        from tests.vncd.test_updates_helpers import pixels_events
+        w, h = 150, 100
+        pixels = np.random.default_rng(5).integers(0, 256, (h, w, 4), dtype=np.uint8)
+        path = os.path.join(self.mktemp())
+        pixels.tofile(path)
+        screen = FileScreen(path, "bgrx", size=(w, h), reactor=None)
+        st = Setup(screen=screen)
+        self.assertTrue(st.display.exact)
+        client, _, viewer = st.client([enc.RAW])
+        client.request_update(False, 0, 0, w, h)
+        st.settle()
+        viewer.updates()
+        self.assertTrue((viewer.rgbx()[..., :3] == pixels[..., 2::-1]).all())
+        for step in range(4):
+            client.request_update(True, 0, 0, w, h)
+            y, x = (step * 37) % h, (step * 53) % w
+            pixels[y, x] ^= 0xFF
+            pixels.tofile(path)
+            self.assertEqual(screen.look(), 1)
+            st.settle()
+            update, = viewer.updates()
+            self.assertEqual([(e.x, e.y) for e in pixels_events(update)],
+                             [(x // TILE * TILE, y // TILE * TILE)])
+            self.assertTrue((viewer.rgbx()[..., :3] == pixels[..., 2::-1]).all(), step)

@@ -13,9 +13,10 @@
  *   returned (no intermediate buffer).
  * - tile_compare: which tiles of a framebuffer differ from a snapshot,
  *   copying them (for the damage compare of vncd/updates).
- * - look_bands: which bands of rows of a memory-mapped framebuffer file
- *   differ from the copy shown last; the changed ones are copied and
- *   converted to RGBX in the same pass (vncd/screens/file.py).
+ * - look_tiles: which squares of a memory-mapped framebuffer file differ
+ *   from the copy shown last; the changed ones are copied and converted
+ *   to RGBX in the same pass (vncd/screens/file.py), so that a display
+ *   can serve the converted pixels without comparing them again.
  *
  * Every entry point checks its buffers (dimensions, item size, format,
  * contiguity, writability) and raises TypeError or ValueError on anything
@@ -1115,28 +1116,30 @@ copy_convert_row(const uint8_t *restrict src, uint8_t *restrict shown, uint8_t *
 #endif
 }
 
-PyDoc_STRVAR(look_bands_doc,
-"look_bands(src, shown, framebuffer, band_rows, red, green, blue, force) -> bytes\n\n"
+PyDoc_STRVAR(look_tiles_doc,
+"look_tiles(src, shown, framebuffer, tile, red, green, blue, force) -> bytes\n\n"
 "Compare ``src`` (an (h, w, 4) uint8 array, pixels contiguous, any row\n"
 "stride: the mapped file) with ``shown`` (its last copy, C-contiguous,\n"
-"writable) band of ``band_rows`` rows by band.  Each band that differs,\n"
-"or every band when ``force`` is true, is copied into ``shown`` and\n"
-"converted into ``framebuffer`` (C-contiguous (h, w, 4) RGBX, writable):\n"
-"its R, G and B from the source bytes ``red``, ``green`` and ``blue``, its\n"
-"fourth byte left alone.  Returns one byte per band, 1 where it changed.");
+"writable) in squares of ``tile`` x ``tile`` pixels (partial at the right\n"
+"and bottom edges).  Each square that differs, or every square when\n"
+"``force`` is true, is copied into ``shown`` and converted into\n"
+"``framebuffer`` (C-contiguous (h, w, 4) RGBX, writable): its R, G and B\n"
+"from the source bytes ``red``, ``green`` and ``blue``, its fourth byte\n"
+"left alone.  Returns one byte per square in row-major order, 1 where it\n"
+"changed.  Whole rows are compared first (one memcmp each), the squares\n"
+"of a row that differs one by one, without the GIL.");
 
 static PyObject *
-look_bands(PyObject *self, PyObject *args)
+look_tiles(PyObject *self, PyObject *args)
 {
     PyObject *src_obj, *shown_obj, *fb_obj;
-    Py_ssize_t band_rows;
+    Py_ssize_t tile;
     int r, g, b, force;
-    if (!PyArg_ParseTuple(args, "OOOniiip:look_bands", &src_obj, &shown_obj, &fb_obj,
-                          &band_rows, &r, &g, &b, &force))
+    if (!PyArg_ParseTuple(args, "OOOniiip:look_tiles", &src_obj, &shown_obj, &fb_obj,
+                          &tile, &r, &g, &b, &force))
         return NULL;
-    if (band_rows < 1 || band_rows > MAX_SIDE) {
-        PyErr_Format(PyExc_ValueError, "band_rows must be 1 to %d, not %zd", MAX_SIDE,
-                     band_rows);
+    if (tile < 1 || tile > MAX_SIDE) {
+        PyErr_Format(PyExc_ValueError, "tile must be 1 to %d, not %zd", MAX_SIDE, tile);
         return NULL;
     }
     if (byte_index(r, "red") < 0 || byte_index(g, "green") < 0 || byte_index(b, "blue") < 0)
@@ -1164,8 +1167,8 @@ look_bands(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "src, shown and framebuffer must have the same shape");
         goto done;
     }
-    Py_ssize_t bands = (h + band_rows - 1) / band_rows;
-    result = PyBytes_FromStringAndSize(NULL, bands);
+    Py_ssize_t ty = (h + tile - 1) / tile, tx = (w + tile - 1) / tile;
+    result = PyBytes_FromStringAndSize(NULL, ty * tx);
     if (result == NULL)
         goto done;
     uint8_t *flags = (uint8_t *)PyBytes_AS_STRING(result);
@@ -1173,22 +1176,42 @@ look_bands(PyObject *self, PyObject *args)
     uint8_t *sh = shown.buf, *f = fb.buf;
     Py_ssize_t sstride = src.strides[0], row = 4 * w;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < bands; i++) {
-        Py_ssize_t y0 = i * band_rows;
-        Py_ssize_t n = h - y0 < band_rows ? h - y0 : band_rows;
-        int differs = force;
-        if (!differs) {
-            if (sstride == row)
-                differs = memcmp(s + y0 * row, sh + y0 * row, (size_t)(n * row)) != 0;
-            else
-                for (Py_ssize_t y = y0; y < y0 + n && !differs; y++)
-                    differs = memcmp(s + y * sstride, sh + y * row, (size_t)row) != 0;
+    memset(flags, force ? 1 : 0, (size_t)(ty * tx));
+    for (Py_ssize_t i = 0; i < ty; i++) {
+        Py_ssize_t y0 = i * tile, y1 = y0 + tile < h ? y0 + tile : h;
+        uint8_t *band = flags + i * tx;
+        Py_ssize_t flagged = force ? tx : 0;
+        for (Py_ssize_t y = y0; y < y1 && flagged < tx; y++) {
+            const uint8_t *sr = s + y * sstride;
+            const uint8_t *shr = sh + y * row;
+            if (memcmp(sr, shr, (size_t)row) == 0)
+                continue;
+            for (Py_ssize_t j = 0; j < tx; j++) {
+                if (band[j])
+                    continue;
+                Py_ssize_t x0 = j * tile, n = (x0 + tile < w ? tile : w - x0) * 4;
+                if (memcmp(sr + 4 * x0, shr + 4 * x0, (size_t)n) != 0) {
+                    band[j] = 1;
+                    flagged++;
+                }
+            }
         }
-        flags[i] = (uint8_t)differs;
-        if (!differs)
+        if (!flagged)
             continue;
-        for (Py_ssize_t y = y0; y < y0 + n; y++)
-            copy_convert_row(s + y * sstride, sh + y * row, f + y * row, w, r, g, b);
+        for (Py_ssize_t y = y0; y < y1; y++) {
+            const uint8_t *sr = s + y * sstride;
+            if (flagged == tx) {
+                copy_convert_row(sr, sh + y * row, f + y * row, w, r, g, b);
+                continue;
+            }
+            for (Py_ssize_t j = 0; j < tx; j++) {
+                if (!band[j])
+                    continue;
+                Py_ssize_t x0 = j * tile, n = x0 + tile < w ? tile : w - x0;
+                copy_convert_row(sr + 4 * x0, sh + y * row + 4 * x0, f + y * row + 4 * x0, n,
+                                 r, g, b);
+            }
+        }
     }
     Py_END_ALLOW_THREADS
 done:
@@ -1302,7 +1325,7 @@ static PyMethodDef methods[] = {
     {"zrle_tiles", (PyCFunction)(void (*)(void))zrle_tiles, METH_VARARGS | METH_KEYWORDS,
      zrle_tiles_doc},
     {"raw_shuffle", raw_shuffle, METH_VARARGS, raw_shuffle_doc},
-    {"look_bands", look_bands, METH_VARARGS, look_bands_doc},
+    {"look_tiles", look_tiles, METH_VARARGS, look_tiles_doc},
     {"tile_compare", (PyCFunction)(void (*)(void))tile_compare, METH_VARARGS | METH_KEYWORDS,
      tile_compare_doc},
     {NULL, NULL, 0, NULL},

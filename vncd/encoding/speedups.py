@@ -3,9 +3,10 @@
 
 ``pip install`` compiles ``vncd/encoding/_speedups.c`` (``setup.py``) when
 a C compiler and the Python headers are there.  Its loops -- the Hextile
-and ZRLE tile writers, the Raw channel shuffle, the file screen's band
-compare, a tile compare for damage (``tile_compare``) -- replace numpy
-code that does the same work several times slower; the numpy code stays,
+and ZRLE tile writers, the Raw channel shuffle, the file screen's
+square-by-square look (``look_tiles``), a tile compare for damage
+(``tile_compare``) -- replace numpy code that does the same work several
+times slower; the numpy code stays,
 both as the fallback when the extension is missing and as the reference
 the tests compare the extension with.
 

@@ -9,6 +9,13 @@ draws into the framebuffer tells the screen what changed:
 * :meth:`Screen.damage` -- "these pixels may have changed" (a rectangle,
   or the whole screen).  The display compares the area with its own copy,
   64x64 tile by tile, so over-reporting costs a comparison, not an update.
+* :meth:`Screen.damage_tiles` -- "these :data:`TILE` squares changed", from a
+  screen that finds its changes itself.  A screen whose class sets
+  :attr:`Screen.exact_damage` reports every change this way (or with
+  :meth:`Screen.damage`, then meaning "changed"), and draws only on the
+  reactor thread: its displays then serve the framebuffer itself instead
+  of a compared copy -- one copy and one pass over the pixels less per
+  change (:class:`vncd.screens.file.FileScreen`, which compares anyway).
 * :meth:`Screen.move` -- a rectangle moved (scrolling, a window drag):
   clients that support CopyRect get a copy instead of the pixels.
 * :meth:`Screen.resize`, :meth:`Screen.set_framebuffer`,
@@ -40,7 +47,7 @@ from creds.objects import ObjectError
 from vncd.info import ConnectionInfo
 
 __all__ = [
-    "Change",
+    "Change", "TILE",
     "Screen", "ScreenListener", "ScreenError", "ScreenArea", "Cursor", "ServedAddress",
     "KeyEvent", "PointerEvent", "CutTextEvent", "InputEvent",
     "MAX_SIDE", "RESIZE_OK", "RESIZE_PROHIBITED", "RESIZE_OUT_OF_RESOURCES",
@@ -61,6 +68,12 @@ class Change(enum.StrEnum):
     #: The keyboard LED state.
     LED = "led"
 
+
+#: Side of the square tiles in which damage is found and tracked.  64 is
+#: ZRLE's tile and 4 Hextile tiles; a 1080p screen has 510 of them, so
+#: per-tile bookkeeping stays small while a changed clock or cursor costs
+#: at most a few tiles.
+TILE = 64
 
 #: Widest and tallest framebuffer: twice 4K UHD's width in both
 #: directions.  Beyond it one copy of the framebuffer passes 256 MiB, and
@@ -178,6 +191,10 @@ class ScreenListener(Protocol):
     def screen_damaged(self, screen: "Screen", rect: tuple[int, int, int, int] | None) -> None:
         """Pixels in ``rect`` (x, y, w, h), or anywhere when None, may have changed."""
 
+    def screen_damaged_tiles(self, screen: "Screen", tiles: np.ndarray) -> None:
+        """The :data:`TILE` squares where ``tiles`` (a bool array, one per
+        square, row-major) is true changed."""
+
     def screen_moved(self, screen: "Screen", src_x: int, src_y: int,
                      x: int, y: int, w: int, h: int) -> None:
         """The framebuffer's ``(src_x, src_y, w, h)`` was copied to ``(x, y)``."""
@@ -221,6 +238,12 @@ class Screen:
     #: Whether :meth:`request_resize` may succeed (clients learn it from
     #: the ExtendedDesktopSize reply).
     resizable = False
+
+    #: True when every change to the framebuffer is made on the reactor
+    #: thread and reported at once (:meth:`damage_tiles`, or :meth:`damage`
+    #: meaning "changed", never "may have changed"): displays then serve
+    #: the framebuffer itself instead of comparing it with a copy.
+    exact_damage = False
 
     def __init__(self, width: int, height: int, *, name: str = "vncd", reactor=None) -> None:
         check_size(width, height)
@@ -292,6 +315,19 @@ class Screen:
             rect = (x0, y0, x1 - x0, y1 - y0)
         for listener in list(self._listeners):
             listener.screen_damaged(self, rect)
+
+    def damage_tiles(self, tiles: np.ndarray) -> None:
+        """The :data:`TILE` squares where ``tiles`` is true changed: a bool
+        array of shape ``(ceil(height / TILE), ceil(width / TILE))``."""
+        shape = (-(-self.height // TILE), -(-self.width // TILE))
+        if (not isinstance(tiles, np.ndarray) or tiles.dtype != np.bool_
+                or tiles.shape != shape):
+            raise ValueError(f"damage_tiles needs a bool array of shape {shape} "
+                             f"(the {self.width}x{self.height} screen's {TILE}-pixel tiles)")
+        if not tiles.any():
+            return
+        for listener in list(self._listeners):
+            listener.screen_damaged_tiles(self, tiles)
 
     def move(self, src_x: int, src_y: int, x: int, y: int, w: int, h: int) -> None:
         """Copy ``(src_x, src_y, w, h)`` of the framebuffer to ``(x, y)`` and say so."""

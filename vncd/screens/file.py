@@ -6,10 +6,12 @@ A framebuffer file that another program keeps writing in place -- Xvfb's
 renderer writing raw pixels into a memory-mapped file -- is mapped into
 vncd's memory and looked at ``rate`` times a second (default 30).  Nothing
 travels through a pipe: each look compares the mapped pixels with the
-copy shown last, band by band, and only the bands that changed are
-converted into the framebuffer and reported as damage.  With the C
-extension (:mod:`vncd.encoding.speedups`) that is one pass of ``memcmp``
-and copies without the GIL; numpy does the same otherwise.
+copy shown last, in the displays' :data:`~vncd.screens.base.TILE` squares,
+and only the squares that changed are converted into the framebuffer and
+reported as changed (the screen's damage is exact, so its displays serve
+the framebuffer without comparing it again).  With the C extension
+(:mod:`vncd.encoding.speedups`) that is one pass of ``memcmp`` and copies
+without the GIL; numpy does the same otherwise.
 
 Formats:
 
@@ -41,10 +43,10 @@ import numpy as np
 from twisted.logger import Logger
 
 from vncd.encoding import speedups
-from vncd.screens.base import MAX_SIDE, Screen, ScreenError
+from vncd.screens.base import MAX_SIDE, TILE, Screen, ScreenError
 
 __all__ = ["FileScreen", "FileLayout", "FORMATS", "parse_xwd_header",
-           "XWD_HEADER_MAX", "DEFAULT_RATE", "MAX_RATE", "BAND_ROWS"]
+           "XWD_HEADER_MAX", "DEFAULT_RATE", "MAX_RATE"]
 
 log = Logger(namespace="vncd.screens.file")
 
@@ -54,9 +56,6 @@ FORMATS = ("rgbx", "bgrx", "xwd")
 #: Looks per second when ``rate=`` is not given, and the most allowed.
 DEFAULT_RATE = 30.0
 MAX_RATE = 240.0
-
-#: Rows compared and converted as one unit (one damage rectangle each).
-BAND_ROWS = 16
 
 #: Largest XWD header (with the window name) accepted, and the most
 #: colour-map entries (XWD stores at most one per value of an 8-bit
@@ -164,6 +163,9 @@ def raw_layout(fmt: str, width: int, height: int, offset: int) -> FileLayout:
 
 class FileScreen(Screen):
     """A memory-mapped framebuffer file (see the module docstring)."""
+
+    #: Looks report every changed square (Screen.damage_tiles), on the reactor.
+    exact_damage = True
 
     def __init__(self, path: str, fmt: str, *, size: tuple[int, int] | None = None,
                  offset: int = 0, rate: float = DEFAULT_RATE, name: str | None = None,
@@ -280,64 +282,50 @@ class FileScreen(Screen):
     # -- looking -------------------------------------------------------------------
 
     def look(self) -> int:
-        """Compare the file with what is shown; convert and damage the bands
-        that changed.  Returns how many bands changed."""
+        """Compare the file with what is shown; convert the squares that
+        changed and report them.  Returns how many squares changed."""
         self.looks += 1
         if self._mm is None or not self._usable():
             return 0
         src = self._pixels()
-        if speedups.module is not None and self._framebuffer.flags.c_contiguous:
-            changed = self._look_c(src)
+        if speedups.module is not None:
+            lay = self.layout_in_file
+            flags = speedups.module.look_tiles(src, self._shown, self._framebuffer, TILE,
+                                               lay.red, lay.green, lay.blue, self._first)
+            tiles = np.frombuffer(flags, dtype=np.bool_).reshape(self._tile_shape())
         else:
-            changed = self._look_numpy(src)
+            tiles = self._look_numpy(src)
         self._first = False
+        changed = int(np.count_nonzero(tiles))
         if changed:
             self.changes += 1
+            self.damage_tiles(tiles)
         return changed
 
-    def _look_c(self, src: np.ndarray) -> int:
-        """The look by the C extension: one pass, memcmp per band, no temporaries."""
-        lay = self.layout_in_file
-        flags = speedups.module.look_bands(src, self._shown, self._framebuffer, BAND_ROWS,
-                                           lay.red, lay.green, lay.blue, self._first)
-        if not any(flags):
-            return 0
-        run_start = None
-        for band, differs in enumerate(flags + b"\0"):
-            if differs and run_start is None:
-                run_start = band
-            elif not differs and run_start is not None:
-                y0 = run_start * BAND_ROWS
-                self.damage(0, y0, self.width, min(self.height, band * BAND_ROWS) - y0)
-                run_start = None
-        return flags.count(1)
+    def _tile_shape(self) -> tuple[int, int]:
+        return -(-self.height // TILE), -(-self.width // TILE)
 
-    def _look_numpy(self, src: np.ndarray) -> int:
-        """The look band by band with numpy (without the C extension)."""
-        shown = self._shown
+    def _look_numpy(self, src: np.ndarray) -> np.ndarray:
+        """The look with numpy (without the C extension): the same squares."""
+        shown, fb = self._shown, self._framebuffer
         lay = self.layout_in_file
-        changed = 0
-        run_start = None
-        height = self.height
-        for y in range(0, height + BAND_ROWS, BAND_ROWS):
-            differs = False
-            if y < height:
-                y1 = min(height, y + BAND_ROWS)
-                band = src[y:y1]
-                if self._first or not np.array_equal(band, shown[y:y1]):
-                    differs = True
-                    shown[y:y1] = band
-                    fb = self._framebuffer[y:y1]
-                    fb[..., 0] = shown[y:y1, :, lay.red]
-                    fb[..., 1] = shown[y:y1, :, lay.green]
-                    fb[..., 2] = shown[y:y1, :, lay.blue]
-                    changed += 1
-            if differs and run_start is None:
-                run_start = y
-            elif not differs and run_start is not None:
-                self.damage(0, run_start, self.width, min(height, y) - run_start)
-                run_start = None
-        return changed
+        tiles = np.zeros(self._tile_shape(), dtype=bool)
+        width = self.width
+        for row, y0 in enumerate(range(0, self.height, TILE)):
+            y1 = min(self.height, y0 + TILE)
+            band, seen = src[y0:y1], shown[y0:y1]
+            if not self._first and np.array_equal(band, seen):
+                continue
+            for col, x0 in enumerate(range(0, width, TILE)):
+                x1 = min(width, x0 + TILE)
+                if self._first or not np.array_equal(band[:, x0:x1], seen[:, x0:x1]):
+                    tiles[row, col] = True
+                    seen[:, x0:x1] = band[:, x0:x1]
+                    out = fb[y0:y1, x0:x1]
+                    out[..., 0] = seen[:, x0:x1, lay.red]
+                    out[..., 1] = seen[:, x0:x1, lay.green]
+                    out[..., 2] = seen[:, x0:x1, lay.blue]
+        return tiles
 
     def start(self) -> None:
         if self._call is None:

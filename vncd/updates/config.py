@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from vncd.screens.base import TILE as SCREEN_TILE
+
 __all__ = [
     "TILE", "DEFAULT_COMPRESS_LEVEL", "DEFAULT_ZLIB_LEVEL", "OUTPUT_HIGH_WATER", "CACHE_BYTES",
     "MAX_QUEUED_MESSAGES", "MAX_RESIZE_REPLIES", "MAX_QUEUED_INPUT", "HOT_WINDOW",
@@ -19,11 +21,9 @@ __all__ = [
     "MAX_PLANS", "JPEG_QUALITY", "JPEG_SUBSAMPLING", "UpdateConfig", "Sink",
 ]
 
-#: Side of the square tiles in which damage is found and tracked.  64 is
-#: ZRLE's tile and 4 Hextile tiles; a 1080p screen has 510 of them, so
-#: per-tile bookkeeping stays small while a changed clock or cursor costs
-#: at most a few tiles.
-TILE = 64
+#: Side of the square tiles in which damage is found and tracked (part
+#: of the Screen API: screens may report damage in these squares).
+TILE = SCREEN_TILE
 
 #: The server's default zlib level when a client names none: level 1 is
 #: within a few per cent of level 6's size at half the CPU time (neatvnc

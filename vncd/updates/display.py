@@ -4,7 +4,10 @@
 its own copy of the frame (the *snapshot*) and, whenever the screen reports
 damage, compares the damaged area with the snapshot in
 :data:`~vncd.updates.config.TILE`-sized tiles; tiles that really changed
-become dirty for every client and the snapshot is updated.  Each change
+become dirty for every client and the snapshot is updated.  A screen with
+:attr:`~vncd.screens.base.Screen.exact_damage` finds its changes itself:
+its framebuffer is the snapshot, and the tiles it reports become dirty
+without a compare.  Each change
 bumps the display's *generation* (and empties the encode cache).  It
 tracks which tiles keep changing ("hot", allowed a lossy encoding) and
 schedules their lossless refresh, and it cuts dirty tiles into the
@@ -88,7 +91,9 @@ class Display:
         screen.add_listener(self)
 
     def _reset_frame(self) -> None:
-        self.frame = self.screen.framebuffer.copy()
+        #: Whether the screen's framebuffer is the snapshot (Screen.exact_damage).
+        self.exact = bool(self.screen.exact_damage)
+        self.frame = self.screen.framebuffer if self.exact else self.screen.framebuffer.copy()
         shape = (tile_count(self.height), tile_count(self.width))
         self.last_change = np.full(shape, -np.inf)
         self.hot = np.zeros(shape, dtype=bool)
@@ -152,7 +157,45 @@ class Display:
         """Pixels in ``rect`` (a :class:`Rect` or an ``(x, y, w, h)`` tuple;
         None: anywhere) may have changed."""
         box = TileBox.whole(self.tile_shape) if rect is None else Rect(*rect).tiles()
-        self._add_compare(box)
+        if self.exact:
+            changed = np.zeros(self.tile_shape, dtype=bool)
+            changed[box.slices] = True
+            self._changed(changed)
+        else:
+            self._add_compare(box)
+
+    def screen_damaged_tiles(self, screen: Screen, tiles: np.ndarray) -> None:
+        """The tiles where ``tiles`` is true changed (exact screens), or may
+        have changed (others: their bounding box is compared)."""
+        if tiles.shape != self.tile_shape:
+            if screen.framebuffer.shape != self.frame.shape:
+                self.screen_resized(screen)
+                return
+            raise ValueError(f"{screen.name}: damage_tiles shape {tiles.shape} is not the "
+                             f"display's {self.tile_shape}")
+        if self.exact:
+            self._changed(tiles)
+            return
+        rows, cols = np.nonzero(tiles.any(axis=1))[0], np.nonzero(tiles.any(axis=0))[0]
+        if rows.size:
+            self._add_compare(TileBox(int(rows[0]), int(cols[0]),
+                                      int(rows[-1]) + 1, int(cols[-1]) + 1))
+
+    def _changed(self, changed: np.ndarray) -> None:
+        """Tiles of an exact screen changed: dirty for every client now."""
+        live = self.screen.framebuffer
+        if live is not self.frame:
+            if live.shape != self.frame.shape:
+                self.screen_resized(self.screen)
+                return
+            self.frame = live     # set_framebuffer with the same size
+        if not changed.any():
+            return
+        self._new_generation()
+        self._mark_hot(changed)
+        for client in list(self.clients):
+            client._damage(changed)
+        self._schedule_tick()
 
     def _add_compare(self, box: TileBox) -> None:
         if self._compare_box is None:
@@ -169,12 +212,16 @@ class Display:
         if screen.framebuffer.shape != self.frame.shape:
             self.screen_resized(screen)
             return
-        self.frame[y:y + h, x:x + w] = self.frame[src_y:src_y + h, src_x:src_x + w]
+        if self.frame is not screen.framebuffer:
+            self.frame[y:y + h, x:x + w] = self.frame[src_y:src_y + h, src_x:src_x + w]
         self._new_generation()
         dest = Rect(x, y, w, h)
         for client in list(self.clients):
             client._moved(src_x, src_y, dest)
-        self._add_compare(dest.tiles())
+        if self.exact:
+            self._schedule_tick()
+        else:
+            self._add_compare(dest.tiles())
 
     def screen_resized(self, screen: Screen) -> None:
         self._resize_notified = True

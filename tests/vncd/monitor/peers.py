@@ -132,7 +132,17 @@ def _start(test, kind: str, argv: list[str], qmp_path: str, display: int | None,
 
 def _wait_until_no_clients(qmp_path: str) -> None:
     """Let the server forget the probe of its VNC port (QEMU lists it for a moment)."""
-    client = RawQMP(qmp_path)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            client = RawQMP(qmp_path)
+            break
+        except (ConnectionResetError, BrokenPipeError):
+            # QEMU's monitor chardev (one client at a time) can drop a
+            # connection made while it is still closing the readiness probe's.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     try:
         client.negotiate()
         deadline = time.monotonic() + START_TIMEOUT
