@@ -331,21 +331,43 @@ class LookDifferentialTests(SynchronousTestCase):
         h, w, stride = 20, 7, 40
         backing = np.random.default_rng(3).integers(0, 256, h * stride, dtype=np.uint8)
         src = np.ndarray((h, w, 4), dtype=np.uint8, buffer=backing, strides=(stride, 4, 1))
-        shown = np.zeros((h, w, 4), dtype=np.uint8)
         fb = np.full((h, w, 4), 9, dtype=np.uint8)
-        flags = m.look_tiles(src, shown, fb, 16, 2, 1, 0, False)
+        flags = m.look_tiles(src, fb, 16, 2, 1, 0, False)
         self.assertEqual(flags, b"\x01\x01")
-        self.assertTrue(np.array_equal(shown, src))
         self.assertTrue(np.array_equal(fb[..., :3], src[..., 2::-1]))
         self.assertTrue((fb[..., 3] == 9).all())  # the fourth byte is left alone
-        self.assertEqual(m.look_tiles(src, shown, fb, 16, 2, 1, 0, False), b"\x00\x00")
-        src[17, 3, 0] ^= 1   # the second tile row only: copied and converted alone
-        self.assertEqual(m.look_tiles(src, shown, fb, 16, 2, 1, 0, False), b"\x00\x01")
+        self.assertEqual(m.look_tiles(src, fb, 16, 2, 1, 0, False), b"\x00\x00")
+        src[17, 3, 0] ^= 1   # the second tile row only: converted alone
+        self.assertEqual(m.look_tiles(src, fb, 16, 2, 1, 0, False), b"\x00\x01")
         self.assertTrue(np.array_equal(fb[..., :3], src[..., 2::-1]))
         # Tiles narrower than the screen: only the tile with the change.
         src[5, 6, 1] ^= 1
-        self.assertEqual(m.look_tiles(src, shown, fb, 4, 2, 1, 0, False), b"\x00\x00\x00\x01" + bytes(6))
-        self.assertTrue(np.array_equal(shown, src))
+        self.assertEqual(m.look_tiles(src, fb, 4, 2, 1, 0, False),
+                         b"\x00\x00\x00\x01" + bytes(6))
+        self.assertTrue(np.array_equal(fb[..., :3], src[..., 2::-1]))
+        # The source's unused byte is not compared.
+        src[..., 3] ^= 0xFF
+        self.assertEqual(m.look_tiles(src, fb, 16, 2, 1, 0, False), b"\x00\x00")
+
+    def test_every_channel_order(self):
+        """Any byte order of the source: a change in any channel byte is found,
+        in the right tile, and converted."""
+        m = ext()
+        rng = np.random.default_rng(4)
+        h, w = 37, 29
+        for r, g, b in ((0, 1, 2), (2, 1, 0), (1, 2, 3), (3, 2, 1), (0, 3, 1)):
+            src = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+            fb = np.zeros((h, w, 4), dtype=np.uint8)
+            m.look_tiles(src, fb, 8, r, g, b, True)
+            self.assertTrue(np.array_equal(fb[..., :3], src[..., [r, g, b]]))
+            for channel in (r, g, b):
+                y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+                src[y, x, channel] ^= 0x10
+                flags = m.look_tiles(src, fb, 8, r, g, b, False)
+                want = np.zeros((5, 4), dtype=np.uint8)
+                want[y // 8, x // 8] = 1
+                self.assertEqual(flags, want.tobytes(), (r, g, b, channel))
+                self.assertTrue(np.array_equal(fb[..., :3], src[..., [r, g, b]]))
 
 
 class TileCompareTests(SynchronousTestCase):
@@ -492,16 +514,18 @@ class GarbageInputTests(SynchronousTestCase):
         """look_tiles refuses bad tile sizes, channels, shapes and read-only buffers."""
         m = ext()
         src = np.zeros((20, 6, 4), dtype=np.uint8)
-        shown, fb = np.zeros_like(src), np.zeros_like(src)
-        self.assertEqual(m.look_tiles(src, shown, fb, 16, 0, 1, 2, True), b"\x01\x01")
+        fb = np.zeros_like(src)
+        self.assertEqual(m.look_tiles(src, fb, 16, 0, 1, 2, True), b"\x01\x01")
         for tile in (0, -16, 1 << 20):
-            self.raises(m.look_tiles, src, shown, fb, tile, 0, 1, 2, False)
-        self.raises(m.look_tiles, src, shown, fb, 16, 0, 1, 4, False)
-        self.raises(m.look_tiles, src, shown[:10], fb, 16, 0, 1, 2, False)
-        self.raises(m.look_tiles, src, shown, fb[:, :5], 16, 0, 1, 2, False)
+            self.raises(m.look_tiles, src, fb, tile, 0, 1, 2, False)
+        self.raises(m.look_tiles, src, fb, 16, 0, 1, 4, False)
+        self.raises(m.look_tiles, src, fb, 16, -1, 1, 2, False)
+        self.raises(m.look_tiles, src[:10], fb, 16, 0, 1, 2, False)
+        self.raises(m.look_tiles, src, fb[:, :5], 16, 0, 1, 2, False)
         readonly = np.zeros_like(src)
         readonly.flags.writeable = False
-        self.raises(m.look_tiles, src, readonly, fb, 16, 0, 1, 2, False)
-        self.raises(m.look_tiles, src, shown, bytes(480), 16, 0, 1, 2, False)
-        self.raises(m.look_tiles, src.astype(np.uint16), shown, fb, 16, 0, 1, 2, False)
-        self.raises(m.look_tiles, None, shown, fb, 16, 0, 1, 2, False)
+        self.raises(m.look_tiles, src, readonly, 16, 0, 1, 2, False)
+        self.raises(m.look_tiles, src, bytes(480), 16, 0, 1, 2, False)
+        self.raises(m.look_tiles, src, fb[:, ::-1], 16, 0, 1, 2, False)
+        self.raises(m.look_tiles, src.astype(np.uint16), fb, 16, 0, 1, 2, False)
+        self.raises(m.look_tiles, None, fb, 16, 0, 1, 2, False)

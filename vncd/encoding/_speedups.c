@@ -14,9 +14,10 @@
  * - tile_compare: which tiles of a framebuffer differ from a snapshot,
  *   copying them (for the damage compare of vncd/updates).
  * - look_tiles: which squares of a memory-mapped framebuffer file differ
- *   from the copy shown last; the changed ones are copied and converted
- *   to RGBX in the same pass (vncd/screens/file.py), so that a display
- *   can serve the converted pixels without comparing them again.
+ *   from the RGBX framebuffer made from it (compared through the channel
+ *   conversion, no copy of the file kept); the changed ones are converted
+ *   in the same pass (vncd/screens/file.py), so that a display can serve
+ *   the framebuffer without comparing it again.
  *
  * Every entry point checks its buffers (dimensions, item size, format,
  * contiguity, writability) and raises TypeError or ValueError on anything
@@ -1089,26 +1090,94 @@ done:
 /* ------------------------------------------------------------------------ */
 /* The file screen's look                                                     */
 
-/* One row of the look: src -> shown (as is) and -> fb (R, G, B from bytes
- * r, g, b of each source pixel, fb's fourth byte kept), in one pass. */
-static void
-copy_convert_row(const uint8_t *restrict src, uint8_t *restrict shown, uint8_t *restrict fb,
-                 Py_ssize_t width, int r, int g, int b)
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* A source pixel (read as a little-endian word) as the framebuffer's RGB
+ * word: red from byte rs/8, green from gs/8, blue from bs/8; fourth byte 0. */
+static inline uint32_t
+rgb_of(uint32_t v, int rs, int gs, int bs)
+{
+    return ((v >> rs) & 0xFF) | (((v >> gs) & 0xFF) << 8) | (((v >> bs) & 0xFF) << 16);
+}
+#endif
+
+/* The look's two loops also get an AVX2 build, chosen at load time where
+ * the processor has it (GCC's function multi-versioning on x86-64). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define LOOK_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LOOK_CLONES
+#endif
+
+/* Whether any of ``n`` source pixels, converted, differs from the
+ * framebuffer's R, G and B (its fourth byte and the source's unused byte
+ * are not compared).  No early exit: the loop vectorises; the two byte
+ * orders files have (rgbx, bgrx) get loops of their own, with constant
+ * shifts the compiler turns into byte shuffles. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline __attribute__((always_inline)) int
+differs_shifts(const uint8_t *restrict src, const uint8_t *restrict fb, Py_ssize_t n,
+               int rs, int gs, int bs)
+{
+    uint32_t acc = 0;
+    for (Py_ssize_t x = 0; x < n; x++) {
+        uint32_t v, f;
+        memcpy(&v, src + 4 * x, 4);
+        memcpy(&f, fb + 4 * x, 4);
+        acc |= (rgb_of(v, rs, gs, bs) ^ f) & 0x00FFFFFFu;
+    }
+    return acc != 0;
+}
+#endif
+
+LOOK_CLONES static int
+converted_differs(const uint8_t *restrict src, const uint8_t *restrict fb, Py_ssize_t n,
+                  int r, int g, int b)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    int rs = 8 * r, gs = 8 * g, bs = 8 * b;
-    for (Py_ssize_t x = 0; x < width; x++) {
+    if (r == 0 && g == 1 && b == 2)
+        return differs_shifts(src, fb, n, 0, 8, 16);
+    if (r == 2 && g == 1 && b == 0)
+        return differs_shifts(src, fb, n, 16, 8, 0);
+    return differs_shifts(src, fb, n, 8 * r, 8 * g, 8 * b);
+#else
+    for (Py_ssize_t x = 0; x < n; x++)
+        if (fb[4 * x] != src[4 * x + r] || fb[4 * x + 1] != src[4 * x + g]
+            || fb[4 * x + 2] != src[4 * x + b])
+            return 1;
+    return 0;
+#endif
+}
+
+/* ``n`` source pixels converted into the framebuffer (R, G, B from bytes
+ * r, g, b of each source pixel, the framebuffer's fourth byte kept). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline __attribute__((always_inline)) void
+convert_shifts(const uint8_t *restrict src, uint8_t *restrict fb, Py_ssize_t n,
+               int rs, int gs, int bs)
+{
+    for (Py_ssize_t x = 0; x < n; x++) {
         uint32_t v, old, o;
         memcpy(&v, src + 4 * x, 4);
-        memcpy(shown + 4 * x, &v, 4);
         memcpy(&old, fb + 4 * x, 4);
-        o = ((v >> rs) & 0xFF) | (((v >> gs) & 0xFF) << 8) | (((v >> bs) & 0xFF) << 16)
-            | (old & 0xFF000000u);
+        o = rgb_of(v, rs, gs, bs) | (old & 0xFF000000u);
         memcpy(fb + 4 * x, &o, 4);
     }
+}
+#endif
+
+LOOK_CLONES static void
+convert_into(const uint8_t *restrict src, uint8_t *restrict fb, Py_ssize_t n, int r, int g,
+             int b)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (r == 0 && g == 1 && b == 2)
+        convert_shifts(src, fb, n, 0, 8, 16);
+    else if (r == 2 && g == 1 && b == 0)
+        convert_shifts(src, fb, n, 16, 8, 0);
+    else
+        convert_shifts(src, fb, n, 8 * r, 8 * g, 8 * b);
 #else
-    memcpy(shown, src, (size_t)(4 * width));
-    for (Py_ssize_t x = 0; x < width; x++) {
+    for (Py_ssize_t x = 0; x < n; x++) {
         fb[4 * x] = src[4 * x + r];
         fb[4 * x + 1] = src[4 * x + g];
         fb[4 * x + 2] = src[4 * x + b];
@@ -1117,26 +1186,26 @@ copy_convert_row(const uint8_t *restrict src, uint8_t *restrict shown, uint8_t *
 }
 
 PyDoc_STRVAR(look_tiles_doc,
-"look_tiles(src, shown, framebuffer, tile, red, green, blue, force) -> bytes\n\n"
+"look_tiles(src, framebuffer, tile, red, green, blue, force) -> bytes\n\n"
 "Compare ``src`` (an (h, w, 4) uint8 array, pixels contiguous, any row\n"
-"stride: the mapped file) with ``shown`` (its last copy, C-contiguous,\n"
-"writable) in squares of ``tile`` x ``tile`` pixels (partial at the right\n"
-"and bottom edges).  Each square that differs, or every square when\n"
-"``force`` is true, is copied into ``shown`` and converted into\n"
-"``framebuffer`` (C-contiguous (h, w, 4) RGBX, writable): its R, G and B\n"
-"from the source bytes ``red``, ``green`` and ``blue``, its fourth byte\n"
-"left alone.  Returns one byte per square in row-major order, 1 where it\n"
-"changed.  Whole rows are compared first (one memcmp each), the squares\n"
-"of a row that differs one by one, without the GIL.");
+"stride: the mapped file) with ``framebuffer`` (C-contiguous (h, w, 4)\n"
+"RGBX, writable) in squares of ``tile`` x ``tile`` pixels (partial at the\n"
+"right and bottom edges): a source pixel is the same when its bytes\n"
+"``red``, ``green`` and ``blue`` are the framebuffer pixel's R, G and B.\n"
+"Each square that differs, or every square when ``force`` is true, is\n"
+"converted into ``framebuffer`` (its fourth byte left alone).  Returns one\n"
+"byte per square in row-major order, 1 where it changed.  Whole rows are\n"
+"compared first, the squares of a row that differs one by one; one pass\n"
+"over both arrays, no copy kept, without the GIL.");
 
 static PyObject *
 look_tiles(PyObject *self, PyObject *args)
 {
-    PyObject *src_obj, *shown_obj, *fb_obj;
+    PyObject *src_obj, *fb_obj;
     Py_ssize_t tile;
     int r, g, b, force;
-    if (!PyArg_ParseTuple(args, "OOOniiip:look_tiles", &src_obj, &shown_obj, &fb_obj,
-                          &tile, &r, &g, &b, &force))
+    if (!PyArg_ParseTuple(args, "OOniiip:look_tiles", &src_obj, &fb_obj, &tile, &r, &g, &b,
+                          &force))
         return NULL;
     if (tile < 1 || tile > MAX_SIDE) {
         PyErr_Format(PyExc_ValueError, "tile must be 1 to %d, not %zd", MAX_SIDE, tile);
@@ -1144,27 +1213,20 @@ look_tiles(PyObject *self, PyObject *args)
     }
     if (byte_index(r, "red") < 0 || byte_index(g, "green") < 0 || byte_index(b, "blue") < 0)
         return NULL;
-    Py_buffer src, shown, fb;
+    Py_buffer src, fb;
     if (get_buffer(src_obj, &src, PyBUF_RECORDS_RO, "src", "an (h, w, 4) uint8 array") < 0)
         return NULL;
-    if (get_buffer(shown_obj, &shown, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE,
-                   "shown", "a writable C-contiguous (h, w, 4) uint8 array") < 0) {
-        PyBuffer_Release(&src);
-        return NULL;
-    }
     if (get_buffer(fb_obj, &fb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE,
                    "framebuffer", "a writable C-contiguous (h, w, 4) uint8 array") < 0) {
         PyBuffer_Release(&src);
-        PyBuffer_Release(&shown);
         return NULL;
     }
     PyObject *result = NULL;
-    if (check_rgbx(&src, "src") < 0 || check_rgbx(&shown, "shown") < 0
-        || check_rgbx(&fb, "framebuffer") < 0)
+    if (check_rgbx(&src, "src") < 0 || check_rgbx(&fb, "framebuffer") < 0)
         goto done;
     Py_ssize_t h = src.shape[0], w = src.shape[1];
-    if (shown.shape[0] != h || shown.shape[1] != w || fb.shape[0] != h || fb.shape[1] != w) {
-        PyErr_SetString(PyExc_ValueError, "src, shown and framebuffer must have the same shape");
+    if (fb.shape[0] != h || fb.shape[1] != w) {
+        PyErr_SetString(PyExc_ValueError, "src and framebuffer must have the same shape");
         goto done;
     }
     Py_ssize_t ty = (h + tile - 1) / tile, tx = (w + tile - 1) / tile;
@@ -1173,7 +1235,7 @@ look_tiles(PyObject *self, PyObject *args)
         goto done;
     uint8_t *flags = (uint8_t *)PyBytes_AS_STRING(result);
     const uint8_t *s = src.buf;
-    uint8_t *sh = shown.buf, *f = fb.buf;
+    uint8_t *f = fb.buf;
     Py_ssize_t sstride = src.strides[0], row = 4 * w;
     Py_BEGIN_ALLOW_THREADS
     memset(flags, force ? 1 : 0, (size_t)(ty * tx));
@@ -1183,14 +1245,14 @@ look_tiles(PyObject *self, PyObject *args)
         Py_ssize_t flagged = force ? tx : 0;
         for (Py_ssize_t y = y0; y < y1 && flagged < tx; y++) {
             const uint8_t *sr = s + y * sstride;
-            const uint8_t *shr = sh + y * row;
-            if (memcmp(sr, shr, (size_t)row) == 0)
+            const uint8_t *fr = f + y * row;
+            if (!converted_differs(sr, fr, w, r, g, b))
                 continue;
             for (Py_ssize_t j = 0; j < tx; j++) {
                 if (band[j])
                     continue;
-                Py_ssize_t x0 = j * tile, n = (x0 + tile < w ? tile : w - x0) * 4;
-                if (memcmp(sr + 4 * x0, shr + 4 * x0, (size_t)n) != 0) {
+                Py_ssize_t x0 = j * tile, n = x0 + tile < w ? tile : w - x0;
+                if (converted_differs(sr + 4 * x0, fr + 4 * x0, n, r, g, b)) {
                     band[j] = 1;
                     flagged++;
                 }
@@ -1200,23 +1262,22 @@ look_tiles(PyObject *self, PyObject *args)
             continue;
         for (Py_ssize_t y = y0; y < y1; y++) {
             const uint8_t *sr = s + y * sstride;
+            uint8_t *fr = f + y * row;
             if (flagged == tx) {
-                copy_convert_row(sr, sh + y * row, f + y * row, w, r, g, b);
+                convert_into(sr, fr, w, r, g, b);
                 continue;
             }
             for (Py_ssize_t j = 0; j < tx; j++) {
                 if (!band[j])
                     continue;
                 Py_ssize_t x0 = j * tile, n = x0 + tile < w ? tile : w - x0;
-                copy_convert_row(sr + 4 * x0, sh + y * row + 4 * x0, f + y * row + 4 * x0, n,
-                                 r, g, b);
+                convert_into(sr + 4 * x0, fr + 4 * x0, n, r, g, b);
             }
         }
     }
     Py_END_ALLOW_THREADS
 done:
     PyBuffer_Release(&src);
-    PyBuffer_Release(&shown);
     PyBuffer_Release(&fb);
     return result;
 }

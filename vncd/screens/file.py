@@ -5,13 +5,15 @@ A framebuffer file that another program keeps writing in place -- Xvfb's
 ``-fbdir`` (``Xvfb_screen0``, an XWD image), x11vnc's ``-rawfb`` peers, a
 renderer writing raw pixels into a memory-mapped file -- is mapped into
 vncd's memory and looked at ``rate`` times a second (default 30).  Nothing
-travels through a pipe: each look compares the mapped pixels with the
-copy shown last, in the displays' :data:`~vncd.screens.base.TILE` squares,
-and only the squares that changed are converted into the framebuffer and
-reported as changed (the screen's damage is exact, so its displays serve
-the framebuffer without comparing it again).  With the C extension
-(:mod:`vncd.encoding.speedups`) that is one pass of ``memcmp`` and copies
-without the GIL; numpy does the same otherwise.
+travels through a pipe: each look compares the mapped pixels, through the
+channel conversion, with the framebuffer made from them (no other copy is
+kept), in the displays' :data:`~vncd.screens.base.TILE` squares; only the
+squares that changed are converted into the framebuffer and reported as
+changed (the screen's damage is exact, so its displays serve the
+framebuffer without comparing it again).  With the C extension
+(:mod:`vncd.encoding.speedups`) that is one pass over the file and the
+framebuffer without the GIL; numpy does the same otherwise.  A change in
+a pixel's unused fourth byte is not a change.
 
 Formats:
 
@@ -187,8 +189,6 @@ class FileScreen(Screen):
         super().__init__(self.layout_in_file.width, self.layout_in_file.height,
                          name=name if name is not None else f"vncd file {os.path.basename(path)}",
                          reactor=reactor)
-        #: The file's pixels as last shown: (h, w, 4) bytes in file order.
-        self._shown = np.zeros((self.height, self.width, 4), dtype=np.uint8)
         self._first = True
         self._call = None
         self._looks = 0
@@ -264,7 +264,6 @@ class FileScreen(Screen):
             return self._trouble(exc.message)
         if (layout.width, layout.height) != (self.width, self.height):
             self.layout_in_file = layout
-            self._shown = np.zeros((layout.height, layout.width, 4), dtype=np.uint8)
             self._first = True
             self.resize(layout.width, layout.height)
         else:
@@ -290,7 +289,7 @@ class FileScreen(Screen):
         src = self._pixels()
         if speedups.module is not None:
             lay = self.layout_in_file
-            flags = speedups.module.look_tiles(src, self._shown, self._framebuffer, TILE,
+            flags = speedups.module.look_tiles(src, self._framebuffer, TILE,
                                                lay.red, lay.green, lay.blue, self._first)
             tiles = np.frombuffer(flags, dtype=np.bool_).reshape(self._tile_shape())
         else:
@@ -307,24 +306,21 @@ class FileScreen(Screen):
 
     def _look_numpy(self, src: np.ndarray) -> np.ndarray:
         """The look with numpy (without the C extension): the same squares."""
-        shown, fb = self._shown, self._framebuffer
+        fb = self._framebuffer
         lay = self.layout_in_file
+        channels = [lay.red, lay.green, lay.blue]
         tiles = np.zeros(self._tile_shape(), dtype=bool)
         width = self.width
         for row, y0 in enumerate(range(0, self.height, TILE)):
             y1 = min(self.height, y0 + TILE)
-            band, seen = src[y0:y1], shown[y0:y1]
-            if not self._first and np.array_equal(band, seen):
+            rgb = src[y0:y1][..., channels]
+            if not self._first and np.array_equal(rgb, fb[y0:y1, :, :3]):
                 continue
             for col, x0 in enumerate(range(0, width, TILE)):
                 x1 = min(width, x0 + TILE)
-                if self._first or not np.array_equal(band[:, x0:x1], seen[:, x0:x1]):
+                if self._first or not np.array_equal(rgb[:, x0:x1], fb[y0:y1, x0:x1, :3]):
                     tiles[row, col] = True
-                    seen[:, x0:x1] = band[:, x0:x1]
-                    out = fb[y0:y1, x0:x1]
-                    out[..., 0] = seen[:, x0:x1, lay.red]
-                    out[..., 1] = seen[:, x0:x1, lay.green]
-                    out[..., 2] = seen[:, x0:x1, lay.blue]
+                    fb[y0:y1, x0:x1, :3] = rgb[:, x0:x1]
         return tiles
 
     def start(self) -> None:
