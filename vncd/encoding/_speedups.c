@@ -1195,8 +1195,8 @@ PyDoc_STRVAR(look_tiles_doc,
 "Each square that differs, or every square when ``force`` is true, is\n"
 "converted into ``framebuffer`` (its fourth byte left alone).  Returns one\n"
 "byte per square in row-major order, 1 where it changed.  Whole rows are\n"
-"compared first, the squares of a row that differs one by one; one pass\n"
-"over both arrays, no copy kept, without the GIL.");
+"compared until one differs, then the squares not yet found changed one\n"
+"by one; one pass over both arrays, no copy kept, without the GIL.");
 
 static PyObject *
 look_tiles(PyObject *self, PyObject *args)
@@ -1246,7 +1246,10 @@ look_tiles(PyObject *self, PyObject *args)
         for (Py_ssize_t y = y0; y < y1 && flagged < tx; y++) {
             const uint8_t *sr = s + y * sstride;
             const uint8_t *fr = f + y * row;
-            if (!converted_differs(sr, fr, w, r, g, b))
+            /* While no square of the band has changed, one compare of the
+             * whole row skips an unchanged row; after that only the squares
+             * not yet known to have changed are read. */
+            if (!flagged && !converted_differs(sr, fr, w, r, g, b))
                 continue;
             for (Py_ssize_t j = 0; j < tx; j++) {
                 if (band[j])
