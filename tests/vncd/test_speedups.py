@@ -20,7 +20,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from vncd import encoding as enc
-from vncd.encoding import EncodedRect, EncodeParams, hextile, raw, speedups, zrle
+from vncd.encoding import EncodedRect, EncodeParams, hextile, raw, speedups, tight, zrle
 from vncd.encoding.convert import converter_for
 from vncd.encoding.decode import FramebufferDecoder
 from vncd.encoding.hextile import encode_hextile
@@ -370,6 +370,74 @@ class LookDifferentialTests(SynchronousTestCase):
                 self.assertTrue(np.array_equal(fb[..., :3], src[..., [r, g, b]]))
 
 
+class TightPaletteDifferentialTests(SynchronousTestCase):
+    """tight_palette finds numpy's palette, and Tight pieces are the same bytes."""
+
+    def numpy_colours(self, region):
+        m = ext()
+        self.patch(speedups, "module", None)
+        try:
+            return tight._colours(region)
+        finally:
+            self.patch(speedups, "module", m)
+
+    def pictures(self):
+        rng = np.random.default_rng(11)
+        for kind in ("random", "flat", "two", "sparse", "many", "mixed"):
+            for h, w in ((1, 1), (7, 13), (64, 64), (33, 200)):
+                yield kind, picture(kind, h, w, seed=h + w)
+        for n in (2, 3, 16, 17, 255, 256, 257, 300):
+            # Exactly n colours (when the region holds them all), the X byte noisy.
+            colours = rng.integers(0, 1 << 24, n, dtype=np.uint32)
+            f = np.zeros((40, 50, 4), dtype=np.uint8)
+            keys = colours[rng.integers(0, n, 40 * 50)]
+            keys[:n] = colours[:min(n, 40 * 50)]
+            f.view("<u4")[..., 0] = keys.reshape(40, 50) | (rng.integers(0, 256, (40, 50),
+                                                                         dtype=np.uint32) << 24)
+            yield f"{n} colours", f
+        big = picture("mixed", 90, 300, seed=3)
+        yield "strided", big[10:70, 40:260]
+        # numpy counts a sample first (every 4th pixel here): a colour only
+        # at a pixel the sample skips.
+        f = picture("two", 128, 128, seed=5)
+        f[77, 33, :3] = (1, 2, 3)
+        yield "missed by the sample", f
+
+    def test_same_palette_as_numpy(self):
+        m = ext()
+        for name, region in self.pictures():
+            got, want = tight._colours(region), self.numpy_colours(region)
+            if want is None:
+                self.assertIsNone(got, name)
+                self.assertIsNone(m.tight_palette(region, 256), name)
+                continue
+            self.assertIsNotNone(got, name)
+            self.assertEqual(got[0].tolist(), want[0].tolist(), name)
+            self.assertEqual(got[1].tolist(), want[1].tolist(), name)
+
+    def test_same_tight_bytes(self):
+        m = ext()
+        for name, region in self.pictures():
+            for quality in (None, 6):
+                params = EncodeParams(DEFAULT_FORMAT, jpeg_quality=quality)
+                h, w = region.shape[:2]
+                frame = np.ascontiguousarray(region)
+                with_c = tight.encode_tight(frame, 0, 0, w, h, params).data
+                self.patch(speedups, "module", None)
+                without = tight.encode_tight(frame, 0, 0, w, h, params).data
+                self.patch(speedups, "module", m)
+                self.assertEqual(with_c, without, (name, quality))
+
+    def test_limit(self):
+        """At most ``limit`` colours: the palette; one more: None."""
+        m = ext()
+        f = np.zeros((4, 4, 4), dtype=np.uint8)
+        f[..., 0] = np.arange(16, dtype=np.uint8).reshape(4, 4)
+        self.assertEqual(len(m.tight_palette(f, 16)[0]), 16 * 4)
+        self.assertIsNone(m.tight_palette(f, 15))
+        self.assertEqual(len(m.tight_palette(f[:1, :1], 1)[0]), 4)
+
+
 class TileCompareTests(SynchronousTestCase):
     """tile_compare marks the tiles numpy's per-pixel comparison marks."""
 
@@ -509,6 +577,21 @@ class GarbageInputTests(SynchronousTestCase):
         readonly = a.copy()
         readonly.flags.writeable = False
         self.raises(m.tile_compare, readonly, b)
+
+    def test_tight_palette(self):
+        """tight_palette refuses bad limits, shapes, types and empty regions."""
+        m = ext()
+        a = np.zeros((20, 6, 4), dtype=np.uint8)
+        self.assertEqual(m.tight_palette(a, 1)[0], bytes(4))
+        for limit in (0, -1, 257, 1 << 40):
+            self.raises(m.tight_palette, a, limit)
+        self.raises(m.tight_palette, a[:0], 256)
+        self.raises(m.tight_palette, a[:, :0], 256)
+        self.raises(m.tight_palette, a[..., :3], 256)
+        self.raises(m.tight_palette, a[:, ::-1], 256)
+        self.raises(m.tight_palette, a.astype(np.uint16), 256)
+        self.raises(m.tight_palette, None, 256)
+        self.raises(m.tight_palette, bytes(480), 256)
 
     def test_look_tiles(self):
         """look_tiles refuses bad tile sizes, channels, shapes and read-only buffers."""

@@ -13,6 +13,8 @@
  *   returned (no intermediate buffer).
  * - tile_compare: which tiles of a framebuffer differ from a snapshot,
  *   copying them (for the damage compare of vncd/updates).
+ * - tight_palette: the distinct colours of a Tight piece, stopping as soon
+ *   as there are too many for a palette (vncd/encoding/tight.py).
  * - look_tiles: which squares of a memory-mapped framebuffer file differ
  *   from the RGBX framebuffer made from it (compared through the channel
  *   conversion, no copy of the file kept); the changed ones are converted
@@ -1380,6 +1382,132 @@ done:
 }
 
 /* ------------------------------------------------------------------------ */
+/* Tight: the colours of a piece                                              */
+
+#define COLOUR_SLOTS 1024   /* open addressing, at most 1/4 full (limit <= 256) */
+
+typedef struct {
+    uint32_t key[COLOUR_SLOTS];     /* colour key + 1; 0 = empty */
+    uint8_t index[COLOUR_SLOTS];
+} colour_table_t;
+
+static inline uint32_t
+colour_key(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
+}
+
+static inline int
+colour_slot(const colour_table_t *t, uint32_t key)
+{
+    uint32_t slot = (key * 2654435761u) >> 22;
+    while (t->key[slot] != 0 && t->key[slot] != key + 1)
+        slot = (slot + 1) & (COLOUR_SLOTS - 1);
+    return (int)slot;
+}
+
+PyDoc_STRVAR(tight_palette_doc,
+"tight_palette(region, limit) -> (colours, indices) or None\n\n"
+"The distinct 24-bit colours of ``region`` (an (h, w, 4) uint8 RGBX array,\n"
+"pixels contiguous, any row stride), keyed R | G << 8 | B << 16 as\n"
+"vncd.encoding.tight does: None as soon as more than ``limit`` (1 to 256)\n"
+"are seen -- a photograph is known after a few pixels -- else the sorted\n"
+"keys (native uint32 bytes) and each pixel's index among them (uint8\n"
+"bytes, row-major).  Without the GIL.");
+
+static PyObject *
+tight_palette(PyObject *self, PyObject *args)
+{
+    PyObject *obj;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "On:tight_palette", &obj, &limit))
+        return NULL;
+    if (limit < 1 || limit > 256) {
+        PyErr_Format(PyExc_ValueError, "limit must be 1 to 256, not %zd", limit);
+        return NULL;
+    }
+    Py_buffer view;
+    if (get_buffer(obj, &view, PyBUF_RECORDS_RO, "region", "an (h, w, 4) uint8 array") < 0)
+        return NULL;
+    PyObject *result = NULL;
+    colour_table_t *table = NULL;
+    if (check_rgbx(&view, "region") < 0)
+        goto done;
+    Py_ssize_t h = view.shape[0], w = view.shape[1], stride = view.strides[0];
+    if (h == 0 || w == 0) {
+        PyErr_SetString(PyExc_ValueError, "region must not be empty");
+        goto done;
+    }
+    table = PyMem_Calloc(1, sizeof(colour_table_t));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    uint32_t colours[256];
+    int count = 0;
+    const uint8_t *base = view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    uint32_t last = colour_key(base) + 1;   /* differs from the first key */
+    for (Py_ssize_t y = 0; y < h && count <= limit; y++) {
+        const uint8_t *row = base + y * stride;
+        for (Py_ssize_t x = 0; x < w; x++) {
+            uint32_t key = colour_key(row + 4 * x);
+            if (key == last)
+                continue;
+            last = key;
+            int slot = colour_slot(table, key);
+            if (table->key[slot] != 0)
+                continue;
+            if (count == limit) {
+                count++;
+                break;
+            }
+            table->key[slot] = key + 1;
+            colours[count++] = key;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (count > limit) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    qsort(colours, (size_t)count, sizeof(uint32_t), compare_u32);
+    for (int i = 0; i < count; i++)
+        table->index[colour_slot(table, colours[i])] = (uint8_t)i;
+    PyObject *keys = PyBytes_FromStringAndSize((const char *)colours,
+                                               (Py_ssize_t)(count * sizeof(uint32_t)));
+    PyObject *indices = keys ? PyBytes_FromStringAndSize(NULL, h * w) : NULL;
+    if (indices == NULL) {
+        Py_XDECREF(keys);
+        goto done;
+    }
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(indices);
+    Py_BEGIN_ALLOW_THREADS
+    uint32_t last_key = colour_key(base);
+    uint8_t last_index = table->index[colour_slot(table, last_key)];
+    for (Py_ssize_t y = 0; y < h; y++) {
+        const uint8_t *row = base + y * stride;
+        for (Py_ssize_t x = 0; x < w; x++) {
+            uint32_t key = colour_key(row + 4 * x);
+            if (key != last_key) {
+                last_key = key;
+                last_index = table->index[colour_slot(table, key)];
+            }
+            *out++ = last_index;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyTuple_Pack(2, keys, indices);
+    Py_DECREF(keys);
+    Py_DECREF(indices);
+done:
+    PyMem_Free(table);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* ------------------------------------------------------------------------ */
 
 static PyMethodDef methods[] = {
     {"hextile_encode", (PyCFunction)(void (*)(void))hextile_encode,
@@ -1392,6 +1520,7 @@ static PyMethodDef methods[] = {
     {"look_tiles", look_tiles, METH_VARARGS, look_tiles_doc},
     {"tile_compare", (PyCFunction)(void (*)(void))tile_compare, METH_VARARGS | METH_KEYWORDS,
      tile_compare_doc},
+    {"tight_palette", tight_palette, METH_VARARGS, tight_palette_doc},
     {NULL, NULL, 0, NULL},
 };
 

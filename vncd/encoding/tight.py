@@ -27,7 +27,7 @@ from PIL import Image
 
 from vncd.encoding import TIGHT, EncodedRect, EncodeParams, rect_header
 from vncd.encoding.convert import PixelConverter, converter_for
-from vncd.encoding import parallel
+from vncd.encoding import parallel, speedups
 from vncd.encoding.deflate import deflate_stream
 
 __all__ = ["encode_tight", "compact_length", "MAX_WIDTH", "FILL", "JPEG",
@@ -187,11 +187,30 @@ def _jpeg(region: np.ndarray, params: EncodeParams) -> bytes:
     return bytes([JPEG]) + compact_length(len(data)) + data
 
 
-def _piece(region: np.ndarray, conv: PixelConverter, params: EncodeParams) -> bytes:
+def _colours(region: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sorted colour keys, index of each pixel) when ``region`` has at most
+    :data:`MAX_PALETTE` colours, else None.
+
+    With the C extension one pass that stops at the first colour too many
+    (a photograph: after a few pixels); numpy otherwise (a solid check,
+    then :func:`_palette`).  Both give the same answer.
+    """
+    if speedups.module is not None:
+        found = speedups.module.tight_palette(region, MAX_PALETTE)
+        if found is None:
+            return None
+        keys, indices = found
+        return np.frombuffer(keys, dtype=np.uint32), np.frombuffer(indices, dtype=np.uint8)
     keys = _keys(region)
     if (keys == keys[0]).all():
+        return keys[:1], np.zeros(keys.size, dtype=np.uint8)
+    return _palette(keys)
+
+
+def _piece(region: np.ndarray, conv: PixelConverter, params: EncodeParams) -> bytes:
+    pal = _colours(region)
+    if pal is not None and pal[0].size == 1:
         return bytes([FILL]) + conv.tpixels(region[:1, :1]).tobytes()
-    pal = _palette(keys)
     h, w = region.shape[:2]
     if pal is not None:
         colours, indices = pal
