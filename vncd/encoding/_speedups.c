@@ -1385,6 +1385,7 @@ done:
 /* Tight: the colours of a piece                                              */
 
 #define COLOUR_SLOTS 1024   /* open addressing, at most 1/4 full (limit <= 256) */
+#define COLOUR_SAMPLE 4096  /* pixels looked at before the whole piece */
 
 typedef struct {
     uint32_t key[COLOUR_SLOTS];     /* colour key + 1; 0 = empty */
@@ -1411,7 +1412,8 @@ PyDoc_STRVAR(tight_palette_doc,
 "The distinct 24-bit colours of ``region`` (an (h, w, 4) uint8 RGBX array,\n"
 "pixels contiguous, any row stride), keyed R | G << 8 | B << 16 as\n"
 "vncd.encoding.tight does: None as soon as more than ``limit`` (1 to 256)\n"
-"are seen -- a photograph is known after a few pixels -- else the sorted\n"
+"are seen -- in a spread-out sample of the pixels first, then in all of\n"
+"them -- else the sorted\n"
 "keys (native uint32 bytes) and each pixel's index among them (uint8\n"
 "bytes, row-major).  Without the GIL.");
 
@@ -1447,6 +1449,21 @@ tight_palette(PyObject *self, PyObject *args)
     int count = 0;
     const uint8_t *base = view.buf;
     Py_BEGIN_ALLOW_THREADS
+    /* A spread-out sample first: a piece with too many colours usually
+     * shows them there (a gradient's colours are far apart in scan order). */
+    Py_ssize_t n = h * w, step = n / COLOUR_SAMPLE;
+    for (Py_ssize_t i = 0; step > 1 && i < n && count <= limit; i += step) {
+        uint32_t key = colour_key(base + (i / w) * stride + 4 * (i % w));
+        int slot = colour_slot(table, key);
+        if (table->key[slot] != 0)
+            continue;
+        if (count == limit) {
+            count++;
+            break;
+        }
+        table->key[slot] = key + 1;
+        colours[count++] = key;
+    }
     uint32_t last = colour_key(base) + 1;   /* differs from the first key */
     for (Py_ssize_t y = 0; y < h && count <= limit; y++) {
         const uint8_t *row = base + y * stride;
