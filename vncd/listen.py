@@ -98,7 +98,8 @@ class Listener:
 
 
 class _WriteNow:
-    """A Twisted socket transport whose :meth:`write` sends at once when it can.
+    """A Twisted socket transport whose :meth:`write` sends at once when it can,
+    and whose :meth:`doWrite` sends queued writes without joining them.
 
     Twisted's ``FileDescriptor.write`` always queues and asks the reactor
     to call ``doWrite`` when the socket is writable -- one more poll, two
@@ -112,6 +113,18 @@ class _WriteNow:
     not change.  A connection that started Twisted's own TLS writes
     through it as before.  Writes above ``IMMEDIATE_LIMIT`` (large updates) also
     go the ordinary way: sending part of one would mean copying the rest.
+
+    Twisted's ``doWrite`` joins every queued write into one new bytes
+    object whenever less than ``SEND_LIMIT`` of the current one is left: the
+    bands of an 8 MB Raw update were copied into a fresh 8 MB buffer (and
+    its pages faulted in) before the first byte left.  Here the queued
+    writes are handed to the kernel as they are, several per
+    ``sendmsg`` (up to ``GATHER_MAX`` of them, from ``SEND_LIMIT`` bytes
+    on no more are added); what is left of a write the kernel took part of
+    is sent from where it stopped.  What happens once everything is sent
+    (stop writing, resume the producer, a pending close) is Twisted's.
+    Transports that can pass file descriptors (UNIX sockets) keep
+    Twisted's ``doWrite``.
     """
 
     #: Most bytes offered to the kernel in one send.  Twisted offers 128 KiB
@@ -123,16 +136,99 @@ class _WriteNow:
     #: does not take would have to be copied).
     IMMEDIATE_LIMIT = 128 * 1024
 
+    #: Most queued writes one ``sendmsg`` takes (well under IOV_MAX).
+    GATHER_MAX = 64
+
+    #: Whether :meth:`doWrite` gathers queued writes (set per transport
+    #: class by :func:`write_now`).
+    _gather = False
+
     def write(self, data: bytes) -> None:
         if (type(data) is bytes and 0 < len(data) <= self.IMMEDIATE_LIMIT
                 and self.connected and not self.disconnecting and not self._writeDisconnected
-                and not getattr(self, "TLS", False) and not self._tempDataBuffer and self.offset == len(self.dataBuffer)):
+                and not getattr(self, "TLS", False) and not self._tempDataBuffer
+                and self.offset == len(self.dataBuffer)):
             sent = self.writeSomeData(data)
             if not isinstance(sent, Exception) and sent > 0:
                 if sent == len(data):
                     return
                 data = data[sent:]
         super().write(data)
+
+    def doWrite(self):
+        if not self._gather:
+            return super().doWrite()
+        from twisted.python.compat import lazyByteSlice
+
+        pieces = []
+        size = len(self.dataBuffer) - self.offset
+        if size:
+            pieces.append(lazyByteSlice(self.dataBuffer, self.offset) if self.offset
+                          else self.dataBuffer)
+        for chunk in self._tempDataBuffer:
+            if size >= self.SEND_LIMIT or len(pieces) >= self.GATHER_MAX:
+                break
+            pieces.append(chunk)
+            size += len(chunk)
+        if pieces:
+            sent = self._send_pieces(pieces)
+            if isinstance(sent, Exception) or sent < 0:
+                return sent
+            self._sent(sent)
+        if self.offset == len(self.dataBuffer) and not self._tempDataLen:
+            # Everything is sent: what Twisted's doWrite does then.
+            self.dataBuffer = b""
+            self.offset = 0
+            self.stopWriting()
+            if self.producer is not None and (
+                    not self.streamingProducer or self.producerPaused):
+                self.producerPaused = False
+                self.producer.resumeProducing()
+            elif self.disconnecting:
+                return self._postLoseConnection()
+            elif self._writeDisconnecting:
+                self._writeDisconnected = True
+                return self._closeWriteConnection()
+        return None
+
+    def _send_pieces(self, pieces: list):
+        """Bytes the kernel took of ``pieces`` (in order), 0 if none fit, or
+        CONNECTION_LOST -- ``writeSomeData``'s results."""
+        if len(pieces) == 1:
+            return self.writeSomeData(pieces[0])
+        from twisted.internet import main
+        from twisted.python.util import untilConcludes
+
+        try:
+            return untilConcludes(self.socket.sendmsg, pieces)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.ENOBUFS):
+                return 0
+            return main.CONNECTION_LOST
+
+    def _sent(self, sent: int) -> None:
+        """Forget the first ``sent`` bytes: of the current write, then of the queued ones."""
+        rest = len(self.dataBuffer) - self.offset
+        if sent < rest:
+            self.offset += sent
+            return
+        sent -= rest
+        queued = self._tempDataBuffer
+        done = taken = 0
+        while done < len(queued) and sent >= len(queued[done]):
+            sent -= len(queued[done])
+            taken += len(queued[done])
+            done += 1
+        if done < len(queued):
+            # The next write becomes the current one, ``sent`` bytes into it.
+            chunk = queued[done]
+            taken += len(chunk)
+            done += 1
+            self.dataBuffer, self.offset = chunk, sent
+        else:
+            self.dataBuffer, self.offset = b"", 0
+        del queued[:done]
+        self._tempDataLen -= taken
 
 
 _WRITE_NOW_CLASSES: dict[type, type] = {}
@@ -156,7 +252,10 @@ def write_now(port) -> None:
         return
     cls = _WRITE_NOW_CLASSES.get(transport)
     if cls is None:
-        cls = type(f"WriteNow{transport.__name__}", (_WriteNow, transport), {})
+        # Transports that pass descriptors (UNIX) keep Twisted's doWrite.
+        gather = (issubclass(transport, tcp.Connection)
+                  and not hasattr(transport, "sendFileDescriptor"))
+        cls = type(f"WriteNow{transport.__name__}", (_WriteNow, transport), {"_gather": gather})
         _WRITE_NOW_CLASSES[transport] = cls
     port.transport = cls
 

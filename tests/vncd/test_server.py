@@ -218,8 +218,11 @@ class BackPressureTests(SynchronousTestCase):
     def test_large_writes_keep_their_order(self):
         """Large messages skip the stack's buffer but not their turn: while paused they
         wait with the small ones, and when the transport fills up again part way
-        through the queue, the rest waits for the next resume."""
+        through the queue with RESUME_HANDOFF in hand, the rest waits for the
+        next resume."""
+        from vncd import server as server_module
         from vncd.server import DIRECT_WRITE_MIN
+        self.patch(server_module, "RESUME_HANDOFF", DIRECT_WRITE_MIN)
         server = display_server()
         client = Client(server).pump()
         proto, tr = client.proto, client.transport
@@ -253,6 +256,54 @@ class BackPressureTests(SynchronousTestCase):
         self.assertEqual(tr.value(), b"2" + big1 + b"3" + big2)
         self.assertIs(proto.life, Life.SERVING)
         self.assertEqual(proto.output_buffered(), 0)
+
+    def test_resume_hands_over_up_to_the_handoff(self):
+        """On resume, held-back chunks keep going to a transport that paused
+        again until it holds RESUME_HANDOFF; they count as held by it."""
+        from vncd.server import DIRECT_WRITE_MIN, RESUME_HANDOFF
+        server = display_server()
+        client = Client(server).pump()
+        proto, tr = client.proto, client.transport
+        tr.clear()
+        proto.pauseProducing()
+        band = DIRECT_WRITE_MIN * 4
+        chunks = [bytes([65 + i]) * band for i in range(2 * RESUME_HANDOFF // band + 2)]
+        for data in chunks:
+            proto.write(data)
+        proto.flush()
+        real_write = tr.write
+
+        def write_and_fill(data):
+            real_write(data)
+            if proto.life is not Life.PAUSED:   # every write fills the transport again
+                proto.pauseProducing()
+
+        tr.write = write_and_fill
+        proto.resumeProducing()
+        handed = RESUME_HANDOFF // band + (RESUME_HANDOFF % band > 0)
+        self.assertEqual(tr.value(), b"".join(chunks[:handed]))
+        self.assertIs(proto.life, Life.PAUSED)
+        self.assertGreaterEqual(proto.output_buffered(), sum(map(len, chunks)))
+        tr.write = real_write
+        proto.resumeProducing()
+        self.assertEqual(tr.value(), b"".join(chunks))
+        self.assertEqual(proto.output_buffered(), 0)
+
+    def test_paused_twice_is_paused_once(self):
+        """Twisted asks a paused producer to pause again for each write past its
+        high-water mark: nothing changes, the count of held bytes included."""
+        server = display_server()
+        client = Client(server).pump()
+        proto = client.proto
+        proto.pauseProducing()
+        proto.write(b"x" * 1000)
+        proto.flush()
+        held = proto.output_buffered()
+        proto.pauseProducing()
+        self.assertIs(proto.life, Life.PAUSED)
+        self.assertEqual(proto.output_buffered(), held)
+        proto.resumeProducing()
+        self.assertIs(proto.life, Life.SERVING)
 
     def test_registered_as_streaming_producer(self):
         """The protocol registers with its transport as a streaming producer."""
