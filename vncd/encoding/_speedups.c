@@ -44,6 +44,15 @@
 
 enum { KIND_SOLID = 0, KIND_MONO = 1, KIND_COLOURED = 2, KIND_RAW = 3 };
 
+/* Byte-shuffling loops (Raw, the file look) also get an AVX2 build, chosen
+ * at load time where the processor has it (GCC's function multi-versioning
+ * on x86-64). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Buffers                                                                    */
 
@@ -1017,22 +1026,37 @@ byte_index(int value, const char *name)
     return 0;
 }
 
-static void
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline __attribute__((always_inline)) void
+shuffle_row_shifts(const uint8_t *restrict s, uint8_t *restrict d, Py_ssize_t width, int rs,
+                   int gs, int bs)
+{
+    for (Py_ssize_t x = 0; x < width; x++) {
+        uint32_t v, o;
+        memcpy(&v, s + 4 * x, 4);
+        o = ((v & 0xFF) << rs) | (((v >> 8) & 0xFF) << gs) | (((v >> 16) & 0xFF) << bs);
+        memcpy(d + 4 * x, &o, 4);
+    }
+}
+#endif
+
+/* dst[r] = src[0], dst[g] = src[1], dst[b] = src[2], the fourth 0.  The
+ * two byte orders clients mostly ask for (BGRX, the default, and RGBX) get
+ * loops with constant shifts, and the loops an AVX2 build (SIMD_CLONES). */
+SIMD_CLONES static void
 shuffle_rows(const uint8_t *src, Py_ssize_t src_stride, uint8_t *dst, Py_ssize_t dst_stride,
              Py_ssize_t width, Py_ssize_t height, int r, int g, int b)
 {
-    /* dst[r] = src[0], dst[g] = src[1], dst[b] = src[2], the fourth 0. */
     for (Py_ssize_t y = 0; y < height; y++) {
         const uint8_t *s = src + y * src_stride;
         uint8_t *d = dst + y * dst_stride;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        int rs = 8 * r, gs = 8 * g, bs = 8 * b;
-        for (Py_ssize_t x = 0; x < width; x++) {
-            uint32_t v, o;
-            memcpy(&v, s + 4 * x, 4);
-            o = ((v & 0xFF) << rs) | (((v >> 8) & 0xFF) << gs) | (((v >> 16) & 0xFF) << bs);
-            memcpy(d + 4 * x, &o, 4);
-        }
+        if (r == 2 && g == 1 && b == 0)
+            shuffle_row_shifts(s, d, width, 16, 8, 0);
+        else if (r == 0 && g == 1 && b == 2)
+            shuffle_row_shifts(s, d, width, 0, 8, 16);
+        else
+            shuffle_row_shifts(s, d, width, 8 * r, 8 * g, 8 * b);
 #else
         for (Py_ssize_t x = 0; x < width; x++) {
             uint8_t o[4] = {0, 0, 0, 0};
@@ -1102,13 +1126,6 @@ rgb_of(uint32_t v, int rs, int gs, int bs)
 }
 #endif
 
-/* The look's two loops also get an AVX2 build, chosen at load time where
- * the processor has it (GCC's function multi-versioning on x86-64). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define LOOK_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define LOOK_CLONES
-#endif
 
 /* Whether any of ``n`` source pixels, converted, differs from the
  * framebuffer's R, G and B (its fourth byte and the source's unused byte
@@ -1131,7 +1148,7 @@ differs_shifts(const uint8_t *restrict src, const uint8_t *restrict fb, Py_ssize
 }
 #endif
 
-LOOK_CLONES static int
+SIMD_CLONES static int
 converted_differs(const uint8_t *restrict src, const uint8_t *restrict fb, Py_ssize_t n,
                   int r, int g, int b)
 {
@@ -1167,7 +1184,7 @@ convert_shifts(const uint8_t *restrict src, uint8_t *restrict fb, Py_ssize_t n,
 }
 #endif
 
-LOOK_CLONES static void
+SIMD_CLONES static void
 convert_into(const uint8_t *restrict src, uint8_t *restrict fb, Py_ssize_t n, int r, int g,
              int b)
 {
