@@ -138,6 +138,95 @@ class _WriteNow:
 _WRITE_NOW_CLASSES: dict[type, type] = {}
 
 
+def _accepting_port_class():
+    """:class:`twisted.internet.tcp.Port` with a leaner accept loop (built on first use,
+    so that importing this module imports no reactor code)."""
+    global _AcceptPort
+    if _AcceptPort is not None:
+        return _AcceptPort
+    from twisted.internet import tcp
+    from twisted.python import log
+
+    class AcceptPort(tcp.Port):
+        """A TCP port whose common accept path skips per-accept work nobody uses.
+
+        Twisted's ``Port.doRead`` sets up a log buffer (three ``Logger``
+        objects) for every readable event, in case accepting runs out of
+        descriptors, and accepts through ``socket.accept``, which converts
+        the listener's family and type to enums for each new socket.  Here
+        the loop accepts with the listener's numbers directly; it does
+        what Twisted does with each connection (the same address, session
+        number, transport and ``makeConnection``; a factory's ``None``
+        closes the socket) and scales its accepts per event by the same
+        rule.  Any accept error other than "no more connections" (EMFILE,
+        EPERM, ...) is left to Twisted's own loop, which knows what each
+        means; an exception while starting a connection is logged as
+        Twisted logs it.
+        """
+
+        #: The listener's family, type and protocol as plain numbers.
+        _socket_args: tuple[int, int, int] = (-1, -1, -1)
+
+        def startListening(self) -> None:
+            super().startListening()
+            listener = self.socket
+            self._socket_args = (int(listener.family), int(listener.type), listener.proto)
+
+        def doRead(self) -> None:
+            accept = self.socket._accept
+            family, kind, proto = self._socket_args
+            accepted = 0
+            try:
+                for _ in range(self.numberAccepts):
+                    try:
+                        fd, addr = accept()
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        tcp.Port.doRead(self)
+                        return
+                    skt = socket.socket(family, kind, proto, fileno=fd)
+                    accepted += 1
+                    if len(addr) == 4:
+                        # IPv6: the scope ID, as Twisted spells it.
+                        host = socket.getnameinfo(
+                            addr, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)[0]
+                        addr = (host, *addr[1:])
+                    protocol = self.factory.buildProtocol(self._buildAddr(addr))
+                    if protocol is None:
+                        skt.close()
+                        continue
+                    session = self.sessionno
+                    self.sessionno = session + 1
+                    transport = self.transport(skt, protocol, addr, self, session, self.reactor)
+                    protocol.makeConnection(transport)
+                if accepted == self.numberAccepts:
+                    self.numberAccepts += 20
+                else:
+                    self.numberAccepts = max(1, accepted)
+            except BaseException:
+                log.deferr()
+
+    _AcceptPort = AcceptPort
+    return AcceptPort
+
+
+_AcceptPort = None
+
+
+def _adopt_stream_port(reactor, fd: int, family: int, factory):
+    """``reactor.adoptStreamPort``; a TCP socket on one of Twisted's own POSIX
+    reactors gets :func:`_accepting_port_class`'s port."""
+    from twisted.internet import posixbase
+
+    if (family in (socket.AF_INET, socket.AF_INET6)
+            and isinstance(reactor, posixbase.PosixReactorBase)):
+        port = _accepting_port_class()._fromListeningDescriptor(reactor, fd, family, factory)
+        port.startListening()
+        return port
+    return reactor.adoptStreamPort(fd, family, factory)
+
+
 def write_now(port) -> None:
     """Make the connections ``port`` accepts write at once (:class:`_WriteNow`).
 
@@ -265,7 +354,7 @@ def listen(reactor, factory, address: ListenAddress, *, source: str,
         for sock in bound:
             host, bound_port = sock.getsockname()[:2]
             six = sock.family == socket.AF_INET6
-            port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+            port = _adopt_stream_port(reactor, sock.fileno(), sock.family, factory)
             write_now(port)
             listeners.append(Listener(
                 text=f"[{host}]:{bound_port}" if six else f"{host}:{bound_port}",
@@ -356,7 +445,7 @@ def adopt(reactor, factory, fd: int, *, source: str, what: str,
                                hint="use ListenStream= in the socket unit, without Accept=yes")
         text, host, service, family = _describe(sock)
         sock.setblocking(False)
-        port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+        port = _adopt_stream_port(reactor, sock.fileno(), sock.family, factory)
         write_now(port)
     finally:
         sock.close()
