@@ -284,8 +284,10 @@ class ConnectionLog:
         repeat of ``kind`` from ``source``; ``detail`` (a bounded, server-chosen
         string) makes lines with different details count apart."""
         self._report(self._summary.due())
-        what = f"{kind.value} ({detail})" if detail else kind.value
-        if self._summary.record(source, f"{kind.name} {detail}", what):
+        # The members' own attributes: ``.value`` and ``.name`` are
+        # Python-level descriptors, and this runs twice per connection.
+        what = f"{kind._value_} ({detail})" if detail else kind._value_
+        if self._summary.record(source, f"{kind._name_} {detail}", what):
             log.info(text, **fields)
         self._schedule()
 
@@ -440,6 +442,8 @@ class DisplayServer:
             client.drop("the server is stopping")
 
     def _notify(self, method: str, info: ConnectionInfo) -> None:
+        if not self.observers:
+            return
         for observer in list(self.observers):
             try:
                 getattr(observer, method)(self, info)
@@ -873,6 +877,8 @@ class RFBServerProtocol(Protocol):
         """
         if isinstance(event, TLSEstablished):
             self._quiet_since_tls = True
+        elif not self._quiet_since_tls:
+            return
         elif not (isinstance(event, AuthenticationSucceeded)
                   and self._security.auth.inner is not SecurityType.VNC):
             self._quiet_since_tls = False
