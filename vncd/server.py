@@ -152,11 +152,17 @@ def address_info(address) -> tuple[str, str, str]:
     return "", "", "unknown"
 
 
-def peer_host(address) -> str | None:
-    """The host part the throttle keys on; ``None`` for UNIX sockets (not throttled)."""
-    if isinstance(address, (IPv4Address, IPv6Address)):
-        return address.host
-    return None
+def _describe(address) -> tuple[str, str, str, str]:
+    """:func:`peer_text` and :func:`address_info` of ``address`` in one type test
+    (each connection describes both of its ends)."""
+    kind = type(address)
+    if kind is IPv4Address:
+        host, service = address.host, str(address.port)
+        return f"{host}:{service}", host, service, "ipv4"
+    if kind is IPv6Address:
+        host, service = address.host, str(address.port)
+        return f"[{host}]:{service}", host, service, "ipv6"
+    return (peer_text(address), *address_info(address))
 
 
 def source_of(address, limits: Limits) -> str:
@@ -610,12 +616,12 @@ class RFBServerProtocol(Protocol):
     def connectionMade(self) -> None:
         server = self.server
         peer, host = self.transport.getPeer(), self.transport.getHost()
-        self._peer_host = peer_host(peer)
         self.source = source_of(peer, server.limits)
-        (peer_host_text, peer_service, peer_family) = address_info(peer)
-        (local_host, local_service, local_family) = address_info(host)
+        peer_text_, peer_host_text, peer_service, peer_family = _describe(peer)
+        local_text, local_host, local_service, local_family = _describe(host)
+        self._peer_host = peer_host_text if peer_family in ("ipv4", "ipv6") else None
         self.info = ConnectionInfo(
-            peer=peer_text(peer), local=peer_text(host), websocket=self._websocket,
+            peer=peer_text_, local=local_text, websocket=self._websocket,
             connected_at=server.reactor.seconds(), host=peer_host_text, service=peer_service,
             family=peer_family, local_host=local_host, local_service=local_service,
             local_family=local_family)
@@ -693,7 +699,8 @@ class RFBServerProtocol(Protocol):
             if event is CLOSED:
                 self._peer_closed()
                 break
-            self._note_client_step(event)
+            if self._quiet_since_tls or type(event) is TLSEstablished:
+                self._note_client_step(event)
             handler = _EVENT_HANDLERS.get(type(event))
             if handler is not None:
                 handler(self, event)
@@ -877,8 +884,6 @@ class RFBServerProtocol(Protocol):
         """
         if isinstance(event, TLSEstablished):
             self._quiet_since_tls = True
-        elif not self._quiet_since_tls:
-            return
         elif not (isinstance(event, AuthenticationSucceeded)
                   and self._security.auth.inner is not SecurityType.VNC):
             self._quiet_since_tls = False
