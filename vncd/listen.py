@@ -123,11 +123,24 @@ class _WriteNow:
     #: does not take would have to be copied).
     IMMEDIATE_LIMIT = 128 * 1024
 
+    #: Whether the transport's ``writeSomeData`` is TCP's plain send, which
+    #: :meth:`write` then does itself (without Twisted's EINTR loop, which
+    #: Python's socket calls already do, and its memoryview of the bytes).
+    DIRECT_SEND = False
+
     def write(self, data: bytes) -> None:
         if (type(data) is bytes and 0 < len(data) <= self.IMMEDIATE_LIMIT
                 and self.connected and not self.disconnecting and not self._writeDisconnected
                 and not getattr(self, "TLS", False) and not self._tempDataBuffer and self.offset == len(self.dataBuffer)):
-            sent = self.writeSomeData(data)
+            if self.DIRECT_SEND:
+                try:
+                    sent = self.socket.send(data)
+                except OSError:
+                    # Full (EAGAIN, ENOBUFS) or broken: queued, and doWrite
+                    # meets a real error again, as after writeSomeData.
+                    sent = 0
+            else:
+                sent = self.writeSomeData(data)
             if not isinstance(sent, Exception) and sent > 0:
                 if sent == len(data):
                     return
@@ -245,7 +258,9 @@ def write_now(port) -> None:
         return
     cls = _WRITE_NOW_CLASSES.get(transport)
     if cls is None:
-        cls = type(f"WriteNow{transport.__name__}", (_WriteNow, transport), {})
+        direct = transport.writeSomeData is tcp.Connection.writeSomeData
+        cls = type(f"WriteNow{transport.__name__}", (_WriteNow, transport),
+                   {"DIRECT_SEND": direct})
         _WRITE_NOW_CLASSES[transport] = cls
     port.transport = cls
 

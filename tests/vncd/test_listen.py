@@ -81,6 +81,7 @@ class WriteNowTests(TestCase):
             factory, lambda: defer.succeed(socket.create_connection(("127.0.0.1", port))))
         self.assertEqual(data, b"".join(messages))
         self.assertIsInstance(factory.transports[0], _WriteNow)
+        self.assertTrue(factory.transports[0].DIRECT_SEND, "TCP sends by itself")
         self.assertEqual(factory.held, [0, 0, 0])
 
     @defer.inlineCallbacks
@@ -114,6 +115,7 @@ class WriteNowTests(TestCase):
         data = yield self._exchange(factory, connect)
         self.assertEqual(data, b"helloworld")
         self.assertEqual(factory.held, [0, 0])
+        self.assertFalse(factory.transports[0].DIRECT_SEND, "UNIX keeps its writeSomeData")
 
     def test_twice_is_once(self):
         [listener] = listen(reactor, _WriterFactory([]), ListenAddress("tcp", "127.0.0.1", 0),
