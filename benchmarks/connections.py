@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.connections [--workers 8] [--seconds 5]
         [--cases none,vncauth,x509none,tlsnone] [--screen image|testcard]
-        [--rounds 1] [--before DIR]
+        [--rounds 1] [--before DIR] [--instructions N]
 
 For every case both servers are started in turn on the same loopback
 display with the same ``-object``/``-vnc`` options:
@@ -37,6 +37,16 @@ the ratios vncd/QEMU; ``--before DIR`` adds the vncd of another checkout
 (e.g. a work tree of main) as a third server, for vncd/before ratios
 from the same run.
 
+``--instructions N`` counts instead of timing: each server runs under
+``valgrind --tool=callgrind`` with instrumentation off, one client makes
+:data:`WARM_UP` handshakes, then ``callgrind_control -i on`` brackets N
+more, and the table gives user-space instructions per handshake (all
+threads; the kernel's share is not counted) with the ratios to QEMU and
+``--before``.  Instruction counts do not depend on the machine's load,
+so small changes to the handshake path show in one run; they are not
+time (an interpreter runs fewer instructions per cycle than QEMU's C),
+so the CPU columns of the timed run remain the target.
+
 The client is as small as a client can be: blocking stdlib sockets, one
 ``ssl.SSLContext`` built per worker before the clock starts, no session
 resumption (every TLS handshake is a full one), no pixel traffic.  Its
@@ -68,8 +78,10 @@ import argparse
 import array
 import multiprocessing
 import os
+import signal
 import socket
 import ssl
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -102,6 +114,17 @@ WORKER_GRACE = 4 * peers.IO_TIMEOUT
 
 #: Most rounds accepted (``--rounds``).
 MAX_ROUNDS = 10
+
+#: Handshakes before an instruction count starts (first-use costs excluded).
+WARM_UP = 50
+
+#: Most handshakes counted per server with ``--instructions`` (each is
+#: some 50 times slower under callgrind).
+MAX_COUNTED = 5000
+
+#: Seconds a server under callgrind may take to start listening, and to
+#: write its counts after SIGTERM.
+CALLGRIND_TIMEOUT = 120.0
 
 #: The password of the ``vncauth`` case; a benchmark value, not a secret.
 PASSWORD = "bench"
@@ -354,6 +377,62 @@ def measure(children: peers.Children, server_name: str, argv: list[str], case: s
         children.stop(server)
 
 
+def count_instructions(children: peers.Children, server_name: str, argv: list[str],
+                       case: str, files: Files, port: int, handshakes: int, out_dir: str,
+                       root: str = peers.ROOT) -> float | None:
+    """User-space instructions per handshake of the server ``argv`` (see ``--instructions``)."""
+    out = os.path.join(out_dir, f"callgrind.{len(os.listdir(out_dir))}.out")
+    server = children.start(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                             f"--callgrind-out-file={out}", *argv],
+                            name=server_name, root=root)
+    try:
+        server.wait_for_port(port, timeout=CALLGRIND_TIMEOUT)
+        spec = ClientSpec(port, case, files.client_ca, files.client_cert, files.client_key)
+        tls = spec.context()
+        for _ in range(WARM_UP):
+            connect_once(spec, tls)
+        subprocess.run(["callgrind_control", "-i", "on", str(server.pid)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=CALLGRIND_TIMEOUT)
+        for _ in range(handshakes):
+            connect_once(spec, tls)
+        subprocess.run(["callgrind_control", "-i", "off", str(server.pid)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=CALLGRIND_TIMEOUT)
+        # Callgrind writes its counts when the server exits: give it time
+        # (Children.stop would kill it after a few seconds).
+        server.popen.send_signal(signal.SIGTERM)
+        server.popen.wait(CALLGRIND_TIMEOUT)
+    finally:
+        children.stop(server)
+    total = 0
+    for name in os.listdir(out_dir):
+        if os.path.join(out_dir, name).startswith(out):
+            with open(os.path.join(out_dir, name)) as f:
+                # "totals:" (callgrind's "summary:" stays 0 when
+                # instrumentation was switched on and off by hand).
+                for line in f:
+                    if line.startswith("totals:"):
+                        total += int(line.split()[1])
+                        break
+    return total / handshakes if total else None
+
+
+def print_instructions(counts: dict, cases: list[str], servers: list[str]) -> None:
+    print()
+    print(f"{'case':10s} {'server':14s} {'M instr/hs':>10s} {'/QEMU':>6s} {'/before':>8s}")
+    for case in cases:
+        for name in servers:
+            value = counts.get((case, name))
+            if value is None:
+                print(f"{case:10s} {name:14s} {'-':>10s}")
+                continue
+
+            def ratio(other):
+                base = counts.get((case, other))
+                return f"{value / base:.2f}" if base else "-"
+            print(f"{case:10s} {name:14s} {value / 1e6:10.3f} {ratio('QEMU 7.2'):>6s}"
+                  f" {ratio('before'):>8s}")
+
+
 def print_table(rows: list[Row]) -> None:
     print(f"{'case':<10} {'server':<14} {'hs/s':>7} {'CPU ms/hs':>9} {'hs/s/core':>9} "
           f"{'server %':>8} {'client %':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
@@ -420,7 +499,14 @@ def main(argv=None) -> None:
                         help=f"runs of every case and server, alternating (1..{MAX_ROUNDS})")
     parser.add_argument("--before", metavar="DIR",
                         help="also run the vncd of another checkout (e.g. main's work tree)")
+    parser.add_argument("--instructions", type=int, metavar="N", default=0,
+                        help="count callgrind instructions over N handshakes per server"
+                             f" instead of timing (1..{MAX_COUNTED})")
     args = parser.parse_args(argv)
+    if args.instructions and not 1 <= args.instructions <= MAX_COUNTED:
+        parser.error(f"--instructions must be 1..{MAX_COUNTED}")
+    if args.instructions and peers.tool("valgrind") is None:
+        parser.error(f"--instructions needs valgrind: {peers.install_hint('valgrind')}")
     if not 1 <= args.rounds <= MAX_ROUNDS:
         parser.error(f"--rounds must be 1..{MAX_ROUNDS}")
     if args.before and not os.path.isfile(os.path.join(args.before, "vncd", "__main__.py")):
@@ -447,6 +533,9 @@ def main(argv=None) -> None:
         vncd_screen = (["-screen", f"image,file={files.picture}"] if args.screen == "image"
                        else ["-screen", "testcard"])
         names = []
+        counts: dict = {}
+        counts_dir = os.path.join(root, "callgrind")
+        os.mkdir(counts_dir)
         for case in cases:
             options = server_options(case, files, display)
             servers = [(f"vncd ({args.screen})", peers.vncd_argv(vncd_screen + options),
@@ -457,11 +546,20 @@ def main(argv=None) -> None:
             if have_qemu:
                 servers.append(("QEMU 7.2", peers.qemu_argv(options), peers.ROOT))
             names = [name for name, _, _ in servers]
+            if args.instructions:
+                for name, server_argv, root in servers:
+                    counts[(case, name)] = count_instructions(
+                        children, name, server_argv, case, files, port, args.instructions,
+                        counts_dir, root)
+                continue
             for rnd in range(args.rounds):
                 turn = rnd % len(servers)
                 for name, server_argv, root in servers[turn:] + servers[:turn]:
                     rows.append(measure(children, name, server_argv, case, files, port,
                                         args.workers, args.seconds, root))
+    if args.instructions:
+        print_instructions(counts, cases, names)
+        return
     print_table(rows)
     if args.rounds > 1 or args.before:
         print_medians(rows, cases, names)

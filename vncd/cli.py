@@ -528,6 +528,7 @@ def _main(argv: list[str], reactor: Any, service: Any, out: TextIO, err: TextIO,
     if service is None:
         from vncd import service
     if reactor is None:
+        _install_reactor()
         from twisted.internet import reactor
 
         console.stamp_when_serving = start_logging(err)
@@ -537,6 +538,15 @@ def _main(argv: list[str], reactor: Any, service: Any, out: TextIO, err: TextIO,
     finally:
         manager.stopped(status)
     return status
+
+
+def _install_reactor() -> None:
+    """The command's own reactor (:mod:`vncd.reactor`), unless one is installed already."""
+    if "twisted.internet.reactor" in sys.modules:
+        return
+    from vncd import reactor
+
+    reactor.install()
 
 
 #: Events below this level (per-connection TLS details) are not printed.

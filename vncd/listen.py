@@ -139,8 +139,13 @@ class _WriteNow:
     #: Most queued writes one ``sendmsg`` takes (well under IOV_MAX).
     GATHER_MAX = 64
 
-    #: Whether :meth:`doWrite` gathers queued writes (set per transport
-    #: class by :func:`write_now`).
+    #: Whether the transport's ``writeSomeData`` is TCP's plain send, which
+    #: :meth:`write` then does itself (without Twisted's EINTR loop, which
+    #: Python's socket calls already do, and its memoryview of the bytes),
+    #: and whether :meth:`doWrite` gathers queued writes (not for transports
+    #: that pass descriptors, UNIX sockets).  Set per transport class by
+    #: :func:`write_now`.
+    DIRECT_SEND = False
     _gather = False
 
     def write(self, data: bytes) -> None:
@@ -148,7 +153,15 @@ class _WriteNow:
                 and self.connected and not self.disconnecting and not self._writeDisconnected
                 and not getattr(self, "TLS", False) and not self._tempDataBuffer
                 and self.offset == len(self.dataBuffer)):
-            sent = self.writeSomeData(data)
+            if self.DIRECT_SEND:
+                try:
+                    sent = self.socket.send(data)
+                except OSError:
+                    # Full (EAGAIN, ENOBUFS) or broken: queued, and doWrite
+                    # meets a real error again, as after writeSomeData.
+                    sent = 0
+            else:
+                sent = self.writeSomeData(data)
             if not isinstance(sent, Exception) and sent > 0:
                 if sent == len(data):
                     return
@@ -234,6 +247,95 @@ class _WriteNow:
 _WRITE_NOW_CLASSES: dict[type, type] = {}
 
 
+def _accepting_port_class():
+    """:class:`twisted.internet.tcp.Port` with a leaner accept loop (built on first use,
+    so that importing this module imports no reactor code)."""
+    global _AcceptPort
+    if _AcceptPort is not None:
+        return _AcceptPort
+    from twisted.internet import tcp
+    from twisted.python import log
+
+    class AcceptPort(tcp.Port):
+        """A TCP port whose common accept path skips per-accept work nobody uses.
+
+        Twisted's ``Port.doRead`` sets up a log buffer (three ``Logger``
+        objects) for every readable event, in case accepting runs out of
+        descriptors, and accepts through ``socket.accept``, which converts
+        the listener's family and type to enums for each new socket.  Here
+        the loop accepts with the listener's numbers directly; it does
+        what Twisted does with each connection (the same address, session
+        number, transport and ``makeConnection``; a factory's ``None``
+        closes the socket) and scales its accepts per event by the same
+        rule.  Any accept error other than "no more connections" (EMFILE,
+        EPERM, ...) is left to Twisted's own loop, which knows what each
+        means; an exception while starting a connection is logged as
+        Twisted logs it.
+        """
+
+        #: The listener's family, type and protocol as plain numbers.
+        _socket_args: tuple[int, int, int] = (-1, -1, -1)
+
+        def startListening(self) -> None:
+            super().startListening()
+            listener = self.socket
+            self._socket_args = (int(listener.family), int(listener.type), listener.proto)
+
+        def doRead(self) -> None:
+            accept = self.socket._accept
+            family, kind, proto = self._socket_args
+            accepted = 0
+            try:
+                for _ in range(self.numberAccepts):
+                    try:
+                        fd, addr = accept()
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        tcp.Port.doRead(self)
+                        return
+                    skt = socket.socket(family, kind, proto, fileno=fd)
+                    accepted += 1
+                    if len(addr) == 4:
+                        # IPv6: the scope ID, as Twisted spells it.
+                        host = socket.getnameinfo(
+                            addr, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)[0]
+                        addr = (host, *addr[1:])
+                    protocol = self.factory.buildProtocol(self._buildAddr(addr))
+                    if protocol is None:
+                        skt.close()
+                        continue
+                    session = self.sessionno
+                    self.sessionno = session + 1
+                    transport = self.transport(skt, protocol, addr, self, session, self.reactor)
+                    protocol.makeConnection(transport)
+                if accepted == self.numberAccepts:
+                    self.numberAccepts += 20
+                else:
+                    self.numberAccepts = max(1, accepted)
+            except BaseException:
+                log.deferr()
+
+    _AcceptPort = AcceptPort
+    return AcceptPort
+
+
+_AcceptPort = None
+
+
+def _adopt_stream_port(reactor, fd: int, family: int, factory):
+    """``reactor.adoptStreamPort``; a TCP socket on one of Twisted's own POSIX
+    reactors gets :func:`_accepting_port_class`'s port."""
+    from twisted.internet import posixbase
+
+    if (family in (socket.AF_INET, socket.AF_INET6)
+            and isinstance(reactor, posixbase.PosixReactorBase)):
+        port = _accepting_port_class()._fromListeningDescriptor(reactor, fd, family, factory)
+        port.startListening()
+        return port
+    return reactor.adoptStreamPort(fd, family, factory)
+
+
 def write_now(port) -> None:
     """Make the connections ``port`` accepts write at once (:class:`_WriteNow`).
 
@@ -252,10 +354,11 @@ def write_now(port) -> None:
         return
     cls = _WRITE_NOW_CLASSES.get(transport)
     if cls is None:
-        # Transports that pass descriptors (UNIX) keep Twisted's doWrite.
-        gather = (issubclass(transport, tcp.Connection)
-                  and not hasattr(transport, "sendFileDescriptor"))
-        cls = type(f"WriteNow{transport.__name__}", (_WriteNow, transport), {"_gather": gather})
+        # TCP's own send; transports that pass descriptors (UNIX) keep
+        # Twisted's writeSomeData and doWrite.
+        direct = transport.writeSomeData is tcp.Connection.writeSomeData
+        cls = type(f"WriteNow{transport.__name__}", (_WriteNow, transport),
+                   {"DIRECT_SEND": direct, "_gather": direct})
         _WRITE_NOW_CLASSES[transport] = cls
     port.transport = cls
 
@@ -364,7 +467,7 @@ def listen(reactor, factory, address: ListenAddress, *, source: str,
         for sock in bound:
             host, bound_port = sock.getsockname()[:2]
             six = sock.family == socket.AF_INET6
-            port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+            port = _adopt_stream_port(reactor, sock.fileno(), sock.family, factory)
             write_now(port)
             listeners.append(Listener(
                 text=f"[{host}]:{bound_port}" if six else f"{host}:{bound_port}",
@@ -455,7 +558,7 @@ def adopt(reactor, factory, fd: int, *, source: str, what: str,
                                hint="use ListenStream= in the socket unit, without Accept=yes")
         text, host, service, family = _describe(sock)
         sock.setblocking(False)
-        port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+        port = _adopt_stream_port(reactor, sock.fileno(), sock.family, factory)
         write_now(port)
     finally:
         sock.close()

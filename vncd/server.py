@@ -159,11 +159,17 @@ def address_info(address) -> tuple[str, str, str]:
     return "", "", "unknown"
 
 
-def peer_host(address) -> str | None:
-    """The host part the throttle keys on; ``None`` for UNIX sockets (not throttled)."""
-    if isinstance(address, (IPv4Address, IPv6Address)):
-        return address.host
-    return None
+def _describe(address) -> tuple[str, str, str, str]:
+    """:func:`peer_text` and :func:`address_info` of ``address`` in one type test
+    (each connection describes both of its ends)."""
+    kind = type(address)
+    if kind is IPv4Address:
+        host, service = address.host, str(address.port)
+        return f"{host}:{service}", host, service, "ipv4"
+    if kind is IPv6Address:
+        host, service = address.host, str(address.port)
+        return f"[{host}]:{service}", host, service, "ipv6"
+    return (peer_text(address), *address_info(address))
 
 
 def source_of(address, limits: Limits) -> str:
@@ -291,8 +297,10 @@ class ConnectionLog:
         repeat of ``kind`` from ``source``; ``detail`` (a bounded, server-chosen
         string) makes lines with different details count apart."""
         self._report(self._summary.due())
-        what = f"{kind.value} ({detail})" if detail else kind.value
-        if self._summary.record(source, f"{kind.name} {detail}", what):
+        # The members' own attributes: ``.value`` and ``.name`` are
+        # Python-level descriptors, and this runs twice per connection.
+        what = f"{kind._value_} ({detail})" if detail else kind._value_
+        if self._summary.record(source, f"{kind._name_} {detail}", what):
             log.info(text, **fields)
         self._schedule()
 
@@ -447,6 +455,8 @@ class DisplayServer:
             client.drop("the server is stopping")
 
     def _notify(self, method: str, info: ConnectionInfo) -> None:
+        if not self.observers:
+            return
         for observer in list(self.observers):
             try:
                 getattr(observer, method)(self, info)
@@ -613,12 +623,12 @@ class RFBServerProtocol(Protocol):
     def connectionMade(self) -> None:
         server = self.server
         peer, host = self.transport.getPeer(), self.transport.getHost()
-        self._peer_host = peer_host(peer)
         self.source = source_of(peer, server.limits)
-        (peer_host_text, peer_service, peer_family) = address_info(peer)
-        (local_host, local_service, local_family) = address_info(host)
+        peer_text_, peer_host_text, peer_service, peer_family = _describe(peer)
+        local_text, local_host, local_service, local_family = _describe(host)
+        self._peer_host = peer_host_text if peer_family in ("ipv4", "ipv6") else None
         self.info = ConnectionInfo(
-            peer=peer_text(peer), local=peer_text(host), websocket=self._websocket,
+            peer=peer_text_, local=local_text, websocket=self._websocket,
             connected_at=server.reactor.seconds(), host=peer_host_text, service=peer_service,
             family=peer_family, local_host=local_host, local_service=local_service,
             local_family=local_family)
@@ -696,7 +706,8 @@ class RFBServerProtocol(Protocol):
             if event is CLOSED:
                 self._peer_closed()
                 break
-            self._note_client_step(event)
+            if self._quiet_since_tls or type(event) is TLSEstablished:
+                self._note_client_step(event)
             handler = _EVENT_HANDLERS.get(type(event))
             if handler is not None:
                 handler(self, event)

@@ -1,4 +1,5 @@
-"""vncd.listen: connections on vncd's listeners write at once (write_now).
+"""vncd.listen: connections on vncd's listeners write at once (write_now); TCP listeners
+accept through their own loop with Twisted's outcomes.
 
 Real reactor, loopback TCP and a UNIX socket in a temporary directory;
 every wait is bounded by trial's timeout.
@@ -6,13 +7,14 @@ every wait is bounded by trial's timeout.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import tempfile
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.testing import MemoryReactor
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from compat.config import ListenAddress
 from vncd.listen import _WriteNow, listen, listen_unix, write_now
@@ -79,6 +81,7 @@ class WriteNowTests(TestCase):
             factory, lambda: defer.succeed(socket.create_connection(("127.0.0.1", port))))
         self.assertEqual(data, b"".join(messages))
         self.assertIsInstance(factory.transports[0], _WriteNow)
+        self.assertTrue(factory.transports[0].DIRECT_SEND, "TCP sends by itself")
         self.assertEqual(factory.held, [0, 0, 0])
 
     @defer.inlineCallbacks
@@ -112,6 +115,7 @@ class WriteNowTests(TestCase):
         data = yield self._exchange(factory, connect)
         self.assertEqual(data, b"helloworld")
         self.assertEqual(factory.held, [0, 0])
+        self.assertFalse(factory.transports[0].DIRECT_SEND, "UNIX keeps its writeSomeData")
 
     def test_twice_is_once(self):
         [listener] = listen(reactor, _WriterFactory([]), ListenAddress("tcp", "127.0.0.1", 0),
@@ -135,3 +139,158 @@ class WriteNowPortTests(SynchronousTestCase):
         before = getattr(port, "transport", None)
         write_now(port)
         self.assertIs(getattr(port, "transport", None), before)
+
+
+class _Recorder(protocol.Protocol):
+    """Notes its transport and peer; says hello and closes."""
+
+    def connectionMade(self):
+        self.factory.made.append((self.transport, self.transport.getPeer()))
+        self.factory.timeouts.append(self.transport.socket.gettimeout())
+        self.transport.write(b"hello")
+        self.transport.loseConnection()
+
+
+class _RecorderFactory(protocol.Factory):
+    protocol = _Recorder
+
+    def __init__(self, refuse=(), fail=()):
+        self.made = []
+        self.timeouts = []
+        self.addresses = []
+        self.refuse = set(refuse)
+        self.fail = set(fail)
+
+    def buildProtocol(self, addr):
+        index = len(self.addresses)
+        self.addresses.append(addr)
+        if index in self.fail:
+            raise RuntimeError(f"factory failed for connection {index}")
+        if index in self.refuse:
+            return None
+        return super().buildProtocol(addr)
+
+
+class _FailingAccepts:
+    """A listening socket whose next ``failures`` accepts fail with ``error`` (then the real ones)."""
+
+    def __init__(self, sock, error: int, failures: int) -> None:
+        self._sock = sock
+        self._error = error
+        self.failures = failures
+
+    def _fail(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(self._error, os.strerror(self._error))
+
+    def _accept(self):
+        self._fail()
+        return self._sock._accept()
+
+    def accept(self):
+        self._fail()
+        return self._sock.accept()
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class AcceptPortTests(TestCase):
+    """vncd's TCP listeners accept through their own loop with Twisted's outcomes."""
+
+    timeout = 30
+
+    def _listen(self, factory, host="127.0.0.1", family=socket.AF_INET):
+        [listener] = listen(reactor, factory, ListenAddress("tcp", host, 0),
+                            source="-vnc test", allowed=(family,))
+        self.addCleanup(listener.port.stopListening)
+        return listener
+
+    def _client(self, port: int, host="127.0.0.1", family=socket.AF_INET):
+        def connect():
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.connect((host, port))
+            return _read_all(sock), sock
+        from twisted.internet.threads import deferToThread
+        return deferToThread(connect).addCallback(lambda pair: (pair[1].close(), pair[0])[1])
+
+    def test_port_class(self):
+        """Listeners on Twisted's reactor get the accepting port; it is still a tcp.Port."""
+        from twisted.internet import tcp
+        listener = self._listen(_RecorderFactory())
+        self.assertIsInstance(listener.port, tcp.Port)
+        self.assertEqual(type(listener.port).__name__, "AcceptPort")
+        self.assertEqual(listener.port._socket_args,
+                         (socket.AF_INET, socket.SOCK_STREAM, listener.port.socket.proto))
+
+    @defer.inlineCallbacks
+    def test_connections_as_twisted_builds_them(self):
+        """Each connection gets the factory's protocol with the peer's address, the next
+        session number and a non-blocking socket; a factory's None closes the socket
+        (and takes no session number)."""
+        from twisted.internet.address import IPv4Address
+        factory = _RecorderFactory(refuse={1})
+        port = int(self._listen(factory).service)
+        first = yield self._client(port)
+        refused = yield self._client(port)
+        third = yield self._client(port)
+        self.assertEqual((first, refused, third), (b"hello", b"", b"hello"))
+        self.assertEqual(len(factory.addresses), 3)
+        for addr in factory.addresses:
+            self.assertIsInstance(addr, IPv4Address)
+            self.assertEqual((addr.type, addr.host), ("TCP", "127.0.0.1"))
+        [(t1, peer1), (t3, peer3)] = factory.made
+        self.assertEqual(peer1, factory.addresses[0])
+        self.assertEqual(t3.sessionno, t1.sessionno + 1)
+        self.assertIsInstance(t1, _WriteNow)
+        self.assertEqual(factory.timeouts, [0.0, 0.0])
+
+    @defer.inlineCallbacks
+    def test_ipv6_peer(self):
+        """An IPv6 peer's address is an IPv6Address with the numeric host."""
+        from twisted.internet.address import IPv6Address
+        try:
+            probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            probe.bind(("::1", 0))
+            probe.close()
+        except OSError:
+            raise SkipTest("no IPv6 loopback here")
+        factory = _RecorderFactory()
+        port = int(self._listen(factory, "::1", socket.AF_INET6).service)
+        data = yield self._client(port, "::1", socket.AF_INET6)
+        self.assertEqual(data, b"hello")
+        [addr] = factory.addresses
+        self.assertIsInstance(addr, IPv6Address)
+        self.assertEqual(addr.host, "::1")
+
+    @defer.inlineCallbacks
+    def test_factory_failure_is_logged_and_the_port_goes_on(self):
+        """An exception while building a connection is logged; the next client is served."""
+        factory = _RecorderFactory(fail={0})
+        port = int(self._listen(factory).service)
+        socket.create_connection(("127.0.0.1", port)).close()
+        second = yield self._client(port)
+        self.assertEqual(second, b"hello")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(len(factory.addresses), 2)
+
+    @defer.inlineCallbacks
+    def test_out_of_descriptors_is_twisteds_recovery(self):
+        """EMFILE goes to Twisted's loop: it frees its reserved descriptor, accepts and
+        closes the waiting client, logs that; the next client is served."""
+        events = []
+        from twisted.logger import globalLogPublisher
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        factory = _RecorderFactory()
+        listener = self._listen(factory)
+        failing = _FailingAccepts(listener.port.socket, errno.EMFILE, 2)
+        listener.port.socket = failing
+        port = int(listener.service)
+        first = yield self._client(port)
+        second = yield self._client(port)
+        self.assertEqual((first, second), (b"", b"hello"))
+        self.assertEqual(failing.failures, 0)
+        self.assertTrue(any("EMFILE" in (e.get("log_format") or "") for e in events))
+        self.assertEqual(len(factory.made), 1)

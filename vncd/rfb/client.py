@@ -125,19 +125,6 @@ class ClientConnection(Connection):
         #: The security type and VeNCrypt subtype in use, once chosen.
         self.security_type: SecurityType | None = None
         self.subtype: VeNCryptSubtype | None = None
-        self._handlers = {
-            ClientState.AWAIT_VERSION: self._on_version,
-            ClientState.AWAIT_SECURITY_TYPE: self._on_security_type_33,
-            ClientState.AWAIT_SECURITY_TYPES: self._on_security_types,
-            ClientState.AWAIT_VNC_CHALLENGE: self._on_challenge,
-            ClientState.AWAIT_VENCRYPT_VERSION: self._on_vencrypt_version,
-            ClientState.AWAIT_VENCRYPT_VERSION_ACK: self._on_vencrypt_version_ack,
-            ClientState.AWAIT_VENCRYPT_SUBTYPES: self._on_vencrypt_subtypes,
-            ClientState.AWAIT_VENCRYPT_SUBTYPE_ACK: self._on_vencrypt_subtype_ack,
-            ClientState.AWAIT_SECURITY_RESULT: self._on_security_result,
-            ClientState.AWAIT_SERVER_INIT: self._on_server_init,
-            ClientState.RUNNING: self._on_message,
-        }
 
     # -- state ------------------------------------------------------------
 
@@ -466,3 +453,18 @@ class ClientConnection(Connection):
             self._in += self._decoder.trailing_data
         self._pending.append(event)
         return None
+
+
+ClientConnection.HANDLERS = {
+    ClientState.AWAIT_VERSION: ClientConnection._on_version,
+    ClientState.AWAIT_SECURITY_TYPE: ClientConnection._on_security_type_33,
+    ClientState.AWAIT_SECURITY_TYPES: ClientConnection._on_security_types,
+    ClientState.AWAIT_VNC_CHALLENGE: ClientConnection._on_challenge,
+    ClientState.AWAIT_VENCRYPT_VERSION: ClientConnection._on_vencrypt_version,
+    ClientState.AWAIT_VENCRYPT_VERSION_ACK: ClientConnection._on_vencrypt_version_ack,
+    ClientState.AWAIT_VENCRYPT_SUBTYPES: ClientConnection._on_vencrypt_subtypes,
+    ClientState.AWAIT_VENCRYPT_SUBTYPE_ACK: ClientConnection._on_vencrypt_subtype_ack,
+    ClientState.AWAIT_SECURITY_RESULT: ClientConnection._on_security_result,
+    ClientState.AWAIT_SERVER_INIT: ClientConnection._on_server_init,
+    ClientState.RUNNING: ClientConnection._on_message,
+}

@@ -29,8 +29,8 @@ class Connection:
     """Base of :class:`~vncd.rfb.server.ServerConnection` and
     :class:`~vncd.rfb.client.ClientConnection`.
 
-    Subclasses set the class attributes below and fill ``_handlers``
-    (state -> method) in their constructor.
+    Subclasses set the class attributes below, ``HANDLERS`` last (after
+    their methods exist).
     """
 
     #: Who is at the other end, for messages ("client" or "server").
@@ -42,6 +42,9 @@ class Connection:
     TLS_STATE: ClassVar[enum.Enum]
     #: States in which the caller must act before anything more is parsed.
     PAUSED_STATES: ClassVar[frozenset]
+    #: The handler (a method, called with the connection) of each state that
+    #: reads bytes.  One table per class: a connection builds no bound methods.
+    HANDLERS: ClassVar[Mapping[enum.Enum, Callable[["Connection"], object]]]
 
     def __init__(self, table: Mapping, initial: enum.Enum) -> None:
         self._machine = StateMachine(table, initial)
@@ -49,7 +52,6 @@ class Connection:
         self._out = bytearray()
         self._pending: list[object] = []
         self._eof = False
-        self._handlers: dict[enum.Enum, Callable[[], object]] = {}
 
     @property
     def state(self):
@@ -59,7 +61,7 @@ class Connection:
 
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes from the peer (``b""`` means the peer closed)."""
-        state = self.state
+        state = self._machine.state
         if state is self.TLS_STATE:
             raise LocalProtocolError("bytes fed to the RFB layer while TLS is being negotiated")
         if state is self.CLOSED_STATE:
@@ -100,24 +102,25 @@ class Connection:
         protocol; any reply the protocol prescribes is then queued in
         :meth:`data_to_send` and the connection is closed.
         """
+        machine = self._machine
         while not self._pending:
-            state = self.state
+            state = machine.state
             if state is self.CLOSED_STATE:
                 return CLOSED
             if state in self.PAUSED_STATES:
                 return PAUSED
             try:
                 self._before_parsing()
-                progress = self._handlers[state]()
+                progress = self.HANDLERS[state](self)
             except RemoteProtocolError:
-                if self.state is not self.CLOSED_STATE:
-                    self._machine.process(self.FAIL)
+                if machine.state is not self.CLOSED_STATE:
+                    machine.process(self.FAIL)
                 self._pending.clear()
                 raise
             if progress is NEED_DATA:
                 if not self._eof:
                     return NEED_DATA
-                self._machine.process(self.FAIL)
+                machine.process(self.FAIL)
                 if state is self.RUNNING_STATE and self._between_messages():
                     return CLOSED
                 raise RemoteProtocolError(

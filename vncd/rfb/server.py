@@ -133,6 +133,7 @@ class ServerConnection(Connection):
         self._security = security
         self._auth = security.auth
         self._limits = limits or Limits()
+        self._max_receive_buffer = self._limits.max_receive_buffer
         self._random_bytes = random_bytes
         self._out += PROTOCOL_VERSION
         self._denial: str | None = None
@@ -140,20 +141,11 @@ class ServerConnection(Connection):
         self._overflow = False
         #: RFB 3.x minor version in use, once agreed.
         self.minor: int | None = None
-        self._handlers = {
-            ServerState.AWAIT_VERSION: self._on_version,
-            ServerState.AWAIT_SECURITY_CHOICE: self._on_security_choice,
-            ServerState.AWAIT_VENCRYPT_VERSION: self._on_vencrypt_version,
-            ServerState.AWAIT_VENCRYPT_SUBTYPE: self._on_vencrypt_subtype,
-            ServerState.AWAIT_VNC_RESPONSE: self._on_vnc_response,
-            ServerState.AWAIT_CLIENT_INIT: self._on_client_init,
-            ServerState.RUNNING: self._on_message,
-        }
 
     # -- input limit ----------------------------------------------------------
 
     def _buffer(self, data: bytes) -> None:
-        if len(self._in) + len(data) > self._limits.max_receive_buffer:
+        if len(self._in) + len(data) > self._max_receive_buffer:
             self._overflow = True
             return
         self._in += data
@@ -349,3 +341,14 @@ class ServerConnection(Connection):
         self._machine.process(ServerInput.CLIENT_MESSAGE)
         self._pending.append(message)
         return None
+
+
+ServerConnection.HANDLERS = {
+    ServerState.AWAIT_VERSION: ServerConnection._on_version,
+    ServerState.AWAIT_SECURITY_CHOICE: ServerConnection._on_security_choice,
+    ServerState.AWAIT_VENCRYPT_VERSION: ServerConnection._on_vencrypt_version,
+    ServerState.AWAIT_VENCRYPT_SUBTYPE: ServerConnection._on_vencrypt_subtype,
+    ServerState.AWAIT_VNC_RESPONSE: ServerConnection._on_vnc_response,
+    ServerState.AWAIT_CLIENT_INIT: ServerConnection._on_client_init,
+    ServerState.RUNNING: ServerConnection._on_message,
+}

@@ -80,8 +80,15 @@ class RFBStack:
         if self._pending:
             return self._pending.pop(0)
         event = self.rfb.next_event()
-        self._route_rfb_output()
-        if isinstance(event, StartTLS):
+        # Without TLS the RFB layer's bytes go out as they are: they are
+        # collected when the wire asks (data_to_send) or before bytes sent
+        # after them (send).  Before TLS starts, and once it has, they are
+        # routed at once: the clear ones must leave before the handshake,
+        # later ones be encrypted in order.
+        if self._tls is not None:
+            self._route_rfb_output()
+        elif isinstance(event, StartTLS):
+            self._route_rfb_output()
             self._start_tls()
         return event
 
@@ -92,6 +99,7 @@ class RFBStack:
                 raise LocalProtocolError("application data before the TLS session is established")
             self._tls.send(data)
         else:
+            self._route_rfb_output()
             self._raw += data
 
     def data_to_send(self) -> bytes:
