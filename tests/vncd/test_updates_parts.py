@@ -247,6 +247,24 @@ class ExactScreen(Screen):
 class ExactDamageTests(SynchronousTestCase):
     """A screen with exact damage is served from its own framebuffer, without a compare."""
 
+    def served(self, screen=None, encodings=None):
+        """A Raw client that has had the whole screen and asked for what changes next."""
+        from vncd import encoding as enc
+        st = Setup(200, 150) if screen is None else Setup(screen=screen)
+        client, _, viewer = st.client(encodings or [enc.RAW])
+        client.request_update(False, 0, 0, 200, 150)
+        st.settle()
+        viewer.updates()
+        client.request_update(True, 0, 0, 200, 150)
+        return st, viewer
+
+    def sent(self, st, viewer) -> list:
+        """The rectangles of the one update the change brought."""
+        from tests.vncd.test_updates_helpers import pixels_events
+        st.settle()
+        update, = viewer.updates()
+        return [(e.x, e.y, e.width, e.height) for e in pixels_events(update)]
+
     def test_framebuffer_is_the_snapshot(self):
         st = Setup(screen=ExactScreen(200, 150))
         self.assertIs(st.display.frame, st.screen.framebuffer)
@@ -256,14 +274,7 @@ class ExactDamageTests(SynchronousTestCase):
     def test_reported_tiles_are_sent_and_nothing_else(self):
         """Only the reported tiles are sent -- also when other pixels changed
         unreported (no compare looks for them) -- and they show the new pixels."""
-        from vncd import encoding as enc
-        from tests.vncd.test_updates_helpers import pixels_events
-        st = Setup(screen=ExactScreen(200, 150))
-        client, _, viewer = st.client([enc.RAW])
-        client.request_update(False, 0, 0, 200, 150)
-        st.settle()
-        viewer.updates()
-        client.request_update(True, 0, 0, 200, 150)
+        st, viewer = self.served(ExactScreen(200, 150))
         fb = st.screen.framebuffer
         fb[70:80, 130:140, :3] = 90            # tile (1, 2), reported
         fb[0:5, 0:5, :3] = 50                  # tile (0, 0), not reported
@@ -272,28 +283,15 @@ class ExactDamageTests(SynchronousTestCase):
         generation = st.display.generation
         st.screen.damage_tiles(tiles)
         self.assertEqual(st.display.generation, generation + 1)
-        st.settle()
-        update, = viewer.updates()
-        self.assertEqual([(e.x, e.y, e.width, e.height) for e in pixels_events(update)],
-                         [(128, 64, 64, 64)])
+        self.assertEqual(self.sent(st, viewer), [(128, 64, 64, 64)])
         self.assertTrue((viewer.rgbx()[70:80, 130:140, :3] == 90).all())
         self.assertFalse((viewer.rgbx()[0:5, 0:5, :3] == 50).any())
 
     def test_damage_means_changed(self):
         """damage() on an exact screen marks its tiles changed without comparing."""
-        from vncd import encoding as enc
-        from tests.vncd.test_updates_helpers import pixels_events
-        st = Setup(screen=ExactScreen(200, 150))
-        client, _, viewer = st.client([enc.RAW])
-        client.request_update(False, 0, 0, 200, 150)
-        st.settle()
-        viewer.updates()
-        client.request_update(True, 0, 0, 200, 150)
+        st, viewer = self.served(ExactScreen(200, 150))
         st.screen.damage(10, 10, 5, 5)         # nothing drawn: still sent
-        st.settle()
-        update, = viewer.updates()
-        self.assertEqual([(e.x, e.y, e.width, e.height) for e in pixels_events(update)],
-                         [(0, 0, 64, 64)])
+        self.assertEqual(self.sent(st, viewer), [(0, 0, 64, 64)])
 
     def test_bad_tile_masks_refused(self):
         screen = ExactScreen(200, 150)
@@ -306,22 +304,12 @@ class ExactDamageTests(SynchronousTestCase):
     def test_other_screens_compare_the_reported_tiles(self):
         """damage_tiles on a screen without exact damage means 'may have
         changed': the display compares, and unchanged tiles are not sent."""
-        from vncd import encoding as enc
-        from tests.vncd.test_updates_helpers import pixels_events
-        st = Setup(200, 150)
-        client, _, viewer = st.client([enc.RAW])
-        client.request_update(False, 0, 0, 200, 150)
-        st.settle()
-        viewer.updates()
-        client.request_update(True, 0, 0, 200, 150)
+        st, viewer = self.served()
         st.screen.framebuffer[130:140, 150:160, :3] = 33   # tile (2, 2)
         tiles = np.zeros(st.display.tile_shape, dtype=bool)
         tiles[0, 0] = tiles[2, 2] = True
         st.screen.damage_tiles(tiles)
-        st.settle()
-        update, = viewer.updates()
-        self.assertEqual([(e.x, e.y, e.width, e.height) for e in pixels_events(update)],
-                         [(128, 128, 64, 22)])
+        self.assertEqual(self.sent(st, viewer), [(128, 128, 64, 22)])
 
     def test_resize_rebinds_the_snapshot(self):
         st = Setup(screen=ExactScreen(200, 150))
@@ -335,15 +323,11 @@ class ExactDamageTests(SynchronousTestCase):
     def test_move_is_not_applied_twice(self):
         """Screen.move already moved the shared pixels; the display only tells clients."""
         from vncd import encoding as enc
-        st = Setup(screen=ExactScreen(200, 150))
-        client, _, viewer = st.client([enc.RAW, enc.COPYRECT])
-        fb = st.screen.framebuffer
+        screen = ExactScreen(200, 150)
+        fb = screen.framebuffer
         fb[0:10, 0:10, :3] = 120
         fb[10:20, 0:10, :3] = 60
-        client.request_update(False, 0, 0, 200, 150)
-        st.settle()
-        viewer.updates()
-        client.request_update(True, 0, 0, 200, 150)
+        st, viewer = self.served(screen, [enc.RAW, enc.COPYRECT])
         st.screen.move(0, 0, 0, 5, 10, 10)     # rows 5-14 become the old rows 0-9
         st.settle()
         viewer.updates()

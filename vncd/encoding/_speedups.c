@@ -1424,6 +1424,21 @@ colour_slot(const colour_table_t *t, uint32_t key)
     return (int)slot;
 }
 
+/* ``key`` into the table and ``colours`` if it is new: the new count, or
+ * limit + 1 when it would be one colour too many. */
+static inline int
+add_colour(colour_table_t *t, uint32_t *colours, int count, int limit, uint32_t key)
+{
+    int slot = colour_slot(t, key);
+    if (t->key[slot] != 0)
+        return count;
+    if (count == limit)
+        return limit + 1;
+    t->key[slot] = key + 1;
+    colours[count] = key;
+    return count + 1;
+}
+
 PyDoc_STRVAR(tight_palette_doc,
 "tight_palette(region, limit) -> (colours, indices) or None\n\n"
 "The distinct 24-bit colours of ``region`` (an (h, w, 4) uint8 RGBX array,\n"
@@ -1470,16 +1485,8 @@ tight_palette(PyObject *self, PyObject *args)
      * shows them there (a gradient's colours are far apart in scan order). */
     Py_ssize_t n = h * w, step = n / COLOUR_SAMPLE;
     for (Py_ssize_t i = 0; step > 1 && i < n && count <= limit; i += step) {
-        uint32_t key = colour_key(base + (i / w) * stride + 4 * (i % w));
-        int slot = colour_slot(table, key);
-        if (table->key[slot] != 0)
-            continue;
-        if (count == limit) {
-            count++;
-            break;
-        }
-        table->key[slot] = key + 1;
-        colours[count++] = key;
+        count = add_colour(table, colours, count, limit,
+                           colour_key(base + (i / w) * stride + 4 * (i % w)));
     }
     uint32_t last = colour_key(base) + 1;   /* differs from the first key */
     for (Py_ssize_t y = 0; y < h && count <= limit; y++) {
@@ -1489,15 +1496,9 @@ tight_palette(PyObject *self, PyObject *args)
             if (key == last)
                 continue;
             last = key;
-            int slot = colour_slot(table, key);
-            if (table->key[slot] != 0)
-                continue;
-            if (count == limit) {
-                count++;
+            count = add_colour(table, colours, count, limit, key);
+            if (count > limit)
                 break;
-            }
-            table->key[slot] = key + 1;
-            colours[count++] = key;
         }
     }
     Py_END_ALLOW_THREADS
