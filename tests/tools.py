@@ -114,5 +114,44 @@ def qemu_vnc(args: list[str], timeout: float = 10.0):
     try:
         proc.wait(timeout=1.5)
     except subprocess.TimeoutExpired:
+        # Running; on a loaded machine it may not listen yet: wait (without
+        # connecting, which QEMU would count as a client) for its VNC ports.
+        deadline = time.monotonic() + timeout
+        ports = _vnc_ports(args)
+        while ports and not all(map(_listening, ports)):
+            if proc.poll() is not None:
+                return proc, False
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         return proc, True
     return proc, False
+
+
+def _vnc_ports(args: list[str]) -> list[int]:
+    """The TCP ports of ``-vnc host:N,...`` options (5900 + N)."""
+    ports = []
+    for option, value in zip(args, args[1:]):
+        if option == "-vnc":
+            address = value.split(",", 1)[0]
+            if address.startswith(("unix:", "none")):
+                continue
+            display = address.rpartition(":")[2]
+            if display.isdigit():
+                ports.append(5900 + int(display))
+    return ports
+
+
+def _listening(port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` (from /proc/net/tcp*, no connection made)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except OSError:
+            continue
+    return False
