@@ -104,9 +104,33 @@ were made per connection.  After (sends at once when nothing is queued,
 identity-hashed state enums, payloads only for listeners, masks on first
 use): 1.05 -> 0.76 M instructions per None handshake and 1.25 -> 0.90 M
 per VNC-password one; 32.6 -> 20.5 system calls per None handshake (QEMU
-7.2: 42); no vncd function above about 2 %.  What is left is Python user
-time (0.29-0.30 ms per handshake against QEMU's 0.12-0.13 ms), about half
-of it Twisted's per-event and per-connection work.
+7.2: 42); no vncd function above about 2 %.
+
+The next stop (issue 10, ``benchmarks.connections --instructions 300``,
+one sequential client): the ``vncd`` command's own reactor
+(:mod:`vncd.reactor`) dispatches events without Twisted's per-event log
+context (-12 %); TCP listeners accept through a leaner loop than
+``Port.doRead`` (no per-accept log buffer of three ``Logger`` objects, no
+enum conversions in ``socket.accept``: -6 %); the RFB connections share
+one handler table per class, and repeated per-event work went from the
+protocol (-9 %); immediate writes call ``socket.send`` directly (-3 %).
+Together 0.748 -> 0.548 M instructions per None handshake and 0.880 ->
+0.665 M per VNC-password one (QEMU 7.2 in the same run: 0.47 and 0.55 M;
+its count moves by up to a third between runs with its main loop's own
+work); X509None 11.9 -> 11.6 M and
+TLSNone 12.3 -> 12.0 M, nearly all OpenSSL (QEMU: 25.8 M and 7.9 M).
+TLS flights already leave in one send each (8 sends and 8 receives per
+X509None handshake, against QEMU's 14 and 18).  Time does not follow
+instructions one to one: QEMU runs its 0.5 M in 0.07-0.09 ms of user time,
+vncd its 0.55 M in 0.21-0.25 ms under the pyenv Python 3.11 of the
+development machine (a shared-library build without PGO/LTO) and in
+0.13-0.15 ms under Debian's optimised python3.11; the interpreter's
+instructions per cycle, not vncd's instruction count, is most of the gap
+left.  What remains per None handshake is spread thin: vncd's protocol
+path (display registration and ``attach`` about 9 % together, the
+connection log lines about 4 %), Twisted's transport set-up and close
+(``Server.__init__``, ``readConnectionLost``'s adapter lookup,
+``_closeSocket``), and the reactor's timed-call bookkeeping.
 """
 
 from __future__ import annotations
