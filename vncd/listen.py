@@ -42,6 +42,10 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.internet.main import CONNECTION_LOST
+from twisted.python.compat import lazyByteSlice
+from twisted.python.util import untilConcludes
+
 from compat.config import ListenAddress
 
 __all__ = ["StartupError", "Listener", "LISTEN_BACKLOG", "families", "listen",
@@ -171,8 +175,6 @@ class _WriteNow:
     def doWrite(self):
         if not self._gather:
             return super().doWrite()
-        from twisted.python.compat import lazyByteSlice
-
         pieces = []
         size = len(self.dataBuffer) - self.offset
         if size:
@@ -209,15 +211,12 @@ class _WriteNow:
         CONNECTION_LOST -- ``writeSomeData``'s results."""
         if len(pieces) == 1:
             return self.writeSomeData(pieces[0])
-        from twisted.internet import main
-        from twisted.python.util import untilConcludes
-
         try:
             return untilConcludes(self.socket.sendmsg, pieces)
         except OSError as exc:
             if exc.errno in (errno.EWOULDBLOCK, errno.ENOBUFS):
                 return 0
-            return main.CONNECTION_LOST
+            return CONNECTION_LOST
 
     def _sent(self, sent: int) -> None:
         """Forget the first ``sent`` bytes: of the current write, then of the queued ones."""
