@@ -367,3 +367,43 @@ class FileScreenDisplayTests(SynchronousTestCase):
             self.assertEqual([(e.x, e.y) for e in pixels_events(update)],
                              [(x // TILE * TILE, y // TILE * TILE)])
             self.assertTrue((viewer.rgbx()[..., :3] == pixels[..., 2::-1]).all(), step)
+
+
+class RawStackingTests(SynchronousTestCase):
+    """Raw sends rows of dirty tiles with the same span as one rectangle."""
+
+    def update_rects(self, encoding, changes):
+        from vncd import encoding as enc
+        from tests.vncd.test_updates_helpers import pixels_events
+        st = Setup(256, 200)
+        client, _, viewer = st.client([encoding])
+        client.request_update(False, 0, 0, 256, 200)
+        st.settle()
+        viewer.updates()
+        client.request_update(True, 0, 0, 256, 200)
+        for x, y, w, h in changes:
+            st.screen.framebuffer[y:y + h, x:x + w, :3] += 1
+            st.screen.damage(x, y, w, h)
+        st.settle()
+        update, = viewer.updates()
+        self.assertTrue((viewer.rgbx()[..., :3] == st.screen.framebuffer[..., :3]).all())
+        return [(e.x, e.y, e.width, e.height) for e in pixels_events(update)]
+
+    def test_whole_screen_is_one_rectangle(self):
+        from vncd import encoding as enc
+        self.assertEqual(self.update_rects(enc.RAW, [(0, 0, 256, 200)]), [(0, 0, 256, 200)])
+
+    def test_only_same_spans_one_under_the_other(self):
+        """Rows 0-1 share a span, row 2 is narrower, row 3 is apart from row 1's span."""
+        from vncd import encoding as enc
+        changes = [(10, 10, 100, 100), (10, 130, 40, 5)]
+        self.assertEqual(self.update_rects(enc.RAW, changes),
+                         [(0, 0, 128, 128), (0, 128, 64, 64)])
+        self.assertEqual(self.update_rects(enc.RAW, [(0, 10, 10, 5), (0, 140, 10, 5)]),
+                         [(0, 0, 64, 64), (0, 128, 64, 64)])
+
+    def test_other_encodings_keep_tile_rows(self):
+        from vncd import encoding as enc
+        self.assertEqual(self.update_rects(enc.HEXTILE, [(0, 0, 256, 200)]),
+                         [(0, 0, 256, 64), (0, 64, 256, 64), (0, 128, 256, 64),
+                          (0, 192, 256, 8)])

@@ -559,6 +559,8 @@ class ClientUpdates:
                 jobs.append((entry.rect, jpeg))
                 if jpeg and not d.non_adaptive:
                     lossy_tiles.append(entry)
+            if self.encoding == enc.RAW:
+                jobs = _stacked(jobs)
             data = self._encode(jobs)
         rects = self._pseudo_rects()
         if copy_rect is not None:
@@ -637,6 +639,26 @@ class ClientUpdates:
                 out[i] = value
                 cache.put(key, value)
         return out
+
+
+def _stacked(jobs: list[tuple[Rect, bool]]) -> list[tuple[Rect, bool]]:
+    """Raw jobs with rows of the same span one under the other made one rectangle.
+
+    Raw has nothing to gain from the plan's one-rectangle-per-tile-row cut
+    (no compression state, no palette): a full-screen change becomes one
+    rectangle -- one shuffle, one write, one pass through the write path --
+    instead of one per tile row.
+    """
+    out: list[tuple[Rect, bool]] = []
+    for rect, jpeg in jobs:
+        if out:
+            last, last_jpeg = out[-1]
+            if (last.x == rect.x and last.w == rect.w and last.y + last.h == rect.y
+                    and last_jpeg == jpeg):
+                out[-1] = (Rect(last.x, last.y, last.w, last.h + rect.h), jpeg)
+                continue
+        out.append((rect, jpeg))
+    return out
 
 
 def _shrink(box: Rect, width: int, height: int) -> Rect:
