@@ -21,6 +21,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python import log
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.creds.sessionpump import _recv_exact
 from tests.tools import ROOT, free_display, wait_for_port
 from vncd.reactor import Reactor
 
@@ -175,28 +176,18 @@ sys.exit(main())
 """
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} of {size} bytes")
-        data += chunk
-    return data
-
-
 def _handshake(port: int) -> socket.socket:
     """An RFB 3.8 client with security None, up to ServerInit (640x480 screen expected)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-    assert _recv_exactly(sock, 12) == b"RFB 003.008\n"
+    assert _recv_exact(sock, 12) == b"RFB 003.008\n"
     sock.sendall(b"RFB 003.008\n")
-    count = _recv_exactly(sock, 1)[0]
-    assert 1 in _recv_exactly(sock, count)
+    count = _recv_exact(sock, 1)[0]
+    assert 1 in _recv_exact(sock, count)
     sock.sendall(b"\x01")
-    assert _recv_exactly(sock, 4) == b"\0\0\0\0"
+    assert _recv_exact(sock, 4) == b"\0\0\0\0"
     sock.sendall(b"\x01")
-    width, height, _, name_length = struct.unpack(">HH16sI", _recv_exactly(sock, 24))
-    _recv_exactly(sock, name_length)
+    width, height, _, name_length = struct.unpack(">HH16sI", _recv_exact(sock, 24))
+    _recv_exact(sock, name_length)
     return sock
 
 
@@ -222,13 +213,13 @@ class CommandTests(SynchronousTestCase):
 
         faulty = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
         self.addCleanup(faulty.close)
-        self.assertEqual(_recv_exactly(faulty, 12), b"RFB 003.008\n")
+        self.assertEqual(_recv_exact(faulty, 12), b"RFB 003.008\n")
         faulty.sendall(b"RFB 003.003\n")
         self.assertEqual(faulty.recv(100), b"", "the faulty connection is closed")
 
         # FramebufferUpdateRequest, non-incremental, 8x8 at the origin.
         first.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, 8, 8))
-        message_type, _, rects = struct.unpack(">BBH", _recv_exactly(first, 4))
+        message_type, _, rects = struct.unpack(">BBH", _recv_exact(first, 4))
         self.assertEqual((message_type, rects), (0, 1))
 
         _handshake(port).close()
