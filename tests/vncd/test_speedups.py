@@ -256,6 +256,25 @@ class PropertyTests(SynchronousTestCase):
         self.assertTrue(np.array_equal(hextile_pixels(grown, frame, pf), conv.values(frame)))
         self.assertEqual(zrle.tiles_c(frame, conv), zrle.zrle_tiles(conv.values(frame), conv))
 
+    @settings(max_examples=60, deadline=None, derandomize=True)
+    @given(h=st.integers(1, 120), w=st.integers(1, 120), colours=st.integers(1, 300),
+           seed=st.integers(0, 2 ** 16), limit=st.integers(1, 256))
+    def test_tight_palette(self, h, w, colours, seed, limit):
+        """tight_palette equals a plain count: the sorted distinct 24-bit keys
+        and each pixel's index, or None past ``limit`` colours."""
+        m = ext()
+        rng = np.random.default_rng(seed)
+        palette = rng.integers(0, 256, (colours, 4), dtype=np.uint8)
+        frame = palette[rng.integers(0, colours, (h, w))]
+        keys = (frame.view("<u4")[..., 0] & 0xFFFFFF).ravel()
+        distinct, index = np.unique(keys, return_inverse=True)
+        got = m.tight_palette(frame, limit)
+        if distinct.size > limit:
+            self.assertIsNone(got)
+            return
+        self.assertEqual(np.frombuffer(got[0], dtype=np.uint32).tolist(), distinct.tolist())
+        self.assertEqual(np.frombuffer(got[1], dtype=np.uint8).tolist(), index.tolist())
+
 
 class RawDifferentialTests(SynchronousTestCase):
     def test_same_bytes_as_converter(self):
