@@ -193,6 +193,10 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+#: Starts on other displays when a parallel test took the port first.
+PORT_RETRIES = 3
+
+
 def launch(argv: list[str], ports: list[int], *, name: str,
            timeout: float = START_TIMEOUT) -> Proc:
     """Start ``argv`` and wait until every port in ``ports`` accepts or it exits.
@@ -1021,22 +1025,32 @@ class PictureServerMixin:
     server = ""
 
     def start_display(self, vnc_options: str, objects: tuple[str, ...] = ()) -> int:
-        """Start the server with ``-vnc 127.0.0.1:N,<options>``; returns N."""
-        display = free_display()
-        spec = f"127.0.0.1:{display}" + (f",{vnc_options}" if vnc_options else "")
-        args = [*objects, "-vnc", spec]
-        ports = [5900 + display]
-        if self.server == "qemu":
-            self.plain = free_display()
-            while self.plain == display:
+        """Start the server with ``-vnc 127.0.0.1:N,<options>``; returns N.
+
+        When another test (a parallel trial worker) takes the port between
+        the check and the server's bind, the server starts again on other
+        displays (a few times)."""
+        for attempt in range(PORT_RETRIES):
+            display = free_display()
+            spec = f"127.0.0.1:{display}" + (f",{vnc_options}" if vnc_options else "")
+            args = [*objects, "-vnc", spec]
+            ports = [5900 + display]
+            if self.server == "qemu":
                 self.plain = free_display()
-            args += ["-vnc", f"127.0.0.1:{self.plain},id=plain"]
-            ports.append(5900 + self.plain)
-            argv = qemu_command(args)
-        else:
-            argv = vncd_command(args + ["-screen", f"image,file={self.picture_path}"])
-        start_server(self, argv, ports, name=self.server)
-        return display
+                while self.plain == display:
+                    self.plain = free_display()
+                args += ["-vnc", f"127.0.0.1:{self.plain},id=plain"]
+                ports.append(5900 + self.plain)
+                argv = qemu_command(args)
+            else:
+                argv = vncd_command(args + ["-screen", f"image,file={self.picture_path}"])
+            proc = launch(argv, ports, name=self.server)
+            self.addCleanup(proc.stop)
+            if proc.poll() is None:
+                return display
+            if "Address already in use" not in proc.output() or attempt == PORT_RETRIES - 1:
+                self.fail(f"{self.server} exited before listening: {proc.describe()}")
+        raise AssertionError("unreachable")
 
     def expected(self) -> np.ndarray:
         """What the server shows: vncd's picture, or QEMU's screen captured in the clear."""
