@@ -67,11 +67,33 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+#: Parallel trial workers (``-j``) get this many separate shares of the
+#: display numbers.
+WORKER_SHARES = 8
+
+
+def _trial_worker() -> int | None:
+    """The number of this trial worker (``-j`` runs each in ``_trial_temp/N``), or None."""
+    cwd = os.getcwd()
+    name, parent = os.path.basename(cwd), os.path.basename(os.path.dirname(cwd))
+    if name.isdigit() and parent.startswith("_trial_temp"):
+        return int(name)
+    return None
+
+
 def free_display(host: str = "127.0.0.1", lo: int = 100, hi: int = 5000) -> int:
     """A display number N whose port 5900+N is free on ``host``.
 
-    Spread by process id so parallel trial workers rarely collide.
+    Parallel trial workers take numbers from separate shares of the range
+    (two of them checking the same free number at the same moment made
+    one server fail with "Address already in use"); within a share the
+    start is spread by process id and time.
     """
+    worker = _trial_worker()
+    if worker is not None and hi - lo >= 2 * WORKER_SHARES:
+        share = (hi - lo) // WORKER_SHARES
+        lo = lo + (worker % WORKER_SHARES) * share
+        hi = lo + share
     start = lo + (os.getpid() * 37 + int(time.time() * 1000)) % (hi - lo)
     for i in range(hi - lo):
         n = lo + (start - lo + i) % (hi - lo)
