@@ -1204,6 +1204,92 @@ convert_into(const uint8_t *restrict src, uint8_t *restrict fb, Py_ssize_t n, in
 #endif
 }
 
+/* How a tile walk compares a source row segment with a target one and
+ * brings the target up to date: ``n`` pixels each. */
+typedef struct {
+    int (*differs)(const uint8_t *src, const uint8_t *dst, Py_ssize_t n, const int *rgb);
+    void (*apply)(const uint8_t *src, uint8_t *dst, Py_ssize_t n, const int *rgb);
+    const int *rgb;   /* the source bytes of R, G and B (look), or NULL */
+} tile_ops_t;
+
+/* Compare ``src`` with ``dst`` (h x w pixels of 4 bytes, rows ``sstride`` /
+ * ``dstride`` bytes apart) in squares of ``tile`` pixels; flags (ty * tx
+ * bytes, row-major) get 1 for each square that differs, or for every one
+ * with ``force``; with ``ops->apply``, each such square of ``dst`` is
+ * brought up to date.  While no square of a band has changed, one compare
+ * of the whole row skips an unchanged row; after that only the squares
+ * not yet known to have changed are read.  Runs without the GIL. */
+static void
+walk_tiles(const uint8_t *src, Py_ssize_t sstride, uint8_t *dst, Py_ssize_t dstride,
+           Py_ssize_t h, Py_ssize_t w, Py_ssize_t tile, int force, uint8_t *flags,
+           const tile_ops_t *ops)
+{
+    Py_ssize_t ty = (h + tile - 1) / tile, tx = (w + tile - 1) / tile;
+    memset(flags, force ? 1 : 0, (size_t)(ty * tx));
+    for (Py_ssize_t i = 0; i < ty; i++) {
+        Py_ssize_t y0 = i * tile, y1 = y0 + tile < h ? y0 + tile : h;
+        uint8_t *band = flags + i * tx;
+        Py_ssize_t flagged = force ? tx : 0;
+        for (Py_ssize_t y = y0; y < y1 && flagged < tx; y++) {
+            const uint8_t *sr = src + y * sstride;
+            const uint8_t *dr = dst + y * dstride;
+            if (!flagged && !ops->differs(sr, dr, w, ops->rgb))
+                continue;
+            for (Py_ssize_t j = 0; j < tx; j++) {
+                if (band[j])
+                    continue;
+                Py_ssize_t x0 = j * tile, n = x0 + tile < w ? tile : w - x0;
+                if (ops->differs(sr + 4 * x0, dr + 4 * x0, n, ops->rgb)) {
+                    band[j] = 1;
+                    flagged++;
+                }
+            }
+        }
+        if (!flagged || ops->apply == NULL)
+            continue;
+        for (Py_ssize_t y = y0; y < y1; y++) {
+            const uint8_t *sr = src + y * sstride;
+            uint8_t *dr = dst + y * dstride;
+            if (flagged == tx) {
+                ops->apply(sr, dr, w, ops->rgb);
+                continue;
+            }
+            for (Py_ssize_t j = 0; j < tx; j++) {
+                if (!band[j])
+                    continue;
+                Py_ssize_t x0 = j * tile, n = x0 + tile < w ? tile : w - x0;
+                ops->apply(sr + 4 * x0, dr + 4 * x0, n, ops->rgb);
+            }
+        }
+    }
+}
+
+static int
+look_differs(const uint8_t *src, const uint8_t *dst, Py_ssize_t n, const int *rgb)
+{
+    return converted_differs(src, dst, n, rgb[0], rgb[1], rgb[2]);
+}
+
+static void
+look_apply(const uint8_t *src, uint8_t *dst, Py_ssize_t n, const int *rgb)
+{
+    convert_into(src, dst, n, rgb[0], rgb[1], rgb[2]);
+}
+
+static int
+bytes_differ(const uint8_t *src, const uint8_t *dst, Py_ssize_t n, const int *rgb)
+{
+    (void)rgb;
+    return memcmp(src, dst, (size_t)(4 * n)) != 0;
+}
+
+static void
+bytes_copy(const uint8_t *src, uint8_t *dst, Py_ssize_t n, const int *rgb)
+{
+    (void)rgb;
+    memcpy(dst, src, (size_t)(4 * n));
+}
+
 PyDoc_STRVAR(look_tiles_doc,
 "look_tiles(src, framebuffer, tile, red, green, blue, force) -> bytes\n\n"
 "Compare ``src`` (an (h, w, 4) uint8 array, pixels contiguous, any row\n"
@@ -1252,51 +1338,11 @@ look_tiles(PyObject *self, PyObject *args)
     result = PyBytes_FromStringAndSize(NULL, ty * tx);
     if (result == NULL)
         goto done;
+    const int rgb[3] = {r, g, b};
+    const tile_ops_t ops = {look_differs, look_apply, rgb};
     uint8_t *flags = (uint8_t *)PyBytes_AS_STRING(result);
-    const uint8_t *s = src.buf;
-    uint8_t *f = fb.buf;
-    Py_ssize_t sstride = src.strides[0], row = 4 * w;
     Py_BEGIN_ALLOW_THREADS
-    memset(flags, force ? 1 : 0, (size_t)(ty * tx));
-    for (Py_ssize_t i = 0; i < ty; i++) {
-        Py_ssize_t y0 = i * tile, y1 = y0 + tile < h ? y0 + tile : h;
-        uint8_t *band = flags + i * tx;
-        Py_ssize_t flagged = force ? tx : 0;
-        for (Py_ssize_t y = y0; y < y1 && flagged < tx; y++) {
-            const uint8_t *sr = s + y * sstride;
-            const uint8_t *fr = f + y * row;
-            /* While no square of the band has changed, one compare of the
-             * whole row skips an unchanged row; after that only the squares
-             * not yet known to have changed are read. */
-            if (!flagged && !converted_differs(sr, fr, w, r, g, b))
-                continue;
-            for (Py_ssize_t j = 0; j < tx; j++) {
-                if (band[j])
-                    continue;
-                Py_ssize_t x0 = j * tile, n = x0 + tile < w ? tile : w - x0;
-                if (converted_differs(sr + 4 * x0, fr + 4 * x0, n, r, g, b)) {
-                    band[j] = 1;
-                    flagged++;
-                }
-            }
-        }
-        if (!flagged)
-            continue;
-        for (Py_ssize_t y = y0; y < y1; y++) {
-            const uint8_t *sr = s + y * sstride;
-            uint8_t *fr = f + y * row;
-            if (flagged == tx) {
-                convert_into(sr, fr, w, r, g, b);
-                continue;
-            }
-            for (Py_ssize_t j = 0; j < tx; j++) {
-                if (!band[j])
-                    continue;
-                Py_ssize_t x0 = j * tile, n = x0 + tile < w ? tile : w - x0;
-                convert_into(sr + 4 * x0, fr + 4 * x0, n, r, g, b);
-            }
-        }
-    }
+    walk_tiles(src.buf, src.strides[0], fb.buf, 4 * w, h, w, tile, force, flags, &ops);
     Py_END_ALLOW_THREADS
 done:
     PyBuffer_Release(&src);
@@ -1351,46 +1397,11 @@ tile_compare(PyObject *self, PyObject *args, PyObject *kwargs)
     result = PyBytes_FromStringAndSize(NULL, ty * tx);
     if (result == NULL)
         goto done;
+    const tile_ops_t ops = {bytes_differ, copy ? bytes_copy : NULL, NULL};
     uint8_t *flags = (uint8_t *)PyBytes_AS_STRING(result);
-    uint8_t *sp = snap.buf;
-    const uint8_t *lp = live.buf;
-    Py_ssize_t ss = snap.strides[0], ls = live.strides[0];
     Py_BEGIN_ALLOW_THREADS
-    memset(flags, 0, (size_t)(ty * tx));
-    for (Py_ssize_t i = 0; i < ty; i++) {
-        Py_ssize_t y0 = i * tile, y1 = y0 + tile < h ? y0 + tile : h;
-        uint8_t *band = flags + i * tx;
-        Py_ssize_t flagged = 0;
-        /* Whole rows first (one memcmp each); the tiles of a row that
-         * differs one by one, until every tile of the band is marked. */
-        for (Py_ssize_t y = y0; y < y1 && flagged < tx; y++) {
-            if (memcmp(sp + y * ss, lp + y * ls, (size_t)(4 * w)) == 0)
-                continue;
-            for (Py_ssize_t j = 0; j < tx; j++) {
-                if (band[j])
-                    continue;
-                Py_ssize_t x0 = j * tile, n = (x0 + tile < w ? tile : w - x0) * 4;
-                if (memcmp(sp + y * ss + 4 * x0, lp + y * ls + 4 * x0, (size_t)n) != 0) {
-                    band[j] = 1;
-                    flagged++;
-                }
-            }
-        }
-        if (!copy || !flagged)
-            continue;
-        for (Py_ssize_t y = y0; y < y1; y++) {
-            if (flagged == tx) {
-                memcpy(sp + y * ss, lp + y * ls, (size_t)(4 * w));
-                continue;
-            }
-            for (Py_ssize_t j = 0; j < tx; j++) {
-                if (!band[j])
-                    continue;
-                Py_ssize_t x0 = j * tile, n = (x0 + tile < w ? tile : w - x0) * 4;
-                memcpy(sp + y * ss + 4 * x0, lp + y * ls + 4 * x0, (size_t)n);
-            }
-        }
-    }
+    walk_tiles(live.buf, live.strides[0], snap.buf, snap.strides[0], h, w, tile, 0, flags,
+               &ops);
     Py_END_ALLOW_THREADS
 done:
     PyBuffer_Release(&snap);
