@@ -191,6 +191,95 @@ def _handshake(port: int) -> socket.socket:
     return sock
 
 
+
+class TimedCallTests(SynchronousTestCase):
+    """runUntilCurrent and timeout, which skip Twisted's work when nothing is due,
+    run the same calls in the same order and sleep as long as Twisted's own.
+
+    The same script drives :class:`Reactor` and Twisted's ``EPollReactor``
+    side by side on one fake clock and compares what each did.
+    """
+
+    def make(self, cls):
+        from twisted.internet import epollreactor
+
+        reactor = cls()
+        reactor.now = 1000.0
+        reactor.seconds = lambda: reactor.now
+
+        def close() -> None:
+            waker = reactor.waker
+            reactor.removeReader(waker)
+            waker.connectionLost(None)
+            reactor._poller.close()
+
+        self.addCleanup(close)
+        self.assertTrue(issubclass(cls, epollreactor.EPollReactor))
+        return reactor
+
+    def script(self, reactor) -> list:
+        """Timed calls, cancellations, thread calls and a stop; what happened, in order."""
+        seen: list = []
+        reactor.addSystemEventTrigger("during", "shutdown", seen.append, "shutdown")
+
+        def step(label) -> None:
+            reactor.runUntilCurrent()
+            seen.append((label, reactor.timeout()))
+
+        step("empty")
+        reactor.callLater(5, seen.append, "a")
+        reactor.callLater(2, seen.append, "b")
+        step("two new")
+        reactor.now += 2
+        step("b due")
+        later = reactor.callLater(10_000_000, seen.append, "far")
+        step("far away")
+        later.cancel()
+        step("cancelled")
+        # Many cancellations: Twisted rebuilds its heap once there are more
+        # than 50 and they are over half of it.
+        calls = [reactor.callLater(100 + i, seen.append, f"c{i}") for i in range(120)]
+        step("120 pending")
+        for call in calls[:80]:
+            call.cancel()
+        step("80 cancelled")
+        seen.append(("heap", len(reactor._pendingTimedCalls), reactor._cancellations))
+        reactor.callFromThread(seen.append, "from a thread")
+        step("thread call")
+        kept = reactor.callLater(1, seen.append, "delayed")
+        kept.delay(3)
+        reactor.now += 1
+        step("delayed, not due")
+        reactor.now += 3
+        step("delayed, due")
+        reactor.now += 300
+        step("all due")
+        far = reactor.callLater(10_000_000, seen.append, "far")
+        step("only far away")
+        far.cancel()
+        reactor.callLater(0, seen.append, "zero")
+        step("zero")
+        reactor._stopped = False
+        reactor.stop()
+        step("stopped")
+        return seen
+
+    def test_same_as_twisted(self):
+        from twisted.internet import epollreactor
+
+        ours = self.script(self.make(Reactor))
+        theirs = self.script(self.make(epollreactor.EPollReactor))
+        self.assertEqual(ours, theirs)
+        # The script did exercise what it means to.
+        self.assertIn("shutdown", ours)
+        self.assertIn("from a thread", ours)
+        self.assertIn(("only far away", 2147483), ours)
+        self.assertIn(("all due", None), ours)
+        self.assertEqual([x for x in ours if isinstance(x, str) and x.startswith("c")],
+                         [f"c{i}" for i in range(80, 120)])
+        self.assertIn(("heap", 41, 0), ours)
+
+
 class CommandTests(SynchronousTestCase):
     """``python -m vncd`` runs on vncd's reactor and survives a connection that fails."""
 

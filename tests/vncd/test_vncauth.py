@@ -64,3 +64,45 @@ class VncAuthTests(SynchronousTestCase):
         self.patch(vncauth.hmac, "compare_digest", spy)
         vncauth.check_response(b"pw", bytes(16), bytes(16))
         self.assertEqual(len(calls), 1)
+
+    def test_reused_encryptor_follows_the_key(self):
+        """The cached DES context answers again only for the same key: alternating
+        passwords, a changed one and a repeated challenge all give what a fresh
+        context gives (and the known vector)."""
+        vector = bytes(range(16))
+        for password in (b"password", b"other", b"password", b"password", b"passwordXYZ", b"x"):
+            for challenge in (vector, bytes(16), vector):
+                self.assertEqual(vncauth.challenge_response(password, challenge),
+                                 _fresh_response(password, challenge))
+        self.assertEqual(vncauth.challenge_response(b"password", vector).hex(),
+                         "b866924125c8eebb9debc1db61c538e2")
+
+    def test_threads_get_their_own_encryptor(self):
+        """Responses computed in several threads at once, each with its own
+        password, are each what a fresh cipher context gives."""
+        import threading
+
+        challenges = [bytes([i]) * 8 + bytes([255 - i]) * 8 for i in range(200)]
+        expected = {(n, c): _fresh_response(b"pw%d" % n, c) for n in range(4) for c in challenges}
+        errors = []
+
+        def work(n):
+            for challenge in challenges:
+                if vncauth.challenge_response(b"pw%d" % n, challenge) != expected[n, challenge]:
+                    errors.append((n, challenge))
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+
+
+def _fresh_response(password: bytes, challenge: bytes) -> bytes:
+    """The challenge response from a DES context made for this call alone."""
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    encryptor = Cipher(TripleDES(vncauth.des_key(password) * 3), modes.ECB()).encryptor()
+    return encryptor.update(challenge) + encryptor.finalize()

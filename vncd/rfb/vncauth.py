@@ -15,6 +15,7 @@ knows nothing about certificates, sockets or the RFB state machine.
 from __future__ import annotations
 
 import hmac
+import threading
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
@@ -47,12 +48,31 @@ def des_key(password: bytes) -> bytes:
     return padded.translate(_REVERSED)
 
 
+#: Each thread's last DES encryptor and its key.  Setting up a cipher
+#: context in OpenSSL 3 (fetching the algorithm from its provider) costs
+#: about five times as much as the two blocks it then encrypts, and a
+#: server answers every challenge with the same password; ECB keeps no
+#: state between blocks, so one context serves every challenge.  Per
+#: thread, because a context must not be used by two threads at once.
+_last_encryptor = threading.local()
+
+
+def _encryptor(key: bytes):
+    """A DES-ECB encryptor for ``key``, reused while the key stays the same."""
+    cached = getattr(_last_encryptor, "entry", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    encryptor = Cipher(TripleDES(key * 3), modes.ECB()).encryptor()
+    _last_encryptor.entry = (key, encryptor)
+    return encryptor
+
+
 def challenge_response(password: bytes, challenge: bytes) -> bytes:
     """The response a client holding ``password`` sends for ``challenge``."""
     if len(challenge) != CHALLENGE_SIZE:
         raise ValueError(f"a VNC challenge is {CHALLENGE_SIZE} bytes")
-    encryptor = Cipher(TripleDES(des_key(password) * 3), modes.ECB()).encryptor()
-    return encryptor.update(challenge) + encryptor.finalize()
+    # Whole blocks only: the encryptor never holds a partial block.
+    return _encryptor(des_key(password)).update(challenge)
 
 
 def check_response(password: bytes | None, challenge: bytes, response: bytes) -> bool:
