@@ -13,7 +13,9 @@ Every part alternates the servers round by round (vncd first in odd
 rounds, the peer first in even ones), so slow drifts of the shared
 machine's load hit both; the table gives the median over ``--rounds``
 rounds with the spread (min..max), the ratio vncd / peer of the medians,
-the issue's target and whether it is met.  Check ``uptime`` first: with a
+the ratios within each round (median and spread: "by round"; the
+machine's drifts cancel there), the issue's target and whether it is met
+(judged on the ratio of the medians).  Check ``uptime`` first: with a
 load average above 1 the figures say more about the neighbours than
 about the servers.
 
@@ -131,6 +133,8 @@ class Row:
     #: :data:`PAINT_RATE_SHARE` of it meets a ">=" target whatever the peer
     #: did (both delivered every frame; the rest is timing noise).
     cap: float | None = None
+    #: vncd / peer within each round both measured (see :func:`round_ratios`).
+    paired: list[float] = field(default_factory=list)
 
     def ratio(self) -> float | None:
         if not self.vncd or not self.peer:
@@ -161,9 +165,21 @@ def spread(values: list[float]) -> str:
     return f"{med:.{digits}f} ({min(values):.{digits}f}..{max(values):.{digits}f})"
 
 
+def round_ratios(vncd: dict[int, float], peer: dict[int, float]) -> list[float]:
+    """vncd / peer in each round that measured both (rounds as keys).
+
+    The two figures of a round were taken minutes apart at most, so a
+    drift of the shared machine's speed (which moves both servers' figures
+    by tens of per cent between rounds) mostly cancels in their ratio; the
+    median of these ratios is the steadier comparison when the spread of
+    the medians overlaps.
+    """
+    return [vncd[r] / peer[r] for r in sorted(vncd) if r in peer and peer[r]]
+
+
 def markdown(rows: list[Row]) -> str:
-    lines = ["| part | metric | vncd | peer | vncd/peer | target | |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| part | metric | vncd | peer | vncd/peer | by round | target | |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r.ratio()
         if r.target is None:
@@ -175,7 +191,8 @@ def markdown(rows: list[Row]) -> str:
         peer = f"{spread(r.peer)} {r.peer_name}".strip() if r.peer else "-"
         lines.append(f"| {r.part} | {r.metric}{' (' + r.unit + ')' if r.unit else ''} | "
                      f"{spread(r.vncd)} | {peer} | "
-                     f"{f'{ratio:.2f}' if ratio is not None else '-'} | {target} | "
+                     f"{f'{ratio:.2f}' if ratio is not None else '-'} | "
+                     f"{spread(r.paired) if r.paired else '-'} | {target} | "
                      f"{r.met()}{' ' + r.note if r.note else ''} |")
     return "\n".join(lines)
 
@@ -234,6 +251,8 @@ def streaming(children, args, tmp: str, results: dict) -> list[Row]:
         fb = FramebufferFile(children, tmp, fps, args.picture)
         try:
             samples: dict[str, dict[str, list]] = {"vncd": {}, "x11vnc": {}, "before": {}}
+            #: The round of each sample, in the same order.
+            rounds: dict[str, dict[str, list]] = {"vncd": {}, "x11vnc": {}, "before": {}}
             servers = ["vncd", "x11vnc"] + (["before"] if args.before else [])
             for rnd in range(args.rounds):
                 order = servers if rnd % 2 == 0 else servers[::-1]
@@ -252,6 +271,7 @@ def streaming(children, args, tmp: str, results: dict) -> list[Row]:
                         continue
                     for e, r in got.items():
                         samples[server].setdefault(e, []).append(r)
+                        rounds[server].setdefault(e, []).append(rnd)
                         n = max(screens(r), 1e-9)
                         say(f"  {label} round {rnd + 1} {server:<6} {e:<10} "
                             + (r.problem or f"{r.full / r.wall:5.1f} full/s, "
@@ -261,7 +281,7 @@ def streaming(children, args, tmp: str, results: dict) -> list[Row]:
             results.setdefault("streaming", {})[label] = {
                 s: {e: [asdict(r) for r in rs] for e, rs in by.items()}
                 for s, by in samples.items()}
-            rows += streaming_rows(label, samples, fps)
+            rows += streaming_rows(label, samples, fps, rounds)
         finally:
             children.stop(fb.painter)
     return rows
@@ -272,42 +292,58 @@ def screens(r: throughput.Result) -> float:
     return r.area / r.screen if r.screen else 0.0
 
 
-def streaming_rows(label: str, samples: dict, fps: float) -> list[Row]:
+def streaming_rows(label: str, samples: dict, fps: float,
+                   rounds: dict | None = None) -> list[Row]:
     """Per encoding: screens/s, CPU and bytes per screen, vncd against x11vnc.
 
     A "screen" is 1920x1080 pixels' worth of updates: a server that looks
     at the file while the painter is half way through a frame sends the
     frame in two updates, so figures per screen compare servers fairly
     where figures per update would not.  Full-screen updates/s (the
-    throughput benchmark's column) are in the JSON samples.
+    throughput benchmark's column) are in the JSON samples.  ``rounds``
+    gives each sample's round (as ``samples``, server -> encoding -> list),
+    for the ratios round by round.
     """
     rows = []
 
-    def ok(rs):
-        return [r for r in rs if not r.problem and r.wall and screens(r)]
+    def ok(server: str, e: str) -> dict[int, throughput.Result]:
+        """The usable samples of ``server`` for ``e``, by round."""
+        rs = samples[server].get(e, [])
+        numbers = (rounds or {}).get(server, {}).get(e) or range(len(rs))
+        return {n: r for n, r in zip(numbers, rs) if not r.problem and r.wall and screens(r)}
+
+    def figures(by_round: dict, measure) -> dict[int, float]:
+        return {n: measure(r) for n, r in by_round.items()}
+
+    def row(part: str, metric: str, v: dict, p: dict, measure, name: str, *args,
+            **kwargs) -> Row:
+        fv, fp = figures(v, measure), figures(p, measure)
+        return Row(part, metric, list(fv.values()), list(fp.values()), name, *args,
+                   paired=round_ratios(fv, fp), **kwargs)
+
+    def rate(r):
+        return screens(r) / r.wall
+
+    def cpu(r):
+        return 1000 * r.server_cpu / screens(r)
+
+    def size(r):
+        return r.bytes / screens(r) / 1e3
 
     for e in samples["vncd"]:
-        v, p = ok(samples["vncd"][e]), ok(samples["x11vnc"].get(e, []))
+        v, p = ok("vncd", e), ok("x11vnc", e)
         name = "x11vnc" if p else ""
-        rows.append(Row("streaming", f"{e}, {label}: screens/s",
-                        [screens(r) / r.wall for r in v], [screens(r) / r.wall for r in p],
-                        name, ">=", 1.0, cap=fps))
-        rows.append(Row("streaming", f"{e}, {label}: server CPU/screen",
-                        [1000 * r.server_cpu / screens(r) for r in v],
-                        [1000 * r.server_cpu / screens(r) for r in p], name, "<=", 1.0,
-                        unit="ms"))
-        rows.append(Row("streaming", f"{e}, {label}: bytes/screen",
-                        [r.bytes / screens(r) / 1e3 for r in v],
-                        [r.bytes / screens(r) / 1e3 for r in p], name, "<=",
-                        TARGET_BYTES_RATIO, unit="KB"))
+        rows.append(row("streaming", f"{e}, {label}: screens/s", v, p, rate, name,
+                        ">=", 1.0, cap=fps))
+        rows.append(row("streaming", f"{e}, {label}: server CPU/screen", v, p, cpu, name,
+                        "<=", 1.0, unit="ms"))
+        rows.append(row("streaming", f"{e}, {label}: bytes/screen", v, p, size, name,
+                        "<=", TARGET_BYTES_RATIO, unit="KB"))
     for e in samples.get("before", {}):
-        v, b = ok(samples["vncd"].get(e, [])), ok(samples["before"][e])
-        rows.append(Row("before/after", f"{e}, {label}: screens/s",
-                        [screens(r) / r.wall for r in v], [screens(r) / r.wall for r in b],
-                        "before"))
-        rows.append(Row("before/after", f"{e}, {label}: server CPU/screen",
-                        [1000 * r.server_cpu / screens(r) for r in v],
-                        [1000 * r.server_cpu / screens(r) for r in b], "before", unit="ms"))
+        v, b = ok("vncd", e), ok("before", e)
+        rows.append(row("before/after", f"{e}, {label}: screens/s", v, b, rate, "before"))
+        rows.append(row("before/after", f"{e}, {label}: server CPU/screen", v, b, cpu,
+                        "before", unit="ms"))
     return rows
 
 
@@ -319,6 +355,7 @@ def cores(children, args, tmp: str, results: dict) -> list[Row]:
     try:
         pins = {"1 core": "0", "2 cores": "0,1"} if (os.cpu_count() or 1) >= 2 else {"1 core": "0"}
         samples: dict[str, dict[str, list]] = {p: {} for p in pins}
+        by_round: dict[str, dict[str, dict[int, float]]] = {p: {} for p in pins}
         for rnd in range(args.rounds):
             order = list(pins) if rnd % 2 == 0 else list(reversed(pins))
             for label in order:
@@ -334,6 +371,7 @@ def cores(children, args, tmp: str, results: dict) -> list[Row]:
                 for e, r in got.items():
                     if not r.problem and r.wall:
                         samples[label].setdefault(e, []).append(screens(r) / r.wall)
+                        by_round[label].setdefault(e, {})[rnd] = screens(r) / r.wall
                         say(f"  cores round {rnd + 1} {label:<7} {e:<10} "
                             f"{screens(r) / r.wall:5.1f} screens/s, "
                             f"{100 * r.server_cpu / r.wall:4.0f} % CPU")
@@ -345,7 +383,9 @@ def cores(children, args, tmp: str, results: dict) -> list[Row]:
                 rows.append(Row("cores", f"{e}, {args.max_fps:g} fps offered: screens/s, "
                                          "taskset 2 cores vs 1",
                                 samples["2 cores"].get(e, []), samples["1 core"].get(e, []),
-                                "vncd on 1 core"))
+                                "vncd on 1 core",
+                                paired=round_ratios(by_round["2 cores"].get(e, {}),
+                                                    by_round["1 core"].get(e, {}))))
     finally:
         children.stop(fb.painter)
     return rows
@@ -409,9 +449,11 @@ def handshakes(children, args, tmp: str, results: dict) -> list[Row]:
                 if row.problem:
                     say(f"  handshakes {case} {name}: {row.problem.splitlines()[0]}")
                     continue
-                s = samples.setdefault(case, {}).setdefault(name, {"rate": [], "cpu_ms": []})
+                s = samples.setdefault(case, {}).setdefault(
+                    name, {"rate": [], "cpu_ms": [], "round": []})
                 s["rate"].append(row.rate)
                 s["cpu_ms"].append(row.cpu_ms)
+                s["round"].append(rnd)
                 say(f"  handshakes round {rnd + 1} {case:<9} {name:<5} {row.rate:6.0f}/s, "
                     f"{row.cpu_ms:5.2f} ms CPU each")
     results["handshakes"] = samples
@@ -419,12 +461,18 @@ def handshakes(children, args, tmp: str, results: dict) -> list[Row]:
     for case, by in samples.items():
         v, q = by.get("vncd", {}), by.get("QEMU", {})
         peer = "QEMU 7.2" if q else ""
+
+        def by_round(s: dict, key: str) -> dict[int, float]:
+            return dict(zip(s.get("round", []), s.get(key, [])))
+
         rows.append(Row("handshakes", f"{case}: connections/s, one client",
-                        v.get("rate", []), q.get("rate", []), peer, ">=", 1.0))
+                        v.get("rate", []), q.get("rate", []), peer, ">=", 1.0,
+                        paired=round_ratios(by_round(v, "rate"), by_round(q, "rate"))))
         cpu_target = 1.0 if case in ("none", "vncauth") else None
         rows.append(Row("handshakes", f"{case}: server CPU/handshake",
                         v.get("cpu_ms", []), q.get("cpu_ms", []), peer,
-                        "<=" if cpu_target else "", cpu_target, unit="ms"))
+                        "<=" if cpu_target else "", cpu_target, unit="ms",
+                        paired=round_ratios(by_round(v, "cpu_ms"), by_round(q, "cpu_ms"))))
     return rows
 
 

@@ -40,9 +40,41 @@ class RowTests(SynchronousTestCase):
         text = suite.markdown(rows)
         lines = text.splitlines()
         self.assertEqual(len(lines), 4)
-        self.assertIn("| 30.0 (29.0..31.0) | 30.0 (30.0..30.0) x11vnc | 1.00 | >= 1x | met |",
+        self.assertIn("| 30.0 (29.0..31.0) | 30.0 (30.0..30.0) x11vnc | 1.00 | - | >= 1x | met |",
                       lines[2])
-        self.assertIn("| pss (KiB) | 40.0 | - | - | <= 64 KiB | met |", lines[3])
+        self.assertIn("| pss (KiB) | 40.0 | - | - | - | <= 64 KiB | met |", lines[3])
+
+    def test_round_ratios(self):
+        """Ratios are taken within a round; a round one server missed is left out."""
+        vncd = {0: 10.0, 1: 20.0, 2: 12.0, 4: 8.0}
+        peer = {0: 5.0, 1: 10.0, 3: 7.0, 4: 8.0}
+        self.assertEqual(suite.round_ratios(vncd, peer), [2.0, 2.0, 1.0])
+        self.assertEqual(suite.round_ratios(vncd, {}), [])
+        self.assertEqual(suite.round_ratios({0: 1.0}, {0: 0.0}), [])
+        row = suite.Row("p", "m", list(vncd.values()), list(peer.values()), "peer", "<=", 1.0,
+                        paired=suite.round_ratios(vncd, peer))
+        self.assertIn("| 2.00 (1.00..2.00) |", suite.markdown([row]))
+
+    def test_streaming_rows_pair_rounds(self):
+        """Streaming rows pair vncd's and x11vnc's samples by their recorded round,
+        not by position, when a round failed for one server."""
+        from benchmarks.throughput import Result
+
+        def result(cpu, problem=""):
+            return Result(full=1, updates=1, area=2_073_600, screen=2_073_600, bytes=1000,
+                          wall=1.0, client_cpu=0.0, server_cpu=cpu, helper_cpu=(),
+                          problem=problem)
+
+        samples = {"vncd": {"raw": [result(0.010), result(0.020), result(0.030)]},
+                   "x11vnc": {"raw": [result(0.005), result(0.010, "timed out"), result(0.015)]},
+                   "before": {}}
+        rounds = {"vncd": {"raw": [0, 1, 2]}, "x11vnc": {"raw": [0, 2, 3]}, "before": {}}
+        rows = {r.metric: r for r in suite.streaming_rows("60 fps", samples, 60.0, rounds)}
+        cpu = rows["raw, 60 fps: server CPU/screen"]
+        self.assertEqual(cpu.vncd, [10.0, 20.0, 30.0])
+        self.assertEqual(cpu.peer, [5.0, 15.0])
+        # Round 0: 10/5; round 2: 30/10 would be wrong (x11vnc's round 2 failed).
+        self.assertEqual(cpu.paired, [2.0])
 
 
 class ProfileSummaryTests(SynchronousTestCase):
