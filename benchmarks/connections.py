@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import itertools
 import multiprocessing
 import os
 import signal
@@ -193,6 +194,8 @@ class ClientSpec:
     ca: str
     cert: str
     key: str
+    #: The loopback address the client connects from (see :func:`fresh_source`).
+    source: str = "127.0.0.1"
 
     def context(self) -> ssl.SSLContext | None:
         if self.case == "x509none":
@@ -205,11 +208,36 @@ class ClientSpec:
         return PASSWORD if self.case == "vncauth" else None
 
 
+_sources = itertools.count()
+
+
+def fresh_source() -> str:
+    """A loopback address no earlier run of this process connected from.
+
+    The client closes first, so each handshake leaves a socket in
+    TIME_WAIT on the client's side for a minute: a run of a few seconds
+    leaves thousands, and the next run from the same address to the same
+    port finds its ephemeral ports taken.  Linux then reuses them
+    (``tcp_tw_reuse``) but searches the port range under locks the
+    server's accepts and closes take too: measured on the 2-core machine,
+    five runs of None handshakes in a row from 127.0.0.1 fell from 1,600
+    to 400-700 per second and vncd's CPU per handshake rose from 0.40 to
+    0.75-1.2 ms (QEMU's as much), so whichever server came later in a
+    round paid for the earlier ones.  From a fresh address of 127/8 per
+    run they stayed at 1,800-2,000 per second with 65,000 sockets in
+    TIME_WAIT.  The process id picks the second byte, so two benchmarks
+    at once do not share addresses either.
+    """
+    n = next(_sources)
+    return f"127.{100 + os.getpid() % 100}.{n // 250 % 250}.{n % 250 + 1}"
+
+
 def connect_once(spec: ClientSpec, tls: ssl.SSLContext | None) -> str:
     """One complete handshake up to ServerInit, then close; the TLS version and
     cipher, or '' without TLS.  Any failure is an RFBError naming the stage."""
     try:
-        sock = socket.create_connection(("127.0.0.1", spec.port), timeout=peers.IO_TIMEOUT)
+        sock = socket.create_connection(("127.0.0.1", spec.port), timeout=peers.IO_TIMEOUT,
+                                        source_address=(spec.source, 0))
     except OSError as e:
         raise peers.RFBError(f"connect: {type(e).__name__}: {e}") from None
     try:
@@ -342,7 +370,8 @@ def measure(children: peers.Children, server_name: str, argv: list[str], case: s
     server = children.start(argv, name=server_name, root=root)
     try:
         server.wait_for_port(port)
-        spec = ClientSpec(port, case, files.client_ca, files.client_cert, files.client_key)
+        spec = ClientSpec(port, case, files.client_ca, files.client_cert, files.client_key,
+                          fresh_source())
         try:
             row.tls = connect_once(spec, spec.context())
         except peers.RFBError as e:
@@ -387,7 +416,8 @@ def count_instructions(children: peers.Children, server_name: str, argv: list[st
                             name=server_name, root=root)
     try:
         server.wait_for_port(port, timeout=CALLGRIND_TIMEOUT)
-        spec = ClientSpec(port, case, files.client_ca, files.client_cert, files.client_key)
+        spec = ClientSpec(port, case, files.client_ca, files.client_cert, files.client_key,
+                          fresh_source())
         tls = spec.context()
         for _ in range(WARM_UP):
             connect_once(spec, tls)

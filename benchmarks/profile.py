@@ -307,7 +307,7 @@ def profile_handshakes(children: peers.Children, args, out: str) -> None:
              *connections.server_options("none", files, display)]), name="vncd")
         try:
             server.wait_for_port(port)
-            spec = connections.ClientSpec(port, "none", "", "", "")
+            spec = connections.ClientSpec(port, "none", "", "", "", connections.fresh_source())
             spy = record(server.pid, args.seconds, out)
             results, spent = connections.run_clients(spec, 1, args.seconds, server)
             wait_pyspy(spy, args.seconds)

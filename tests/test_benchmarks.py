@@ -92,3 +92,62 @@ class ProfileSummaryTests(SynchronousTestCase):
         self.assertEqual(own["encode_raw (encoding/raw.py)"], 30)
         self.assertEqual(own["send (socket.py)"], 10)
         self.assertEqual(total["main (vncd/cli.py)"], 40)
+
+
+class ClientSourceTests(SynchronousTestCase):
+    """The handshake benchmark connects each run from its own loopback address."""
+
+    def test_fresh_sources_are_distinct_loopback_addresses(self):
+        import ipaddress
+
+        from benchmarks import connections
+
+        seen = [connections.fresh_source() for _ in range(600)]
+        self.assertEqual(len(set(seen)), len(seen))
+        for text in seen:
+            address = ipaddress.IPv4Address(text)
+            self.assertTrue(address.is_loopback, text)
+            self.assertNotEqual(text, "127.0.0.1")
+            self.assertNotIn(text.split(".")[-1], ("0", "255"))
+
+    def test_connect_once_uses_the_spec_source(self):
+        """A real socket on loopback sees the connection come from the spec's address."""
+        import socket
+        import threading
+
+        from benchmarks import connections, peers
+
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(10)
+        peers_seen = []
+
+        def serve():
+            conn, address = listener.accept()
+            with conn:
+                peers_seen.append(address[0])
+                # A minimal RFB 3.8 server, security None, 1x1 ServerInit.
+                conn.sendall(b"RFB 003.008\n")
+                conn.recv(12)
+                conn.sendall(b"\x01\x01")
+                conn.recv(1)
+                conn.sendall(b"\x00\x00\x00\x00")
+                conn.recv(1)
+                conn.sendall(b"\x00\x01\x00\x01" + bytes([32, 24, 0, 1, 0, 255, 0, 255, 0, 255,
+                                                        16, 8, 0, 0, 0, 0])
+                             + b"\x00\x00\x00\x01x")
+                conn.recv(1)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        source = connections.fresh_source()
+        spec = connections.ClientSpec(listener.getsockname()[1], "none", "", "", "", source)
+        try:
+            self.assertEqual(connections.connect_once(spec, None), "")
+        except peers.RFBError as e:
+            self.fail(f"handshake with the stub server failed: {e}")
+        thread.join(10)
+        self.assertEqual(peers_seen, [source])
