@@ -140,11 +140,7 @@ class ShareMode(enum.Enum):
 
 def peer_text(address) -> str:
     """``127.0.0.1:5901``, ``[::1]:5901`` or ``unix`` for a Twisted address."""
-    if isinstance(address, IPv6Address):
-        return f"[{address.host}]:{address.port}"
-    if isinstance(address, IPv4Address):
-        return f"{address.host}:{address.port}"
-    return "unix"
+    return _text(*address_info(address))
 
 
 def address_info(address) -> tuple[str, str, str]:
@@ -159,17 +155,20 @@ def address_info(address) -> tuple[str, str, str]:
     return "", "", "unknown"
 
 
+def _text(host: str, service: str, family: str) -> str:
+    """:func:`peer_text` of an :func:`address_info` triple."""
+    if family == "ipv6":
+        return f"[{host}]:{service}"
+    if family == "ipv4":
+        return f"{host}:{service}"
+    return "unix"
+
+
 def _describe(address) -> tuple[str, str, str, str]:
-    """:func:`peer_text` and :func:`address_info` of ``address`` in one type test
+    """:func:`peer_text` and :func:`address_info` of ``address`` together
     (each connection describes both of its ends)."""
-    kind = type(address)
-    if kind is IPv4Address:
-        host, service = address.host, str(address.port)
-        return f"{host}:{service}", host, service, "ipv4"
-    if kind is IPv6Address:
-        host, service = address.host, str(address.port)
-        return f"[{host}]:{service}", host, service, "ipv6"
-    return (peer_text(address), *address_info(address))
+    info = address_info(address)
+    return (_text(*info), *info)
 
 
 def source_of(address, limits: Limits) -> str:

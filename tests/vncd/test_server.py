@@ -195,6 +195,21 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(peer_text(IPv6Address("TCP", "::1", 5)), "[::1]:5")
         self.assertEqual(peer_text(UNIXAddress("/tmp/s")), "unix")
 
+    def test_addresses_described_once_as_each_helper_would(self):
+        """Each end of a connection is described in one call; the text and the
+        QEMU fields are those peer_text and address_info give, for every family."""
+        from vncd.server import _describe, address_info
+
+        for address in (IPv4Address("TCP", "127.0.0.1", 5901),
+                        IPv6Address("TCP", "fe80::1%lo", 6),
+                        UNIXAddress(b"/run/vnc.sock"), UNIXAddress(None), object()):
+            self.assertEqual(_describe(address), (peer_text(address), *address_info(address)))
+        self.assertEqual(_describe(IPv6Address("TCP", "::1", 5)),
+                         ("[::1]:5", "::1", "5", "ipv6"))
+        self.assertEqual(_describe(UNIXAddress(b"/run/vnc.sock")),
+                         ("unix", "", "/run/vnc.sock", "unix"))
+        self.assertEqual(peer_text(object()), "unix")
+
 
 class BackPressureTests(SynchronousTestCase):
 
