@@ -60,11 +60,55 @@ def require_tool(name: str) -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that was free a moment ago."""
+    """A TCP port on ``host`` that was free a moment ago, below the kernel's
+    ephemeral range (see :func:`_ephemeral_low`).
+
+    A port the kernel hands out for bind(0) is an ephemeral one: between
+    this check and the server's own bind (QEMU's start-up takes long
+    enough) any outgoing connection on the machine may take it as its
+    local port -- seen once as QEMU's "Failed to find an available port:
+    Address already in use" in test_dn_qemu under ``-j2``.  Ports below
+    the range are never taken that way; parallel workers scan separate
+    shares of them, and each call in a process starts after the last port
+    it returned, so two calls in a row give two ports.
+    """
+    global _next_port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    lo, hi = PORT_LOW, _ephemeral_low()
+    if hi - lo < 2 * WORKER_SHARES:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            return s.getsockname()[1]
+    lo, hi = _worker_share(lo, hi)
+    if _next_port is None or not lo <= _next_port < hi:
+        _next_port = lo + (os.getpid() * 37 + int(time.time() * 1000)) % (hi - lo)
+    for i in range(hi - lo):
+        port = lo + (_next_port - lo + i) % (hi - lo)
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _next_port = lo + (port + 1 - lo) % (hi - lo)
+        return port
+    raise RuntimeError(f"no free TCP port on {host} between {lo} and {hi}")
+
+
+#: The lowest port :func:`free_port` returns (display ports from
+#: :func:`free_display` end at 5900 + 5000).
+PORT_LOW = 20000
+
+#: Where the next :func:`free_port` of this process starts looking.
+_next_port: int | None = None
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default 32768)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 #: Parallel trial workers (``-j``) get this many separate shares of the
@@ -81,6 +125,17 @@ def _trial_worker() -> int | None:
     return None
 
 
+def _worker_share(lo: int, hi: int) -> tuple[int, int]:
+    """This parallel trial worker's share of the range ``[lo, hi)`` (all of it
+    outside ``-j`` or when the range is too small to share)."""
+    worker = _trial_worker()
+    if worker is not None and hi - lo >= 2 * WORKER_SHARES:
+        share = (hi - lo) // WORKER_SHARES
+        lo = lo + (worker % WORKER_SHARES) * share
+        hi = lo + share
+    return lo, hi
+
+
 def free_display(host: str = "127.0.0.1", lo: int = 100, hi: int = 5000) -> int:
     """A display number N whose port 5900+N is free on ``host``.
 
@@ -89,11 +144,7 @@ def free_display(host: str = "127.0.0.1", lo: int = 100, hi: int = 5000) -> int:
     one server fail with "Address already in use"); within a share the
     start is spread by process id and time.
     """
-    worker = _trial_worker()
-    if worker is not None and hi - lo >= 2 * WORKER_SHARES:
-        share = (hi - lo) // WORKER_SHARES
-        lo = lo + (worker % WORKER_SHARES) * share
-        hi = lo + share
+    lo, hi = _worker_share(lo, hi)
     start = lo + (os.getpid() * 37 + int(time.time() * 1000)) % (hi - lo)
     for i in range(hi - lo):
         n = lo + (start - lo + i) % (hi - lo)
